@@ -1,1 +1,9 @@
-"""x"""
+"""headway.datasets: LeRobot v3 datasets through lerobot, subtask annotations, resumable collection."""
+
+if __name__ == "datasets":
+    raise ImportError(
+        "this is headway's datasets folder, imported here under the bare name 'datasets', which would hide "
+        "Hugging Face's `datasets` library that lerobot needs. The repository root is on sys.path: import it "
+        "as `headway.datasets` and run tools from outside the root (the `headway` command, `uv run pytest`), "
+        "not `python -c`/`python -m` from the repository root."
+    )

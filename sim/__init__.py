@@ -1,6 +1,19 @@
 """Simulation: robosuite tasks as Gymnasium envs, scripted experts with named stages, oracles."""
 
+import logging
 import os
 
 # MuJoCo picks its GL backend when robosuite is first imported; EGL renders offscreen without a display.
 os.environ.setdefault("MUJOCO_GL", "egl")
+
+_IMPORT_NOISE = ("private macro file", "setup_macros.py", "robosuite_models", "mink-based whole-body IK")
+
+
+def _quiet_robosuite(record: logging.LogRecord) -> bool:
+    """Drop robosuite's INFO chatter and its import-time warnings about optional extras headway does not use."""
+    if record.levelno < logging.WARNING:
+        return False
+    return not any(text in record.getMessage() for text in _IMPORT_NOISE)
+
+
+logging.getLogger("robosuite_logs").addFilter(_quiet_robosuite)

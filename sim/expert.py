@@ -31,7 +31,7 @@ class Behaviour:
     speed: float = 1.0  # <1 is slower (noisy mode)
     fail_stage: int = 1  # where stall / away strike
     fail_after: int = 5  # steps into the failing stage before the failure starts
-    miss_offset: tuple[float, float] = (0.0, 0.0)  # metres, miss_grasp
+    miss_offset: float = 0.0  # metres beside the grasp point, across the fingers (miss_grasp)
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -55,14 +55,12 @@ def sample_behaviour(mode: str, task: Task, rng: np.random.Generator, failure: s
     if mode != "fail":
         raise unknown_name("mode", mode, MODES)
     failure = failure or str(rng.choice(FAILURES))
-    angle = rng.uniform(0, 2 * np.pi)
-    radius = rng.uniform(0.045, 0.06)
     return Behaviour(
         "fail",
         failure=failure,
         fail_stage=int(rng.integers(1, len(task.stages))),
         fail_after=int(rng.integers(2, 6)),
-        miss_offset=(float(radius * np.cos(angle)), float(radius * np.sin(angle))),
+        miss_offset=float(rng.choice([-1.0, 1.0]) * rng.uniform(0.04, 0.05)),
     )
 
 
@@ -120,7 +118,8 @@ class ScriptedExpert:
         phase = self.phases[min(self.index, len(self.phases) - 1)]
         target, gripper, yaw, speed = phase.target(state), phase.gripper, phase.yaw, phase.speed * b.speed
         if b.failure == "miss_grasp" and phase.grasp_point and not self.finished:
-            target = target + np.array([b.miss_offset[0], b.miss_offset[1], 0.0])
+            across = state["eef_rot"][:, 1] * np.array([1.0, 1.0, 0.0])  # level, square to the finger travel
+            target = target + b.miss_offset * across / max(np.linalg.norm(across), 1e-9)
         if b.failure == "drop" and phase.carrying and self.steps_in_phase >= b.fail_after:
             self.dropped = True
         striking = b.failure in ("stall", "away") and phase.stage == b.fail_stage and not self.finished

@@ -7,18 +7,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from headway.sim.env import HeadwayEnv
+from headway.stages import Subtask
 from headway.sim.expert import Behaviour, ScriptedExpert
 
 SETTLE_STEPS = 6  # an episode ends once success has held this many steps
-
-
-@dataclass
-class Subtask:
-    """One annotated stage: its name and its first and last frame (inclusive)."""
-
-    name: str
-    start: int
-    end: int
 
 
 @dataclass

@@ -19,6 +19,7 @@ from headway.sim.tasks.common import (
     robot_state,
 )
 
+REACHED = 0.055  # metres from the cube centre: the open fingers are around or beside it
 LIFT_HEIGHT = 0.12  # metres above the cube's resting height; success is 0.04 above the table
 
 
@@ -44,7 +45,7 @@ class Lift(Task):
 
     def stage_completed(self, stage: int, state: State, env) -> bool:
         if stage == 0:
-            return bool(np.linalg.norm(state["eef"] - state["cube"]) < 0.02)
+            return bool(np.linalg.norm(state["eef"] - state["cube"]) < REACHED)
         if stage == 1:
             return grasped(env, env.cube)
         return self.success(env)

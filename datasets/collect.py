@@ -1,0 +1,240 @@
+"""Resumable collection of mixed-quality simulated demonstrations into a LeRobot dataset.
+
+Layout while working: `<out>.partial/` holds `collect.json` (the configuration) and one staged
+file per finished episode. Only when every episode is staged is the LeRobot dataset written
+(inside the partial folder) and moved to `<out>` in one rename, so `<out>` is either absent or a
+complete dataset. After a kill at any moment, `--resume` keeps the staged episodes and redoes the rest.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from headway.atomic import atomic_write_json, read_json
+from headway.errors import HeadwayError, unknown_name
+from headway.sim.env import DEFAULT_VIEWS, EnvConfig, HeadwayEnv
+from headway.sim.expert import FAILURES, MODES, Behaviour, sample_behaviour
+from headway.sim.rollout import EpisodeRecord, run_episode
+from headway.sim.task import get_task
+
+DEFAULT_MIX = {"expert": 0.6, "noisy": 0.2, "fail": 0.2}
+STAGING = "episodes"
+CONFIG_FILE = "collect.json"
+
+
+def parse_mix(text: str) -> dict[str, float]:
+    """'expert=0.6,noisy=0.2,fail=0.2' -> {'expert': 0.6, ...}."""
+    mix: dict[str, float] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, value = part.partition("=")
+        if not sep:
+            raise HeadwayError(f"mix entry {part!r} is not MODE=SHARE; write e.g. expert=0.6,noisy=0.2,fail=0.2")
+        try:
+            mix[name.strip()] = float(value)
+        except ValueError:
+            raise HeadwayError(f"mix share {value!r} for {name!r} is not a number") from None
+    return mix
+
+
+@dataclass
+class CollectConfig:
+    """What to collect and where."""
+
+    task: str = "lift"
+    episodes: int = 50
+    mix: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_MIX))
+    views: tuple[str, ...] = DEFAULT_VIEWS
+    image_size: int = 84
+    seed: int = 0
+    out: Path = Path("data/lift")
+    fast_render: bool = True
+    vcodec: str = "libsvtav1"
+
+    def __post_init__(self) -> None:
+        self.out = Path(self.out)
+        self.views = tuple(self.views)
+        if self.episodes < 1:
+            raise HeadwayError(f"--episodes must be at least 1, got {self.episodes}")
+        for mode, share in self.mix.items():
+            if mode not in MODES:
+                raise unknown_name("mode", mode, MODES)
+            if not share >= 0:
+                raise HeadwayError(f"mix share of {mode!r} must be >= 0, got {share}")
+        if abs(sum(self.mix.values()) - 1.0) > 1e-6:
+            raise HeadwayError(f"mix shares sum to {sum(self.mix.values()):g}, not 1: {self.mix}")
+        if not self.views:
+            raise HeadwayError("give at least one camera view")
+        self.env_config()  # validates task, views and size before any work
+
+    def env_config(self) -> EnvConfig:
+        return EnvConfig(task=self.task, views=self.views, image_size=self.image_size, fast_render=self.fast_render)
+
+    def identity(self) -> dict:
+        """What must match for a resumed collection to continue this one."""
+        data = asdict(self)
+        data["out"] = str(self.out)
+        data["views"] = list(self.views)
+        return data
+
+
+@dataclass(frozen=True)
+class PlannedEpisode:
+    index: int
+    seed: int
+    behaviour: Behaviour
+
+
+def plan_episodes(config: CollectConfig) -> list[PlannedEpisode]:
+    """Deterministic per-episode seeds and behaviours: mode counts by largest remainder, shuffled."""
+    task = get_task(config.task)
+    shares = {m: config.mix.get(m, 0.0) * config.episodes for m in MODES}
+    counts = {m: int(np.floor(v)) for m, v in shares.items()}
+    for mode in sorted(MODES, key=lambda m: shares[m] - counts[m], reverse=True):
+        if sum(counts.values()) < config.episodes:
+            counts[mode] += 1
+    modes = [m for m in MODES for _ in range(counts[m])]
+    np.random.default_rng([config.seed, 1]).shuffle(modes)
+    planned, failures = [], 0
+    for index, mode in enumerate(modes):
+        rng = np.random.default_rng([config.seed, index, 2])
+        failure = None
+        if mode == "fail":
+            failure = FAILURES[failures % len(FAILURES)]  # every failure kind is represented
+            failures += 1
+        seed = config.seed * 100_000 + index
+        planned.append(PlannedEpisode(index, seed, sample_behaviour(mode, task, rng, failure)))
+    return planned
+
+
+@dataclass
+class CollectSummary:
+    out: Path
+    episodes: int
+    frames: int
+    seconds: float
+    by_mode: dict[str, int]
+    successes_by_mode: dict[str, int]
+    resumed: int = 0
+
+    @property
+    def success_rate(self) -> float:
+        return sum(self.successes_by_mode.values()) / max(self.episodes, 1)
+
+    def render(self) -> str:
+        modes = ", ".join(
+            f"{m}: {self.by_mode[m]} ({self.successes_by_mode.get(m, 0)} succeeded)" for m in sorted(self.by_mode)
+        )
+        rate = self.frames / self.seconds if self.seconds > 0 else float("nan")
+        resumed = f", {self.resumed} kept from an earlier run" if self.resumed else ""
+        return (
+            f"wrote {self.out}: {self.episodes} episodes{resumed}, {self.frames} frames, success rate "
+            f"{self.success_rate:.0%}, {self.seconds:.1f} s ({rate:.1f} frames/s)\n  by mode: {modes}"
+        )
+
+
+def partial_dir(out: Path) -> Path:
+    return out.with_name(out.name + ".partial")
+
+
+def _prepare_output(config: CollectConfig, resume: bool, overwrite: bool) -> Path:
+    """Check the output folders before any work; return the partial folder to work in."""
+    out, partial = config.out, partial_dir(config.out)
+    if out.exists() and any(out.iterdir()):
+        if not (out / "meta" / "info.json").exists():
+            raise HeadwayError(f"{out} exists and holds other files, not a dataset; choose another --out")
+        if not overwrite:
+            raise HeadwayError(f"{out} already holds a dataset; pass --overwrite to replace it or choose another --out")
+    if partial.exists():
+        if overwrite:
+            shutil.rmtree(partial)
+        elif not resume:
+            raise HeadwayError(
+                f"an interrupted collection is in {partial}; pass --resume to finish it or --overwrite to start over"
+            )
+        else:
+            previous = read_json(partial / CONFIG_FILE) if (partial / CONFIG_FILE).exists() else None
+            if previous is not None and previous != config.identity():
+                changed = sorted(k for k in config.identity() if previous.get(k) != config.identity()[k])
+                raise HeadwayError(
+                    f"--resume: the interrupted collection in {partial} used other settings ({', '.join(changed)}); "
+                    "repeat its settings or pass --overwrite to start over"
+                )
+    (partial / STAGING).mkdir(parents=True, exist_ok=True)
+    atomic_write_json(partial / CONFIG_FILE, config.identity())
+    return partial
+
+
+def collect(config: CollectConfig, resume: bool = False, overwrite: bool = False, progress: bool = True) -> CollectSummary:
+    """Collect `config.episodes` scripted episodes into a LeRobot dataset at `config.out`."""
+    from headway.datasets.staging import load_staged_episode, stage_episode
+    from headway.datasets.writer import write_dataset
+
+    started = time.perf_counter()
+    partial = _prepare_output(config, resume, overwrite)
+    staged = lambda i: partial / STAGING / f"episode_{i:06d}.npz"  # noqa: E731
+    plan = plan_episodes(config)
+    todo = [p for p in plan if not staged(p.index).exists()]
+    env = HeadwayEnv(config.env_config()) if todo else None
+    bar = tqdm(total=len(plan), initial=len(plan) - len(todo), desc=f"collect {config.task}", unit="ep", disable=not progress)
+    try:
+        for planned in todo:
+            record = run_episode(env, planned.behaviour, planned.seed)
+            stage_episode(staged(planned.index), record)
+            bar.set_postfix(mode=record.mode, success=record.success)
+            bar.update()
+    finally:
+        bar.close()
+        if env is not None:
+            env.close()
+
+    records_meta = []
+
+    def staged_records():
+        for planned in plan:
+            record: EpisodeRecord = load_staged_episode(staged(planned.index))
+            records_meta.append((record.behaviour.mode, record.success, record.length))
+            yield record
+
+    build = partial / "dataset"
+    if build.exists():
+        shutil.rmtree(build)
+    card = {"task": config.task, "views": list(config.views), "image_size": config.image_size, "collect": config.identity()}
+    object_dim = _object_dim(partial, plan)
+    write_dataset(build, staged_records(), get_task(config.task), config.views, config.image_size, object_dim, card, config.vcodec)
+    _publish(build, config.out)
+    shutil.rmtree(partial)
+    by_mode = Counter(mode for mode, _, _ in records_meta)
+    successes = Counter(mode for mode, success, _ in records_meta if success)
+    return CollectSummary(
+        out=config.out,
+        episodes=len(records_meta),
+        frames=sum(length for _, _, length in records_meta),
+        seconds=time.perf_counter() - started,
+        by_mode=dict(by_mode),
+        successes_by_mode=dict(successes),
+        resumed=len(plan) - len(todo),
+    )
+
+
+def _object_dim(partial: Path, plan: list[PlannedEpisode]) -> int:
+    with np.load(partial / STAGING / f"episode_{plan[0].index:06d}.npz") as data:
+        return int(data["object_state"].shape[1])
+
+
+def _publish(build: Path, out: Path) -> None:
+    """Move the finished dataset to `out`, replacing an old one only once the new one is whole."""
+    old = out.with_name(out.name + ".old")
+    if out.exists():
+        if old.exists():
+            shutil.rmtree(old)
+        out.rename(old)
+    build.rename(out)
+    if old.exists():
+        shutil.rmtree(old)

@@ -1,0 +1,207 @@
+"""Read LeRobot v3.0 datasets episode by episode, decoding each episode's videos sequentially.
+
+Metadata comes from lerobot's `LeRobotDatasetMetadata` (local only: a folder missing its
+metadata is an error, never a download). Frames are decoded with PyAV in one forward pass per
+episode and view, which is far faster than item-by-item random access.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from headway.datasets.annotations import read_proportions, subtasks_from_row
+from headway.errors import HeadwayError
+from headway.stages import Subtask
+
+CODEBASE_VERSION = "v3.0"
+IMAGE_PREFIX = "observation.images."
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a recorded episode ended, when the recorder knew it (headway's simulator does)."""
+
+    success: bool
+    mode: str
+    quality: float
+
+
+@dataclass
+class Episode:
+    """One episode: frames per view, per-frame arrays, annotations and outcome."""
+
+    index: int
+    task: str
+    length: int
+    images: dict[str, np.ndarray]  # view -> (T, H, W, 3) uint8
+    arrays: dict[str, np.ndarray]  # feature key -> (T, ...) for every non-video feature
+    subtasks: list[Subtask] | None
+    outcome: Outcome | None
+    fps: float
+
+    @property
+    def state(self) -> np.ndarray | None:
+        return self.arrays.get("observation.state")
+
+    @property
+    def action(self) -> np.ndarray | None:
+        return self.arrays.get("action")
+
+
+@dataclass
+class DatasetReader:
+    """Episode-level access to a local LeRobot v3.0 dataset."""
+
+    root: Path
+    _file_cache: dict = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        from lerobot.datasets.lerobot_dataset import LeRobotDatasetMetadata
+
+        self.root = Path(self.root)
+        info_path = self.root / "meta" / "info.json"
+        if not info_path.exists():
+            raise HeadwayError(f"{self.root} is not a LeRobot dataset: meta/info.json is missing")
+        import json
+
+        info = json.loads(info_path.read_text())
+        version = info.get("codebase_version")
+        if version != CODEBASE_VERSION:
+            raise HeadwayError(
+                f"{self.root} is a LeRobot {version} dataset; headway reads {CODEBASE_VERSION}. Convert it with "
+                "lerobot's `lerobot.datasets.v30.convert_dataset_v21_to_v30` first"
+            )
+        for needed in ("meta/tasks.parquet", "meta/episodes"):
+            if not (self.root / needed).exists():
+                raise HeadwayError(f"{self.root} is missing {needed}; the dataset was not finalised or was damaged")
+        self.meta = LeRobotDatasetMetadata(repo_id=f"local/{self.root.name}", root=self.root)
+        self._episodes = self.meta.episodes.to_pandas().set_index("episode_index", drop=False)
+
+    # -- dataset level ----------------------------------------------------------------------------
+    @property
+    def fps(self) -> float:
+        return float(self.meta.fps)
+
+    @property
+    def num_episodes(self) -> int:
+        return int(self.meta.total_episodes)
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.meta.total_frames)
+
+    @property
+    def camera_keys(self) -> list[str]:
+        return list(self.meta.video_keys) + list(self.meta.image_keys)
+
+    @property
+    def views(self) -> list[str]:
+        """Camera names without the `observation.images.` prefix."""
+        return [k[len(IMAGE_PREFIX) :] if k.startswith(IMAGE_PREFIX) else k for k in self.camera_keys]
+
+    @property
+    def tasks(self) -> list[str]:
+        return list(self.meta.tasks.index)
+
+    def card(self) -> dict:
+        """headway's dataset card (`meta/headway.json`), empty for datasets recorded elsewhere."""
+        import json
+
+        path = self.root / "meta" / "headway.json"
+        return json.loads(path.read_text()) if path.exists() else {}
+
+    def stage_proportions(self) -> dict[str, float] | None:
+        return read_proportions(self.root)
+
+    # -- episode level ----------------------------------------------------------------------------
+    def _row(self, index: int) -> dict:
+        if not 0 <= index < self.num_episodes:
+            raise HeadwayError(f"episode {index} is not in {self.root} (it has episodes 0-{self.num_episodes - 1})")
+        return self._episodes.loc[index].to_dict()
+
+    def subtasks(self, index: int) -> list[Subtask] | None:
+        return subtasks_from_row(_clean(self._row(index)))
+
+    def outcome(self, index: int) -> Outcome | None:
+        row = self._row(index)
+        if "headway_success" not in row or row["headway_success"] is None:
+            return None
+        return Outcome(bool(row["headway_success"]), str(row["headway_mode"]), float(row["headway_quality"]))
+
+    def episode(self, index: int, views: list[str] | None = None, decode: bool = True) -> Episode:
+        """Episode `index` with frames of `views` (default: all) decoded, unless `decode` is False."""
+        row = self._row(index)
+        arrays = self._frame_arrays(index, row)
+        length = int(row["length"])
+        images = {}
+        if decode:
+            for view in views if views is not None else self.views:
+                images[view] = self._decode(index, row, self._camera_key(view), length)
+        task_names = row["tasks"]
+        task = str(task_names[0]) if len(task_names) else ""
+        return Episode(index, task, length, images, arrays, self.subtasks(index), self.outcome(index), self.fps)
+
+    def _camera_key(self, view: str) -> str:
+        key = view if view.startswith(IMAGE_PREFIX) else IMAGE_PREFIX + view
+        if key not in self.camera_keys:
+            raise HeadwayError(f"{self.root} has no camera {view!r}; its cameras are: {', '.join(self.views)}")
+        return key
+
+    def _frame_arrays(self, index: int, row: dict) -> dict[str, np.ndarray]:
+        path = self.root / self.meta.get_data_file_path(index)
+        table = self._file_cache.get(path)
+        if table is None:
+            self._file_cache.clear()  # one data file in memory at a time
+            table = pq.read_table(path)
+            self._file_cache[path] = table
+        episode_column = table.column("episode_index").to_numpy()
+        rows = np.flatnonzero(episode_column == index)
+        part = table.take(rows)
+        arrays = {}
+        for name in part.column_names:
+            column = part.column(name).to_pylist()
+            arrays[name] = np.asarray(column)
+        if len(rows) != int(row["length"]):
+            raise HeadwayError(
+                f"episode {index}: the data file has {len(rows)} frames but the metadata says {row['length']}; "
+                "the dataset is damaged"
+            )
+        return arrays
+
+    def _decode(self, index: int, row: dict, key: str, length: int) -> np.ndarray:
+        import av
+
+        path = self.root / self.meta.get_video_file_path(index, key)
+        if not path.exists():
+            raise HeadwayError(f"episode {index}: video file {path} for {key} is missing")
+        start = float(row[f"videos/{key}/from_timestamp"])
+        tolerance = 0.5 / self.fps
+        frames: list[np.ndarray] = []
+        try:
+            with av.open(str(path)) as container:
+                stream = container.streams.video[0]
+                stream.thread_type = "AUTO"
+                container.seek(int(max(start - tolerance, 0) / stream.time_base), stream=stream, backward=True)
+                for frame in container.decode(stream):
+                    if frame.time is None or frame.time < start - tolerance:
+                        continue
+                    frames.append(frame.to_ndarray(format="rgb24"))
+                    if len(frames) == length:
+                        break
+        except av.error.FFmpegError as error:
+            raise HeadwayError(f"episode {index}: cannot decode {path} ({error}); the video file is corrupt") from None
+        if len(frames) != length:
+            raise HeadwayError(
+                f"episode {index}: video {key} has {len(frames)} frames but the data has {length}; "
+                "the video file is truncated or does not belong to this dataset"
+            )
+        return np.stack(frames)
+
+
+def _clean(row: dict) -> dict:
+    """NaN/None-safe copy of a metadata row (pandas turns missing lists into NaN)."""
+    return {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in row.items()}
