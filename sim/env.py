@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,24 +72,25 @@ class HeadwayEnv(gym.Env):
         size = self.config.image_size
         kwargs = dict(self.task.env_kwargs)
         kwargs.update(self.config.env_overrides)
-        self._env = robosuite.make(
-            self.task.robosuite_env,
-            robots="Panda",
-            controller_configs=load_composite_controller_config(controller="BASIC"),
-            has_renderer=False,
-            has_offscreen_renderer=bool(views),
-            use_camera_obs=bool(views),
-            camera_names=views or "agentview",
-            camera_heights=size,
-            camera_widths=size,
-            control_freq=CONTROL_FREQ,
-            horizon=self.horizon,
-            ignore_done=True,
-            hard_reset=False,
-            reward_shaping=True,
-            reward_scale=1.0,
-            **kwargs,
-        )
+        with _seeded_scene_construction():
+            self._env = robosuite.make(
+                self.task.robosuite_env,
+                robots="Panda",
+                controller_configs=load_composite_controller_config(controller="BASIC"),
+                has_renderer=False,
+                has_offscreen_renderer=bool(views),
+                use_camera_obs=bool(views),
+                camera_names=views or "agentview",
+                camera_heights=size,
+                camera_widths=size,
+                control_freq=CONTROL_FREQ,
+                horizon=self.horizon,
+                ignore_done=True,
+                hard_reset=False,
+                reward_shaping=True,
+                reward_scale=1.0,
+                **kwargs,
+            )
         if self.config.fast_render:
             from headway.sim.rendering import apply_fast_rendering
 
@@ -188,6 +190,22 @@ class HeadwayEnv(gym.Env):
             "state": proprio,
             "object": obs["object-state"].astype(np.float32),
         }
+
+
+@contextmanager
+def _seeded_scene_construction():
+    """robosuite samples object sizes from unseeded `np.random.default_rng()` while building a scene;
+    seed those draws so every process builds the same scene (episodes then depend on their seed only)."""
+    unseeded = np.random.default_rng
+
+    def seeded(seed=None, *args, **kwargs):
+        return unseeded(0 if seed is None else seed, *args, **kwargs)
+
+    np.random.default_rng = seeded
+    try:
+        yield
+    finally:
+        np.random.default_rng = unseeded
 
 
 def make_env(task: str = "lift", **kwargs: Any) -> HeadwayEnv:

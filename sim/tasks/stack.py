@@ -84,7 +84,7 @@ class Stack(Task):
             return _xy_error(state) + _lift_gap(state)
         if stage == 4:
             return _xy_error(state) + _place_gap(state)
-        return max(RELEASED_GAP - state["gripper_gap"], 0.0)
+        return max(RELEASED_GAP - state["gripper_gap"], 0.0) + _off_b(state)
 
 
 def _grasp_yaw(state: State) -> float:
@@ -156,6 +156,12 @@ def _place_gap(state: State) -> float:
     """Height of the red cube's bottom above the green cube's top."""
     bottom = state["cubeA"][2] - state["cubeA_half"]
     return max(bottom - state["cubeB_top"], 0.0)
+
+
+def _off_b(state: State) -> float:
+    """How far the red cube is from resting centred on the green cube (beyond small slack)."""
+    bottom = state["cubeA"][2] - state["cubeA_half"]
+    return max(_xy_error(state) - 0.005, 0.0) + max(abs(bottom - state["cubeB_top"]) - 0.002, 0.0)
 
 
 TASKS.register(

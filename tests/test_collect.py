@@ -1,0 +1,145 @@
+"""Collection into LeRobot datasets: round trip through lerobot, resume after a kill, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import TINY_SIZE, TINY_VIEWS, tiny_config
+
+from headway.datasets.collect import CollectConfig, collect, parse_mix, partial_dir, plan_episodes
+from headway.datasets.info import dataset_info
+from headway.datasets.reader import DatasetReader
+from headway.errors import HeadwayError
+
+
+def test_lerobot_loads_the_dataset_with_every_feature(tiny_dataset):
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+    dataset = LeRobotDataset("headway/lift", root=tiny_dataset, video_backend="pyav")
+    assert dataset.num_episodes == 3
+    assert dataset.meta.video_keys == [f"observation.images.{v}" for v in TINY_VIEWS]
+    item = dataset[len(dataset) - 1]
+    assert item["observation.images.agentview"].shape == (3, TINY_SIZE, TINY_SIZE)
+    assert item["observation.state"].shape == (9,) and item["action"].shape == (7,)
+    assert item["task"] == "pick up the red cube and lift it"
+    for key in ("next.reward", "next.success", "next.done", "oracle.stage", "oracle.tau"):
+        assert key in item
+    assert bool(item["next.done"]), "the last frame of an episode is done"
+
+
+def test_annotations_and_outcomes_are_in_lerobots_episode_metadata(tiny_dataset):
+    from lerobot.datasets.utils import load_episodes
+
+    episodes = load_episodes(tiny_dataset).to_pandas()
+    for column in ("sparse_subtask_names", "sparse_subtask_start_frames", "sparse_subtask_end_frames",
+                   "sparse_subtask_start_times", "sparse_subtask_end_times", "subtask_names",
+                   "headway_success", "headway_mode", "headway_quality"):
+        assert column in episodes.columns, column
+    reader = DatasetReader(tiny_dataset)
+    modes = sorted(reader.outcome(i).mode for i in range(3))
+    assert modes[0] == "expert" and "noisy" in modes
+    for index in range(3):
+        row = episodes.iloc[index]
+        subtasks = reader.subtasks(index)
+        assert list(row["sparse_subtask_names"]) == [s.name for s in subtasks]
+        assert list(row["sparse_subtask_end_frames"]) == [s.end for s in subtasks]
+        outcome = reader.outcome(index)
+        assert outcome.success == (len(subtasks) == 3)
+    proportions = json.loads((tiny_dataset / "meta" / "temporal_proportions_sparse.json").read_text())
+    assert list(proportions) == ["reach the cube", "grasp the cube", "lift the cube"]
+    assert abs(sum(proportions.values()) - 1) < 1e-9
+
+
+def test_reader_decodes_every_frame_of_every_view(tiny_dataset):
+    reader = DatasetReader(tiny_dataset)
+    for index in range(reader.num_episodes):
+        episode = reader.episode(index)
+        for view in TINY_VIEWS:
+            assert episode.images[view].shape == (episode.length, TINY_SIZE, TINY_SIZE, 3)
+        assert episode.state.shape == (episode.length, 9)
+        # consecutive decoded frames differ (the arm moves), so frames were not repeated
+        assert np.abs(np.diff(episode.images["agentview"].astype(int), axis=0)).sum() > 0
+
+
+def test_dataset_info_summarises(tiny_dataset):
+    info = dataset_info(tiny_dataset)
+    assert info["views"] == list(TINY_VIEWS) and info["episodes"] == 3 and info["fps"] == 20
+    assert info["annotated_episodes"] == 3
+    assert sum(m["episodes"] for m in info["outcomes_by_mode"].values()) == 3
+    assert set(info["stage_proportions"]) == {"reach the cube", "grasp the cube", "lift the cube"}
+
+
+def test_plan_is_deterministic_and_respects_the_mix():
+    config = tiny_config(Path("/nonexistent"), episodes=10, mix={"expert": 0.6, "noisy": 0.2, "fail": 0.2})
+    plan = plan_episodes(config)
+    assert plan == plan_episodes(config)
+    modes = [p.behaviour.mode for p in plan]
+    assert (modes.count("expert"), modes.count("noisy"), modes.count("fail")) == (6, 2, 2)
+    failures = {p.behaviour.failure for p in plan if p.behaviour.mode == "fail"}
+    assert len(failures) == 2, "fail episodes cycle through the failure kinds"
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [("expert=0.5,noisy=0.2", "sum to 0.7"), ("expert=1,dancing=0", "valid modes"), ("expert", "MODE=SHARE")],
+)
+def test_bad_mix_is_refused(text, message):
+    with pytest.raises(HeadwayError, match=message):
+        CollectConfig(mix=parse_mix(text), out=Path("/nonexistent"))
+
+
+def test_existing_dataset_is_refused_without_overwrite(tiny_dataset, tmp_path):
+    with pytest.raises(HeadwayError, match="--overwrite"):
+        collect(tiny_config(tiny_dataset), progress=False)
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    with pytest.raises(HeadwayError, match="not a dataset"):
+        collect(tiny_config(other), progress=False)
+    assert (other / "notes.txt").read_text() == "mine"
+
+
+def _episode_arrays(root: Path) -> list[tuple]:
+    reader = DatasetReader(root)
+    rows = []
+    for index in range(reader.num_episodes):
+        episode = reader.episode(index, decode=False)
+        rows.append((episode.length, episode.action.tolist(), reader.subtasks(index), reader.outcome(index)))
+    return rows
+
+
+def test_kill_and_resume_gives_the_same_dataset(tiny_dataset, tmp_path):
+    out = tmp_path / "killed"
+    script = (
+        "from pathlib import Path; import sys; sys.path.insert(0, {tests!r}); from conftest import tiny_config;"
+        "from headway.datasets.collect import collect; collect(tiny_config(Path({out!r})), progress=False)"
+    ).format(tests=str(Path(__file__).parent), out=str(out))
+    process = subprocess.Popen([sys.executable, "-c", script], start_new_session=True)
+    staged = partial_dir(out) / "episodes"
+    deadline = time.time() + 300
+    while time.time() < deadline and not list(staged.glob("episode_*.npz")):
+        time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert list(staged.glob("episode_*.npz")), "the collection never staged an episode"
+    assert not out.exists(), "an interrupted collection must not leave a dataset that looks complete"
+
+    with pytest.raises(HeadwayError, match="--resume"):
+        collect(tiny_config(out), progress=False)
+    with pytest.raises(HeadwayError, match="seed"):
+        collect(tiny_config(out, seed=99), resume=True, progress=False)
+    summary = collect(tiny_config(out), resume=True, progress=False)
+    assert summary.resumed >= 1 and summary.episodes == 3
+    assert not partial_dir(out).exists()
+    assert _episode_arrays(out) == _episode_arrays(tiny_dataset)
+    episodes = pd.read_parquet(next((out / "meta" / "episodes").rglob("*.parquet")))
+    assert len(episodes) == 3
