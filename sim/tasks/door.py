@@ -30,9 +30,9 @@ from headway.sim.tasks.common import (
 )
 
 # The grasp point in the handle's frame: 6 cm out from the door's mid-plane along the handle base (the
-# panel's face is at 2 cm, the lever at 8.5 cm), 1 cm below its axis so the finger pads, which sit a
+# panel's face is at 2 cm, the lever at 8.5 cm), 1.5 cm below its axis so the finger pads, which sit a
 # little above the gripper's site, close across the middle of the cylinder rather than wedge off its top.
-GRASP_POINT = np.array([0.0, -0.06, -0.01])
+GRASP_POINT = np.array([0.0, -0.06, -0.015])
 HANDLE_WIDTH = 0.05  # diameter of the handle base
 LET_GO_GAP = 0.065  # fingers wider apart than this hold nothing (closed on the handle: 0.05; open: 0.08)
 OPEN_ANGLE = 0.3  # radians; robosuite's success threshold
@@ -121,7 +121,7 @@ TASKS.register(
         robosuite_env="Door",
         instruction="open the door",
         stages=("reach the handle", "grasp the handle", "pull the door open"),
-        horizon=250,
+        horizon=300,
         env_kwargs={"use_latch": False},
     ),
 )

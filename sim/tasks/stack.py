@@ -21,12 +21,12 @@ from headway.sim.tasks.common import (
 
 CROWDED = 0.1  # cubes closer than this (centre to centre) could catch a finger on the green one
 CLEARANCE = 0.05  # metres between the carried cube's bottom and the green cube's top while moving
-LIFTED = 0.03  # the red cube's bottom this far above the green cube's top counts as lifted
+LIFTED = 0.02  # the red cube's bottom this far above the green cube's top counts as lifted
 ABOVE_XY = 0.015  # the red cube's centre this close to the green cube's in xy counts as over it
 RELEASED_GAP = 0.06  # finger gap at which the fingers are clear of the 4 cm red cube
 PRESS = 0.005  # how far below resting height the placing target aims
 RISE = 0.04  # how far above the released cube's top the gripper backs off
-SETTLE_STEPS = 6  # steps holding the placed cube still before opening
+SETTLE_STEPS = 6  # steps holding the placed cube still before opening (outlasts any failure's fail_after)
 
 
 @dataclass(frozen=True)
@@ -42,14 +42,14 @@ class Stack(Task):
 
     def plan(self, state: State, rng: np.random.Generator) -> list[Phase]:
         at = lambda s: s["cubeA"]  # noqa: E731
-        yaw = _grasp_yaw
+        yaw = _grasp_yaw(state)
         return [
-            Phase(0, _above_a, OPEN, yaw, done=_over_a_and_turned),
+            Phase(0, _above_a, OPEN, yaw, done=_over_a_and_turned(yaw)),
             Phase(0, at, OPEN, yaw, tolerance=0.008, grasp_point=True),
             Phase(1, at, CLOSED, yaw, min_steps=GRASP_STEPS, max_steps=GRASP_STEPS, grasp_point=True),
             Phase(2, _lifted, CLOSED, None, tolerance=0.015, carrying=True, max_steps=80),
             Phase(3, _over_b, CLOSED, None, tolerance=0.01, carrying=True, max_steps=80),
-            Phase(4, _on_b, CLOSED, None, carrying=True, max_steps=60, done=lambda s, n: _place_gap(s) < 0.001),
+            Phase(4, _on_b, CLOSED, None, carrying=True, max_steps=60, done=_set_down),
             Phase(5, _on_b, CLOSED, None, min_steps=SETTLE_STEPS, max_steps=SETTLE_STEPS),
             Phase(5, _on_b, OPEN, None, min_steps=GRASP_STEPS, max_steps=GRASP_STEPS),
             Phase(5, _risen, OPEN, None, tolerance=0.015, max_steps=30),
@@ -77,7 +77,8 @@ class Stack(Task):
         if stage == 0:
             return float(np.linalg.norm(state["eef"] - state["cubeA"]))
         if stage == 1:
-            return float(np.linalg.norm(state["eef"] - state["cubeA"])) + gripper_closing_distance(state, 0.04)
+            reach = float(np.linalg.norm(state["eef"] - state["cubeA"]))
+            return reach + gripper_closing_distance(state, 2 * state["cubeA_half"])
         if stage == 2:
             return _lift_gap(state)
         if stage == 3:
@@ -87,28 +88,37 @@ class Stack(Task):
         return max(RELEASED_GAP - state["gripper_gap"], 0.0) + _off_b(state)
 
 
-def _grasp_yaw(state: State) -> float:
-    """Fingers square to the red cube's faces (`aligned_yaw`), kept off the green cube.
+def _grasp_yaw(state: State):
+    """A phase yaw with the fingers square to the red cube's faces, kept off the green cube.
 
-    When the cubes sit close together, of the two face-aligned finger axes take the one more
-    nearly perpendicular to the line between them, so neither finger lands on the green cube.
+    Normally `aligned_yaw("cubeA")`. When the cubes start close together, of the two face-aligned
+    finger axes it takes the one more nearly perpendicular to the line between them (fixed from
+    the initial state, so a nudged green cube does not swing the gripper round mid-grasp).
     """
     between = state["cubeB"][:2] - state["cubeA"][:2]
     if np.linalg.norm(between) > CROWDED:
-        return aligned_yaw("cubeA")(state)
+        return aligned_yaw("cubeA")
     across = float(np.arctan2(between[1], between[0])) + np.pi / 2  # the fingers open along the yaw
-    face = nearest_grasp_yaw(state["cubeA_yaw"], across)
-    return nearest_grasp_yaw(face, state["eef_yaw"], np.pi)
+
+    def yaw(s: State) -> float:
+        face = nearest_grasp_yaw(s["cubeA_yaw"], across)
+        return nearest_grasp_yaw(face, s["eef_yaw"], np.pi)
+
+    return yaw
 
 
 def _above_a(state: State) -> np.ndarray:
     return state["cubeA"] + np.array([0.0, 0.0, 0.08])
 
 
-def _over_a_and_turned(state: State, steps: int) -> bool:
-    """Above the red cube with the fingers turned to the grasp heading (before going down)."""
-    turn = abs((_grasp_yaw(state) - state["eef_yaw"] + np.pi) % (2 * np.pi) - np.pi)
-    return bool(np.linalg.norm(state["eef"] - _above_a(state)) < 0.015 and turn < 0.05)
+def _over_a_and_turned(yaw):
+    """Done: above the red cube with the fingers turned to the grasp heading (before going down)."""
+
+    def done(state: State, steps: int) -> bool:
+        turn = abs((yaw(state) - state["eef_yaw"] + np.pi) % (2 * np.pi) - np.pi)
+        return bool(np.linalg.norm(state["eef"] - _above_a(state)) < 0.015 and turn < 0.05)
+
+    return done
 
 
 def _grip_offset(state: State) -> np.ndarray:
@@ -134,6 +144,10 @@ def _on_b(state: State) -> np.ndarray:
     offset = _grip_offset(state)
     z = state["cubeB_top"] + state["cubeA_half"] + offset[2] - PRESS
     return np.array([state["cubeB"][0] + offset[0], state["cubeB"][1] + offset[1], z])
+
+
+def _set_down(state: State, steps: int) -> bool:
+    return _place_gap(state) < 0.001
 
 
 def _risen(state: State) -> np.ndarray:
@@ -178,6 +192,6 @@ TASKS.register(
             "place it on the green cube",
             "release the red cube",
         ),
-        horizon=400,
+        horizon=300,
     ),
 )

@@ -1,0 +1,75 @@
+"""The one protocol every headway reward model implements.
+
+Labelling, shaping, RL and the rollout controller hold a `RewardModel` and never care which kind.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+
+@dataclass
+class RewardOutput:
+    """Per-frame scores of an episode (or of one step, with T = 1)."""
+
+    progress: np.ndarray  # (T,) normalised task progress in [0, 1]
+    stage: np.ndarray  # (T,) most likely stage index
+    stage_probs: np.ndarray  # (T, K)
+    success: np.ndarray  # (T,) probability the task has succeeded
+    uncertainty: np.ndarray  # (T,) spread of the ensemble's progress (0 for a single model)
+
+    def __len__(self) -> int:
+        return int(self.progress.shape[0])
+
+    def step(self, t: int) -> RewardOutput:
+        return RewardOutput(*(field[t : t + 1] for field in self._fields()))
+
+    def _fields(self) -> tuple[np.ndarray, ...]:
+        return (self.progress, self.stage, self.stage_probs, self.success, self.uncertainty)
+
+    @staticmethod
+    def concatenate(parts: list[RewardOutput]) -> RewardOutput:
+        return RewardOutput(*(np.concatenate(column) for column in zip(*(p._fields() for p in parts))))
+
+
+@runtime_checkable
+class StreamingScorer(Protocol):
+    """Scores one multi-view observation at a time, from the past and present only."""
+
+    def step(self, images: dict[str, np.ndarray], state: np.ndarray | None = None) -> RewardOutput: ...
+
+    def reset(self) -> None: ...
+
+
+@runtime_checkable
+class RewardModel(Protocol):
+    """A process reward model over camera views."""
+
+    @property
+    def views(self) -> tuple[str, ...]: ...
+
+    @property
+    def stage_names(self) -> tuple[str, ...]: ...
+
+    @property
+    def image_size(self) -> int: ...
+
+    def score_episode(
+        self,
+        images: dict[str, np.ndarray],
+        task: str,
+        state: np.ndarray | None = None,
+        batch_size: int = 256,
+    ) -> RewardOutput:
+        """Score every frame of an episode (views -> (T, H, W, 3) uint8), causally."""
+        ...
+
+    def stream(self, task: str) -> StreamingScorer:
+        """A scorer for a live episode of `task`."""
+        ...
+
+    def save(self, path: Path) -> None: ...

@@ -1,0 +1,242 @@
+"""`StageRewardModel`: the stage-aware PRM behind headway's reward-model protocol, with save/load."""
+
+from __future__ import annotations
+
+import json
+from collections import deque
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from headway import __version__
+from headway.errors import HeadwayError, unknown_name
+from headway.reward.interface import RewardOutput
+from headway.reward.stage_model import StageModelConfig, StageRewardNet, task_tensors, window_indices
+
+FORMAT = "headway.stage_reward"
+FORMAT_VERSION = 1
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+
+
+def default_device(device: str | None = None) -> torch.device:
+    """The requested device, else CUDA when present, else CPU."""
+    if device is not None:
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise HeadwayError(f"--device {device} was asked for but CUDA is not available here; use --device cpu")
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+class StageRewardModel:
+    """Scores multi-view episodes offline in batches, or online one step at a time, with the same numbers."""
+
+    def __init__(self, net: StageRewardNet, device: str | torch.device | None = None) -> None:
+        self.device = default_device(device) if not isinstance(device, torch.device) else device
+        self.net = net.to(self.device).eval()
+        self.config: StageModelConfig = net.config
+
+    # -- protocol properties -------------------------------------------------------------------------
+    @property
+    def views(self) -> tuple[str, ...]:
+        return self.config.views
+
+    @property
+    def stage_names(self) -> tuple[str, ...]:
+        return self.config.stage_names
+
+    @property
+    def image_size(self) -> int:
+        return self.config.image_size
+
+    # -- input checks --------------------------------------------------------------------------------
+    def check_views(self, views) -> list[str]:
+        views = list(views)
+        if not views:
+            raise HeadwayError(f"no camera views given; this model knows {', '.join(self.views)}")
+        for view in views:
+            if view not in self.views:
+                raise unknown_name("view of this model", view, self.views)
+        return views
+
+    def check_images(self, images: dict[str, np.ndarray], single: bool = False) -> int:
+        """Validate frames: known views, (T,)H,W,3 uint8 at the model's size, equal lengths. Returns T."""
+        self.check_views(images)
+        lengths = set()
+        for view, frames in images.items():
+            frames = np.asarray(frames)
+            expected_dims = 3 if single else 4
+            if frames.ndim != expected_dims:
+                raise HeadwayError(f"view {view!r}: expected {'H x W x 3' if single else 'T x H x W x 3'} frames, got shape {frames.shape}")
+            height, width, channels = frames.shape[-3:]
+            if channels != 3:
+                if frames.shape[-3] == 3:
+                    raise HeadwayError(f"view {view!r}: frames look channels-first {frames.shape}; pass channels-last RGB (H x W x 3)")
+                raise HeadwayError(f"view {view!r}: frames have {channels} channels; pass RGB (H x W x 3)")
+            if (height, width) != (self.image_size, self.image_size):
+                raise HeadwayError(
+                    f"view {view!r}: frames are {height}x{width} but the model takes {self.image_size}x{self.image_size}; "
+                    "resize them first (headway's labelling does this for you)"
+                )
+            if frames.dtype != np.uint8:
+                raise HeadwayError(f"view {view!r}: frames are {frames.dtype}; pass uint8 RGB in 0-255")
+            lengths.add(1 if single else frames.shape[0])
+        if len(lengths) != 1:
+            raise HeadwayError(f"views have different frame counts: { {v: len(f) for v, f in images.items()} }")
+        length = lengths.pop()
+        if length == 0:
+            raise HeadwayError("the episode is empty: no frames to score")
+        return length
+
+    @staticmethod
+    def check_state(state: np.ndarray | None) -> None:
+        if state is not None and not np.all(np.isfinite(np.asarray(state, dtype=np.float64))):
+            raise HeadwayError("the state contains NaN or inf; fix the recording or pass state=None")
+
+    # -- scoring -------------------------------------------------------------------------------------
+    def _view_tensor(self, images: dict[str, np.ndarray], start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor]:
+        size = self.image_size
+        batch = torch.zeros(stop - start, len(self.views), 3, size, size, device=self.device)
+        present = torch.zeros(stop - start, len(self.views), dtype=torch.bool, device=self.device)
+        for slot, view in enumerate(self.views):
+            if view in images:
+                frames = torch.from_numpy(np.ascontiguousarray(images[view][start:stop])).to(self.device)
+                batch[:, slot] = frames.permute(0, 3, 1, 2).float() / 255.0
+                present[:, slot] = True
+        return batch, present
+
+    @torch.no_grad()
+    def frame_tokens(self, images: dict[str, np.ndarray], batch_size: int = 256) -> torch.Tensor:
+        """One fused token per frame (T, D), encoded in batches."""
+        length = self.check_images(images)
+        tokens = []
+        for start in range(0, length, batch_size):
+            batch, present = self._view_tensor(images, start, min(start + batch_size, length))
+            tokens.append(self.net.frame_tokens(self.net.view_features(batch), present))
+        return torch.cat(tokens)
+
+    @torch.no_grad()
+    def score_tokens(self, tokens: torch.Tensor, task: str, batch_size: int = 1024) -> RewardOutput:
+        """Score every time step from its causal window of frame tokens."""
+        length = tokens.shape[0]
+        indices, valid = window_indices(np.arange(length), self.config.window)
+        parts = []
+        for start in range(0, length, batch_size):
+            stop = min(start + batch_size, length)
+            idx = torch.from_numpy(indices[start:stop]).to(self.device)
+            windows = tokens[idx]
+            valid_t = torch.from_numpy(valid[start:stop]).to(self.device)
+            times = idx.float() / self.config.fps
+            task_ids, offsets = task_tensors([task] * (stop - start), self.device)
+            parts.append(self._output(self.net.temporal_forward(windows, valid_t, times, task_ids, offsets)))
+        return RewardOutput.concatenate(parts)
+
+    def score_episode(
+        self, images: dict[str, np.ndarray], task: str, state: np.ndarray | None = None, batch_size: int = 256
+    ) -> RewardOutput:
+        self.check_state(state)
+        return self.score_tokens(self.frame_tokens(images, batch_size), task)
+
+    @staticmethod
+    def _output(prediction: dict[str, torch.Tensor]) -> RewardOutput:
+        progress = prediction["progress"].clamp(0.0, 1.0)
+        stage_probs = prediction["stage_probs"].mean(1)
+        return RewardOutput(
+            progress=progress.mean(1).cpu().numpy().astype(np.float32),
+            stage=stage_probs.argmax(-1).cpu().numpy().astype(np.int64),
+            stage_probs=stage_probs.cpu().numpy().astype(np.float32),
+            success=torch.sigmoid(prediction["success_logit"]).mean(1).cpu().numpy().astype(np.float32),
+            uncertainty=(progress.std(1, unbiased=False) if progress.shape[1] > 1 else progress[:, 0] * 0)
+            .cpu()
+            .numpy()
+            .astype(np.float32),
+        )
+
+    def stream(self, task: str) -> StageStreamingScorer:
+        return StageStreamingScorer(self, task)
+
+    # -- persistence ---------------------------------------------------------------------------------
+    def save(self, path: Path) -> None:
+        """Write `config.json` and `model.safetensors` to the folder `path` (atomically per file)."""
+        from safetensors.torch import save_file
+
+        from headway.atomic import atomic_write_json
+
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().cpu().contiguous() for k, v in self.net.state_dict().items()}
+        if not self.net.encoder.trainable:  # frozen towers reload from their own path or hub id
+            state = {k: v for k, v in state.items() if not k.startswith("encoder.")}
+        temporary = path / f".{WEIGHTS_FILE}.tmp"
+        save_file(state, str(temporary))
+        temporary.replace(path / WEIGHTS_FILE)
+        atomic_write_json(
+            path / CONFIG_FILE,
+            {"format": FORMAT, "format_version": FORMAT_VERSION, "headway_version": __version__, "model": self.config.to_dict()},
+        )
+
+    @classmethod
+    def load(cls, path: Path, device: str | None = None) -> StageRewardModel:
+        """Load a checkpoint folder, checking its format and version first."""
+        from safetensors.torch import load_file
+
+        path = Path(path)
+        config_path, weights_path = path / CONFIG_FILE, path / WEIGHTS_FILE
+        if not config_path.exists() or not weights_path.exists():
+            raise HeadwayError(f"{path} is not a headway reward checkpoint: it needs {CONFIG_FILE} and {WEIGHTS_FILE}")
+        try:
+            meta = json.loads(config_path.read_text())
+        except json.JSONDecodeError as error:
+            raise HeadwayError(f"{config_path} is not valid JSON ({error})") from None
+        if meta.get("format") != FORMAT:
+            raise HeadwayError(f"{path} holds a {meta.get('format')!r} checkpoint, not a stage-aware reward model")
+        if meta.get("format_version") != FORMAT_VERSION:
+            raise HeadwayError(
+                f"{path} was written by headway {meta.get('headway_version')} in checkpoint format "
+                f"{meta.get('format_version')}; this headway ({__version__}) reads format {FORMAT_VERSION}. "
+                "Retrain the model or use the headway version that wrote it"
+            )
+        net = StageRewardNet(StageModelConfig(**meta["model"]))
+        try:
+            state = load_file(str(weights_path))
+        except Exception as error:  # safetensors raises its own error types for damaged files
+            raise HeadwayError(f"{weights_path} cannot be read ({error}); the checkpoint is damaged") from None
+        missing, unexpected = net.load_state_dict(state, strict=False)
+        missing = [k for k in missing if not (k.startswith("encoder.") and not net.encoder.trainable)]
+        if missing or unexpected:
+            raise HeadwayError(f"{weights_path} does not match its config (missing {missing[:3]}, unexpected {unexpected[:3]})")
+        return cls(net, device)
+
+
+class StageStreamingScorer:
+    """Online scoring: the first frame and the last W frame tokens, one new observation per step."""
+
+    def __init__(self, model: StageRewardModel, task: str) -> None:
+        self.model = model
+        self.task = task
+        self.reset()
+
+    def reset(self) -> None:
+        self.t = 0
+        self.first: torch.Tensor | None = None
+        self.recent: deque[torch.Tensor] = deque(maxlen=self.model.config.window)
+
+    @torch.no_grad()
+    def step(self, images: dict[str, np.ndarray], state: np.ndarray | None = None) -> RewardOutput:
+        model = self.model
+        model.check_images(images, single=True)
+        model.check_state(state)
+        batch, present = model._view_tensor({v: np.asarray(f)[None] for v, f in images.items()}, 0, 1)
+        token = model.net.frame_tokens(model.net.view_features(batch), present)[0]
+        if self.first is None:
+            self.first = token
+        self.recent.append(token)
+        indices, valid = window_indices(self.t, model.config.window)
+        window = [self.first] + [self.recent[0]] * (model.config.window - len(self.recent)) + list(self.recent)
+        windows = torch.stack(window)[None]
+        times = torch.from_numpy(indices).float().to(model.device) / model.config.fps
+        task_ids, offsets = task_tensors([self.task], model.device)
+        prediction = model.net.temporal_forward(windows, torch.from_numpy(valid).to(model.device), times, task_ids, offsets)
+        self.t += 1
+        return model._output(prediction)

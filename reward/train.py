@@ -1,0 +1,213 @@
+"""Training of the stage-aware reward model: seeded, resumable, with a progress bar showing the loss."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from headway.datasets.annotations import temporal_proportions
+from headway.datasets.reader import DatasetReader
+from headway.errors import HeadwayError
+from headway.reward.labels import StagePrior
+from headway.reward.stage_model import StageModelConfig, StageRewardNet, task_tensors
+from headway.reward.stage_reward import StageRewardModel, default_device
+from headway.reward.training_data import SegmentSampler, dataset_stage_names, load_episodes
+
+TRAIN_STATE = "train_state.pt"
+
+
+@dataclass
+class TrainConfig:
+    """What to train on and how long."""
+
+    datasets: list[Path]
+    out: Path
+    encoder: str = "conv"
+    views: tuple[str, ...] | None = None  # None: every camera of the first dataset
+    image_size: int = 84
+    steps: int = 3000
+    segments: int = 8  # episode segments per batch
+    segment: int = 24  # frames per segment
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    window: int = 8
+    dim: int = 128
+    ensemble: int = 3
+    rewind_prob: float = 0.8
+    mismatch_prob: float = 0.2
+    view_dropout: float = 0.3
+    linear_if_missing: bool = False
+    seed: int = 0
+    checkpoint_every: int = 250
+    device: str | None = None
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.datasets = [Path(d) for d in self.datasets]
+        self.out = Path(self.out)
+        if not self.datasets:
+            raise HeadwayError("give at least one --dataset to train on")
+        if self.steps < 1 or self.segments < 1 or self.segment < 1:
+            raise HeadwayError("--steps, segments and segment length must be positive")
+
+
+def _losses(prediction: dict[str, torch.Tensor], batch, member_masks: torch.Tensor) -> dict[str, torch.Tensor]:
+    stage_logits = prediction["stage_logits"]  # (P, M, K)
+    members = stage_logits.shape[1]
+    stage = batch.stage[:, None].expand(-1, members)
+    ce = F.cross_entropy(stage_logits.flatten(0, 1), stage.flatten(), reduction="none").view(-1, members)
+    tau = prediction["tau"].gather(-1, stage[..., None])[..., 0]
+    tau_error = (tau - batch.tau[:, None]).abs() * batch.matched[:, None]
+    progress_error = (prediction["progress"] - batch.progress[:, None]).abs()
+    success = F.binary_cross_entropy_with_logits(
+        prediction["success_logit"], batch.success[:, None].expand(-1, members), reduction="none"
+    )
+    weights = member_masks / member_masks.sum(0, keepdim=True).clamp(min=1)
+
+    def reduce(values: torch.Tensor) -> torch.Tensor:
+        return (values * weights).sum(0).mean()
+
+    parts = {"stage": reduce(ce), "tau": reduce(tau_error), "progress": reduce(progress_error), "success": reduce(success)}
+    parts["total"] = parts["stage"] + parts["tau"] + 2.0 * parts["progress"] + 0.5 * parts["success"]
+    return parts
+
+
+def train_reward_model(config: TrainConfig, resume: bool = False, progress: bool = True) -> dict:
+    """Train and save a checkpoint folder at `config.out`; returns a summary."""
+    started = time.perf_counter()
+    device = default_device(config.device)
+    torch.manual_seed(config.seed)
+    readers = [DatasetReader(root) for root in config.datasets]
+    views = tuple(config.views) if config.views else tuple(readers[0].views)
+    stage_names = dataset_stage_names(readers)
+    annotations = [r.subtasks(i) for r in readers for i in range(r.num_episodes)]
+    prior = StagePrior.from_mapping(temporal_proportions([a for a in annotations if a], stage_names))
+    episodes = load_episodes(
+        config.datasets, views, config.image_size, stage_names, prior, config.linear_if_missing, progress
+    )
+    model_config = StageModelConfig(
+        views=views,
+        stage_names=stage_names,
+        stage_proportions=prior.proportions,
+        image_size=config.image_size,
+        encoder=config.encoder,
+        dim=config.dim,
+        window=config.window,
+        ensemble=config.ensemble,
+        fps=readers[0].fps,
+        tasks=tuple(sorted({e.task for e in episodes})),
+    )
+    net = StageRewardNet(model_config).to(device)
+    optimizer = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=config.lr, weight_decay=config.weight_decay)
+    warmup = max(1, config.steps // 20)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer,
+        lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, config.steps) / config.steps)),
+    )
+    sampler = SegmentSampler(
+        episodes, config.window, model_config.fps, config.segment, config.rewind_prob, config.mismatch_prob,
+        config.view_dropout, config.seed,
+    )
+    step = 0
+    state_path = config.out / TRAIN_STATE
+    if resume and state_path.exists():
+        state = torch.load(state_path, map_location=device, weights_only=False)
+        if state["train_config"] != _identity(config):
+            raise HeadwayError(f"--resume: {state_path} was written with other training settings; use another --out")
+        net.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        sampler.rng.bit_generator.state = state["sampler_rng"]
+        torch.set_rng_state(state["torch_rng"])
+        step = state["step"]
+    elif config.out.exists() and any(config.out.iterdir()) and not resume:
+        raise HeadwayError(f"{config.out} is not empty; pass --resume to continue its training or choose another --out")
+    config.out.mkdir(parents=True, exist_ok=True)
+
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
+    bar = tqdm(total=config.steps, initial=step, desc="train reward", unit="step", disable=not progress)
+    history = []
+    net.train()
+    while step < config.steps:
+        batch = sampler.sample(config.segments)
+        images = batch.frames.to(device).float() / 255.0
+        with autocast:
+            features = net.view_features(images)
+            tokens = net.frame_tokens(features, batch.present.to(device))
+            windows = tokens[batch.windows.to(device)]
+            task_ids, offsets = task_tensors(batch.tasks, device)
+            prediction = net.temporal_forward(windows, batch.valid.to(device), batch.times.to(device), task_ids, offsets)
+        batch_on_device = _to_device(batch, device)
+        members = torch.bernoulli(torch.full((len(batch.tasks), config.ensemble), 0.8, device=device))
+        losses = _losses({k: v.float() for k, v in prediction.items()}, batch_on_device, members)
+        optimizer.zero_grad(set_to_none=True)
+        losses["total"].backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+        optimizer.step()
+        schedule.step()
+        step += 1
+        history.append({k: float(v) for k, v in losses.items()})
+        bar.set_postfix(loss=f"{losses['total'].item():.3f}", stage=f"{losses['stage'].item():.3f}")
+        bar.update()
+        if step % config.checkpoint_every == 0 or step == config.steps:
+            _save_state(state_path, net, optimizer, schedule, sampler, step, config)
+    bar.close()
+    net.eval()
+    StageRewardModel(net, device).save(config.out)
+    seconds = time.perf_counter() - started
+    recent = history[-50:] if history else []
+    return {
+        "out": str(config.out),
+        "steps": step,
+        "episodes": len(episodes),
+        "frames": int(sum(len(e.stage) for e in episodes)),
+        "views": list(views),
+        "stages": list(stage_names),
+        "final_loss": float(np.mean([h["total"] for h in recent])) if recent else float("nan"),
+        "seconds": seconds,
+    }
+
+
+def _identity(config: TrainConfig) -> dict:
+    data = asdict(config)
+    data["datasets"] = [str(d) for d in config.datasets]
+    data["out"] = str(config.out)
+    data.pop("device")
+    return data
+
+
+def _to_device(batch, device):
+    from dataclasses import replace
+
+    return replace(
+        batch,
+        stage=batch.stage.to(device),
+        tau=batch.tau.to(device),
+        progress=batch.progress.to(device),
+        success=batch.success.to(device),
+        matched=batch.matched.to(device).float(),
+    )
+
+
+def _save_state(path: Path, net, optimizer, schedule, sampler, step: int, config: TrainConfig) -> None:
+    temporary = path.with_name(path.name + ".tmp")
+    torch.save(
+        {
+            "model": net.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "schedule": schedule.state_dict(),
+            "sampler_rng": sampler.rng.bit_generator.state,
+            "torch_rng": torch.get_rng_state(),
+            "step": step,
+            "train_config": _identity(config),
+        },
+        temporary,
+    )
+    temporary.replace(path)

@@ -1,0 +1,236 @@
+"""Episodes held in memory with their SARM targets, and the segment sampler that builds training batches.
+
+A training sample is a short segment of one episode (plus its first frame): every frame in it is
+encoded once and serves every window that ends inside the segment, which makes training several
+times cheaper than encoding each window on its own. Augmentations as SARM: rewind (frames played
+backwards with their earlier targets) and mismatched task text (target: no progress).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from headway.datasets.reader import DatasetReader
+from headway.errors import HeadwayError
+from headway.reward.labels import StagePrior, stage_targets
+from headway.stages import Subtask
+
+# Instructions used as mismatched-task negatives when the data has a single task.
+NEGATIVE_TASKS = (
+    "open the drawer",
+    "wipe the table",
+    "fold the towel",
+    "push the button",
+    "pour water into the cup",
+    "put the lid on the pot",
+    "stack the red cube on the green cube",
+    "put the can in its bin",
+    "open the door",
+    "pick up the red cube and lift it",
+)
+
+
+@dataclass
+class EpisodeData:
+    task: str
+    frames: torch.Tensor  # (T, V, 3, H, W) uint8, views in model order (zeros where a view is absent)
+    present: torch.Tensor  # (V,) bool: views this episode has
+    stage: np.ndarray  # (T,)
+    tau: np.ndarray  # (T,)
+    progress: np.ndarray  # (T,)
+    success: np.ndarray  # (T,) has the task succeeded by this frame
+
+
+def episode_success_targets(subtasks: list[Subtask] | None, length: int, stage_count: int, succeeded: bool | None) -> np.ndarray:
+    """1 from the frame the last stage is complete onward, for successful episodes; else 0."""
+    targets = np.zeros(length, dtype=np.float32)
+    complete = subtasks is not None and len(subtasks) == stage_count
+    if complete and (succeeded is None or succeeded):
+        targets[subtasks[-1].end :] = 1.0
+    return targets
+
+
+def dataset_stage_names(readers: list[DatasetReader]) -> tuple[str, ...]:
+    """The stage names shared by every dataset (from headway's card or the SARM proportions file)."""
+    names = None
+    for reader in readers:
+        card_stages = reader.card().get("stages")
+        proportions = reader.stage_proportions()
+        these = tuple(card_stages) if card_stages else tuple(proportions or ())
+        if not these:
+            raise HeadwayError(
+                f"{reader.root} has no stage list (meta/temporal_proportions_sparse.json); annotate it with stages first"
+            )
+        if names is not None and these != names:
+            raise HeadwayError(f"datasets disagree on the task stages: {list(names)} vs {list(these)} ({reader.root})")
+        names = these
+    return names
+
+
+def load_episodes(
+    roots: list[Path],
+    views: tuple[str, ...],
+    image_size: int,
+    stage_names: tuple[str, ...],
+    prior: StagePrior,
+    linear_if_missing: bool = False,
+    progress: bool = True,
+) -> list[EpisodeData]:
+    """Decode every episode of `roots` into memory with its targets (errors name the bad episode)."""
+    import cv2
+
+    episodes = []
+    for root in roots:
+        reader = DatasetReader(root)
+        have = [v for v in views if v in reader.views]
+        if not have:
+            raise HeadwayError(f"{root} has none of the model's views {list(views)}; its cameras: {reader.views}")
+        for index in tqdm(range(reader.num_episodes), desc=f"load {Path(root).name}", disable=not progress):
+            episode = reader.episode(index, views=have)
+            where = f"{root} episode {index}"
+            try:
+                stage, tau = stage_targets(episode.subtasks, episode.length, stage_names, index, prior, linear_if_missing)
+            except HeadwayError as error:
+                raise type(error)(f"{root}: {error}") from None
+            frames = torch.zeros(episode.length, len(views), 3, image_size, image_size, dtype=torch.uint8)
+            for slot, view in enumerate(views):
+                if view not in episode.images:
+                    continue
+                images = episode.images[view]
+                if images.shape[1:3] != (image_size, image_size):
+                    images = np.stack([cv2.resize(f, (image_size, image_size), interpolation=cv2.INTER_AREA) for f in images])
+                frames[:, slot] = torch.from_numpy(images).permute(0, 3, 1, 2)
+            state = episode.state
+            if state is not None and not np.all(np.isfinite(state)):
+                raise HeadwayError(f"{where}: observation.state has NaN or inf")
+            succeeded = episode.outcome.success if episode.outcome else None
+            episodes.append(
+                EpisodeData(
+                    task=episode.task,
+                    frames=frames,
+                    present=torch.tensor([v in episode.images for v in views]),
+                    stage=stage,
+                    tau=tau,
+                    progress=prior.progress(stage, tau),
+                    success=episode_success_targets(episode.subtasks, episode.length, len(stage_names), succeeded),
+                )
+            )
+    if not episodes:
+        raise HeadwayError(f"no episodes in {[str(r) for r in roots]}")
+    return episodes
+
+
+@dataclass
+class Batch:
+    frames: torch.Tensor  # (N, V, 3, H, W) uint8: every frame the batch needs, once
+    present: torch.Tensor  # (N, V) bool
+    windows: torch.Tensor  # (P, W+1) indices into frames
+    valid: torch.Tensor  # (P, W+1) bool
+    times: torch.Tensor  # (P, W+1) seconds
+    tasks: list[str]  # (P,)
+    stage: torch.Tensor  # (P,)
+    tau: torch.Tensor
+    progress: torch.Tensor
+    success: torch.Tensor
+    matched: torch.Tensor  # (P,) bool: task text is the episode's own
+
+
+class SegmentSampler:
+    """Draws batches of episode segments with SARM's augmentations and random view dropout."""
+
+    def __init__(
+        self,
+        episodes: list[EpisodeData],
+        window: int,
+        fps: float,
+        segment: int = 24,
+        rewind_prob: float = 0.8,
+        mismatch_prob: float = 0.2,
+        view_dropout: float = 0.3,
+        seed: int = 0,
+    ) -> None:
+        self.episodes = episodes
+        self.window = window
+        self.fps = fps
+        self.segment = segment
+        self.rewind_prob = rewind_prob
+        self.mismatch_prob = mismatch_prob
+        self.view_dropout = view_dropout
+        self.rng = np.random.default_rng(seed)
+        own = sorted({e.task for e in episodes})
+        self.negatives = [t for t in NEGATIVE_TASKS if t not in own] + own
+
+    def sample(self, segments: int) -> Batch:
+        frames, present, rows = [], [], []
+        offset = 0
+        for _ in range(segments):
+            episode = self.episodes[int(self.rng.integers(len(self.episodes)))]
+            sequence, times = self._sequence(len(episode.stage))
+            view_mask = self._view_mask(episode.present)
+            chosen = np.concatenate([[0], sequence])  # slot 0 of the list: the episode's first frame
+            frames.append(episode.frames[torch.from_numpy(chosen)])
+            present.append(view_mask.expand(len(chosen), -1))
+            task, matched = episode.task, True
+            if self.rng.random() < self.mismatch_prob:
+                task, matched = str(self.rng.choice([t for t in self.negatives if t != episode.task])), False
+            starts_at_zero = sequence[0] == 0
+            for position in range(len(sequence)):
+                if position < self.window - 1 and not starts_at_zero:
+                    continue  # its window would reach before the segment: not what inference sees
+                recent = position - np.arange(self.window - 1, -1, -1)
+                valid_recent = recent >= 0
+                slots = np.concatenate([[0], np.where(valid_recent, recent + 1, 0)])
+                slot_times = np.concatenate([[0.0], np.where(valid_recent, times[np.maximum(recent, 0)], 0.0)])
+                frame = sequence[position]
+                rows.append(
+                    (
+                        slots + offset,
+                        np.concatenate([[True], valid_recent]),
+                        slot_times,
+                        task,
+                        matched,
+                        (episode.stage[frame], episode.tau[frame], episode.progress[frame], episode.success[frame]),
+                    )
+                )
+            offset += len(chosen)
+        slots, valid, times, tasks, matched, targets = zip(*rows)
+        stage, tau, progress, success = (np.array(column) for column in zip(*targets))
+        matched_array = np.array(matched)
+        return Batch(
+            frames=torch.cat(frames),
+            present=torch.cat(present),
+            windows=torch.from_numpy(np.stack(slots)),
+            valid=torch.from_numpy(np.stack(valid)),
+            times=torch.from_numpy(np.stack(times)).float(),
+            tasks=list(tasks),
+            stage=torch.from_numpy(np.where(matched_array, stage, 0)).long(),
+            tau=torch.from_numpy(np.where(matched_array, tau, 0.0)).float(),
+            progress=torch.from_numpy(np.where(matched_array, progress, 0.0)).float(),
+            success=torch.from_numpy(np.where(matched_array, success, 0.0)).float(),
+            matched=torch.from_numpy(matched_array),
+        )
+
+    def _sequence(self, length: int) -> tuple[np.ndarray, np.ndarray]:
+        """Frame indices of a segment (maybe ending with a rewind) and their elapsed times in seconds."""
+        end = int(self.rng.integers(length))
+        start = max(0, end - self.segment + 1)
+        sequence = np.arange(start, end + 1)
+        if self.rng.random() < self.rewind_prob and end > 0:
+            back = int(self.rng.integers(1, 5))
+            sequence = np.concatenate([sequence, np.maximum(end - np.arange(1, back + 1), 0)])
+        times = (start + np.arange(len(sequence))) / self.fps  # time goes on while the video rewinds
+        return sequence, times
+
+    def _view_mask(self, present: torch.Tensor) -> torch.Tensor:
+        available = torch.nonzero(present).flatten().tolist()
+        mask = present.clone()
+        if len(available) > 1 and self.rng.random() < self.view_dropout:
+            keep = self.rng.choice(available, size=int(self.rng.integers(1, len(available))), replace=False)
+            mask[:] = False
+            mask[torch.as_tensor(keep)] = True
+        return mask[None]
