@@ -15,6 +15,7 @@ from tqdm import tqdm
 from headway.datasets.annotations import temporal_proportions
 from headway.datasets.reader import DatasetReader
 from headway.errors import HeadwayError
+from headway.perception.encoders import build_encoder
 from headway.reward.labels import StagePrior
 from headway.reward.stage_model import StageModelConfig, StageRewardNet, task_tensors
 from headway.reward.stage_reward import StageRewardModel, default_device
@@ -44,6 +45,8 @@ class TrainConfig:
     mismatch_prob: float = 0.2
     view_dropout: float = 0.3
     linear_if_missing: bool = False
+    allow_download: bool = False  # a hub id for --encoder hf:... may be fetched (otherwise local only)
+    feature_cache: Path | None = None  # where a frozen encoder's features are kept (default ~/.cache/headway)
     seed: int = 0
     checkpoint_every: int = 250
     device: str | None = None
@@ -89,8 +92,10 @@ def train_reward_model(config: TrainConfig, resume: bool = False, progress: bool
     stage_names = dataset_stage_names(readers)
     annotations = [r.subtasks(i) for r in readers for i in range(r.num_episodes)]
     prior = StagePrior.from_mapping(temporal_proportions([a for a in annotations if a], stage_names))
+    encoder = build_encoder(config.encoder, **({"allow_download": config.allow_download} if config.encoder.startswith("hf:") else {}))
+    features = None if encoder.trainable else cached_features(readers, encoder, views, config.feature_cache, progress)
     episodes = load_episodes(
-        config.datasets, views, config.image_size, stage_names, prior, config.linear_if_missing, progress
+        config.datasets, views, config.image_size, stage_names, prior, config.linear_if_missing, progress, features
     )
     model_config = StageModelConfig(
         views=views,
@@ -104,7 +109,7 @@ def train_reward_model(config: TrainConfig, resume: bool = False, progress: bool
         fps=readers[0].fps,
         tasks=tuple(sorted({e.task for e in episodes})),
     )
-    net = StageRewardNet(model_config).to(device)
+    net = StageRewardNet(model_config, encoder).to(device)
     optimizer = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=config.lr, weight_decay=config.weight_decay)
     warmup = max(1, config.steps // 20)
     schedule = torch.optim.lr_scheduler.LambdaLR(
@@ -137,9 +142,11 @@ def train_reward_model(config: TrainConfig, resume: bool = False, progress: bool
     net.train()
     while step < config.steps:
         batch = sampler.sample(config.segments)
-        images = batch.frames.to(device).float() / 255.0
         with autocast:
-            features = net.view_features(images)
+            if net.encoder.trainable:
+                features = net.view_features(batch.frames.to(device).float() / 255.0)
+            else:
+                features = batch.frames.to(device).float()
             tokens = net.frame_tokens(features, batch.present.to(device))
             windows = tokens[batch.windows.to(device)]
             task_ids, offsets = task_tensors(batch.tasks, device)
@@ -175,11 +182,28 @@ def train_reward_model(config: TrainConfig, resume: bool = False, progress: bool
     }
 
 
+def cached_features(readers, encoder, views, cache_root: Path | None, progress: bool):
+    """Encode each dataset once with a frozen encoder (reusing earlier runs) and return a lookup."""
+    from headway.perception.feature_cache import FeatureCache, cache_dataset_features, dataset_fingerprint
+
+    cache = FeatureCache(Path(cache_root) if cache_root else Path.home() / ".cache" / "headway" / "features")
+    for reader in readers:
+        cache_dataset_features(reader, encoder, cache, [v for v in views if v in reader.views], progress=progress)
+    spec = encoder.spec()
+    fingerprints = {str(reader.root): dataset_fingerprint(reader.root) for reader in readers}
+
+    def lookup(reader, episode: int, view: str):
+        return cache.get(spec, fingerprints[str(reader.root)], episode, view)
+
+    return lookup
+
+
 def _identity(config: TrainConfig) -> dict:
     data = asdict(config)
     data["datasets"] = [str(d) for d in config.datasets]
     data["out"] = str(config.out)
     data.pop("device")
+    data["feature_cache"] = str(config.feature_cache) if config.feature_cache else None
     return data
 
 

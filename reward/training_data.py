@@ -8,6 +8,7 @@ backwards with their earlier targets) and mismatched task text (target: no progr
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,7 +39,8 @@ NEGATIVE_TASKS = (
 @dataclass
 class EpisodeData:
     task: str
-    frames: torch.Tensor  # (T, V, 3, H, W) uint8, views in model order (zeros where a view is absent)
+    frames: torch.Tensor  # (T, V, 3, H, W) uint8 frames, or (T, V, E) cached features of a frozen encoder
+
     present: torch.Tensor  # (V,) bool: views this episode has
     stage: np.ndarray  # (T,)
     tau: np.ndarray  # (T,)
@@ -80,8 +82,13 @@ def load_episodes(
     prior: StagePrior,
     linear_if_missing: bool = False,
     progress: bool = True,
+    features: Callable[[DatasetReader, int, str], np.ndarray] | None = None,
 ) -> list[EpisodeData]:
-    """Decode every episode of `roots` into memory with its targets (errors name the bad episode)."""
+    """Every episode of `roots` in memory with its targets (errors name the bad episode).
+
+    With `features` (reader, episode, view) -> (T, E), a frozen encoder's cached features stand
+    in for the frames and no video is decoded.
+    """
     import cv2
 
     episodes = []
@@ -91,14 +98,22 @@ def load_episodes(
         if not have:
             raise HeadwayError(f"{root} has none of the model's views {list(views)}; its cameras: {reader.views}")
         for index in tqdm(range(reader.num_episodes), desc=f"load {Path(root).name}", disable=not progress):
-            episode = reader.episode(index, views=have)
+            episode = reader.episode(index, views=have, decode=features is None)
             where = f"{root} episode {index}"
             try:
                 stage, tau = stage_targets(episode.subtasks, episode.length, stage_names, index, prior, linear_if_missing)
             except HeadwayError as error:
                 raise type(error)(f"{root}: {error}") from None
-            frames = torch.zeros(episode.length, len(views), 3, image_size, image_size, dtype=torch.uint8)
-            for slot, view in enumerate(views):
+            if features is not None:
+                cached = {v: torch.from_numpy(np.asarray(features(reader, index, v))) for v in have}
+                width = next(iter(cached.values())).shape[1]
+                frames = torch.zeros(episode.length, len(views), width, dtype=torch.float16)
+                for slot, view in enumerate(views):
+                    if view in cached:
+                        frames[:, slot] = cached[view].to(torch.float16)
+            else:
+                frames = torch.zeros(episode.length, len(views), 3, image_size, image_size, dtype=torch.uint8)
+            for slot, view in enumerate(views if features is None else ()):
                 if view not in episode.images:
                     continue
                 images = episode.images[view]
@@ -113,7 +128,7 @@ def load_episodes(
                 EpisodeData(
                     task=episode.task,
                     frames=frames,
-                    present=torch.tensor([v in episode.images for v in views]),
+                    present=torch.tensor([v in have for v in views]),
                     stage=stage,
                     tau=tau,
                     progress=prior.progress(stage, tau),

@@ -1,0 +1,173 @@
+"""The stage-aware reward model: causal, offline == online, any view subset, save/load, bad input, training."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from headway.errors import HeadwayError
+from headway.reward.interface import RewardModel
+from headway.reward.stage_model import StageModelConfig, StageRewardNet
+from headway.reward.stage_reward import StageRewardModel
+from headway.reward.train import TrainConfig, train_reward_model
+
+VIEWS = ("agentview", "robot0_eye_in_hand")
+SIZE = 32
+
+
+@pytest.fixture(scope="module")
+def model() -> StageRewardModel:
+    torch.manual_seed(0)
+    config = StageModelConfig(
+        views=VIEWS, stage_names=("a", "b", "c"), stage_proportions=(0.5, 0.2, 0.3), image_size=SIZE, dim=32, window=4, ensemble=3
+    )
+    return StageRewardModel(StageRewardNet(config), device="cpu")
+
+
+def episode(length: int = 12, seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return {v: rng.integers(0, 256, (length, SIZE, SIZE, 3), dtype=np.uint8) for v in VIEWS}
+
+
+def test_implements_the_reward_model_protocol(model):
+    assert isinstance(model, RewardModel)
+    out = model.score_episode(episode(), "lift the cube")
+    assert len(out) == 12 and out.stage_probs.shape == (12, 3)
+    assert np.all((out.progress >= 0) & (out.progress <= 1)) and np.all((out.success >= 0) & (out.success <= 1))
+    np.testing.assert_allclose(out.stage_probs.sum(1), 1.0, atol=1e-5)
+    assert np.all(out.uncertainty > 0), "an ensemble of three heads disagrees a little"
+
+
+def test_no_future_frame_changes_a_past_score(model):
+    frames = episode(16)
+    changed = {v: f.copy() for v, f in frames.items()}
+    for view in VIEWS:
+        changed[view][9:] = 255 - changed[view][9:]
+    before, after = model.score_episode(frames, "lift"), model.score_episode(changed, "lift")
+    np.testing.assert_array_equal(before.progress[:9], after.progress[:9])
+    assert not np.allclose(before.progress[9:], after.progress[9:])
+
+
+def test_offline_and_online_scoring_agree(model):
+    frames = episode(14, seed=1)
+    offline = model.score_episode(frames, "lift")
+    scorer = model.stream("lift")
+    online = [scorer.step({v: frames[v][t] for v in VIEWS}) for t in range(14)]
+    for name in ("progress", "success", "uncertainty"):
+        np.testing.assert_allclose(np.concatenate([getattr(o, name) for o in online]), getattr(offline, name), atol=1e-5)
+    np.testing.assert_array_equal(np.concatenate([o.stage for o in online]), offline.stage)
+    scorer.reset()
+    np.testing.assert_allclose(scorer.step({v: frames[v][0] for v in VIEWS}).progress, offline.progress[:1], atol=1e-5)
+
+
+def test_any_non_empty_subset_of_views_can_be_scored(model):
+    frames = episode()
+    both = model.score_episode(frames, "lift")
+    only_wrist = model.score_episode({"robot0_eye_in_hand": frames["robot0_eye_in_hand"]}, "lift")
+    assert len(only_wrist) == len(both) and not np.allclose(only_wrist.progress, both.progress)
+    with pytest.raises(HeadwayError, match="no camera views"):
+        model.score_episode({}, "lift")
+
+
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda f: {**f, "frontview": f["agentview"]}, "valid view of this models: .*agentview"),
+        (lambda f: {v: x.transpose(0, 3, 1, 2) for v, x in f.items()}, "channels-first"),
+        (lambda f: {v: x[:, :16, :16] for v, x in f.items()}, "16x16 but the model takes 32x32"),
+        (lambda f: {v: x.astype(np.float32) for v, x in f.items()}, "uint8"),
+        (lambda f: {v: x[:0] for v, x in f.items()}, "empty"),
+        (lambda f: {"agentview": f["agentview"], "robot0_eye_in_hand": f["robot0_eye_in_hand"][:5]}, "different frame counts"),
+    ],
+)
+def test_bad_frames_are_clear_errors(model, mutate, message):
+    with pytest.raises(HeadwayError, match=message):
+        model.score_episode(mutate(episode()), "lift")
+
+
+def test_nan_state_is_refused(model):
+    state = np.zeros((12, 9))
+    state[3, 2] = np.nan
+    with pytest.raises(HeadwayError, match="NaN"):
+        model.score_episode(episode(), "lift", state=state)
+
+
+def test_save_and_load_round_trip(model, tmp_path):
+    model.save(tmp_path / "ckpt")
+    loaded = StageRewardModel.load(tmp_path / "ckpt", device="cpu")
+    frames = episode()
+    np.testing.assert_allclose(loaded.score_episode(frames, "lift").progress, model.score_episode(frames, "lift").progress, atol=1e-6)
+    assert loaded.views == VIEWS and loaded.stage_names == ("a", "b", "c")
+
+
+def test_loading_checks_format_version_and_files(model, tmp_path):
+    path = tmp_path / "ckpt"
+    model.save(path)
+    meta = json.loads((path / "config.json").read_text())
+    meta["format_version"] = 99
+    (path / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(HeadwayError, match="format 99"):
+        StageRewardModel.load(path)
+    with pytest.raises(HeadwayError, match="not a headway reward checkpoint"):
+        StageRewardModel.load(tmp_path / "nothing")
+
+
+def test_training_resumes_after_an_interruption_to_the_same_model(tiny_dataset, tmp_path, monkeypatch):
+    from headway.reward.training_data import SegmentSampler
+
+    def config(out):
+        return TrainConfig(datasets=[tiny_dataset], out=out, image_size=SIZE, steps=4, dim=32, segments=2,
+                           segment=8, window=4, checkpoint_every=2, seed=3)
+
+    straight = train_reward_model(config(tmp_path / "a"), progress=False)
+    assert straight["steps"] == 4 and np.isfinite(straight["final_loss"])
+
+    original, calls = SegmentSampler.sample, []
+
+    def interrupted(self, segments):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return original(self, segments)
+
+    monkeypatch.setattr(SegmentSampler, "sample", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train_reward_model(config(tmp_path / "b"), progress=False)
+    monkeypatch.setattr(SegmentSampler, "sample", original)
+    assert not (tmp_path / "b" / "model.safetensors").exists(), "an interrupted training must not look finished"
+    with pytest.raises(HeadwayError, match="--resume"):
+        train_reward_model(config(tmp_path / "b"), progress=False)
+    resumed = train_reward_model(config(tmp_path / "b"), resume=True, progress=False)
+    assert resumed["steps"] == 4
+    a = StageRewardModel.load(tmp_path / "a", device="cpu")
+    b = StageRewardModel.load(tmp_path / "b", device="cpu")
+    frames = {v: np.zeros((6, SIZE, SIZE, 3), np.uint8) + 100 for v in VIEWS}
+    np.testing.assert_allclose(a.score_episode(frames, "t").progress, b.score_episode(frames, "t").progress, atol=1e-5)
+
+
+def test_a_frozen_hf_tower_trains_from_features_cached_once(tiny_dataset, tmp_path, monkeypatch):
+    from test_hf_encoder import _dinov2, save_tiny
+
+    from headway.perception import feature_cache
+
+    save_tiny(tmp_path / "dino", _dinov2)
+    encoded = []
+    original = feature_cache._encode_frames
+    monkeypatch.setattr(feature_cache, "_encode_frames", lambda *a, **k: encoded.append(1) or original(*a, **k))
+
+    def config(out):
+        return TrainConfig(datasets=[tiny_dataset], out=out, encoder=f"hf:{tmp_path / 'dino'}", image_size=SIZE,
+                           steps=2, dim=32, segments=2, segment=8, window=4, feature_cache=tmp_path / "cache")
+
+    train_reward_model(config(tmp_path / "first"), progress=False)
+    first_run = len(encoded)
+    assert first_run > 0
+    train_reward_model(config(tmp_path / "second"), progress=False)
+    assert len(encoded) == first_run, "the second training re-encoded frames instead of reading the cache"
+    model = StageRewardModel.load(tmp_path / "second", device="cpu")
+    assert not model.net.encoder.trainable
+    frames = {v: np.zeros((5, SIZE, SIZE, 3), np.uint8) for v in VIEWS}
+    assert len(model.score_episode(frames, "lift")) == 5
