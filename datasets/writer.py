@@ -66,11 +66,13 @@ def write_dataset(
     vcodec: str = "libsvtav1",
 ) -> None:
     """Write `episodes` (in order) as a new LeRobot dataset at `root`, which must not exist."""
+    import av
     import datasets as hf_datasets
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
     os.environ.setdefault("SVT_LOG", "1")  # the AV1 encoder's banner, printed per episode, otherwise
     hf_datasets.disable_progress_bars()
+    av.logging.set_level(av.logging.ERROR)  # the mp4 muxer's per-file notes
     dataset = LeRobotDataset.create(
         repo_id=f"headway/{task.name}",
         fps=CONTROL_FREQ,

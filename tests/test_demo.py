@@ -1,0 +1,34 @@
+"""`headway demo` end to end on a tiny configuration: every stage runs, caches, and the report is written."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from headway.demo import DemoConfig, run_demo
+from headway.errors import HeadwayError
+
+TINY = {"episodes": 3, "eval_episodes": 3, "reward_steps": 2, "image_size": 32}
+
+
+def test_demo_runs_end_to_end_then_skips_finished_stages(tmp_path, capsys):
+    config = DemoConfig(task="lift", out=tmp_path / "demo", overrides=TINY)
+    result = run_demo(config)
+    stages = result["stages"]
+    assert "train the stage-aware reward model" in stages
+    assert set(stages["evaluate the reward model on held-out episodes"]["metrics"]) >= {"voc", "kendall_tau"}
+    report = (tmp_path / "demo" / "report.html").read_text()
+    assert "Reward model on held-out episodes" in report and "data:image/png;base64" in report
+    assert json.loads((tmp_path / "demo" / "stages.json").read_text())["stages"].keys() == stages.keys()
+
+    capsys.readouterr()
+    run_demo(config)
+    assert capsys.readouterr().out.count("done earlier, skipped") == len(stages)
+
+
+def test_demo_refuses_a_folder_from_other_settings(tmp_path):
+    (tmp_path / "demo").mkdir()
+    (tmp_path / "demo" / "stages.json").write_text(json.dumps({"config": {"task": "stack"}, "stages": {}}))
+    with pytest.raises(HeadwayError, match="other settings"):
+        run_demo(DemoConfig(task="lift", out=tmp_path / "demo", overrides=TINY))
