@@ -58,7 +58,7 @@ def sample_behaviour(mode: str, task: Task, rng: np.random.Generator, failure: s
     return Behaviour(
         "fail",
         failure=failure,
-        fail_stage=int(rng.integers(1, len(task.stages))),
+        fail_stage=int(rng.choice(task.failable_stages or range(1, len(task.stages)))),
         fail_after=int(rng.integers(2, 6)),
         miss_offset=float(rng.choice([-1.0, 1.0]) * rng.uniform(0.04, 0.05)),
     )
@@ -91,6 +91,7 @@ class ScriptedExpert:
         self.dropped = False
         self.frozen: np.ndarray | None = None
         self.retreating = False
+        self.retreat = np.zeros(3)
 
     def reset(self, state: State) -> None:
         self.phases = self.task.plan(state, self.rng)
@@ -100,6 +101,7 @@ class ScriptedExpert:
         self.home = np.asarray(state["eef"], dtype=float).copy()
         self.stage_start = self.home.copy()
         self.dropped = self.retreating = False
+        self.retreat = self.home.copy()
         self.frozen = None
 
     @property
@@ -118,21 +120,22 @@ class ScriptedExpert:
         phase = self.phases[min(self.index, len(self.phases) - 1)]
         target, gripper, yaw, speed = phase.target(state), phase.gripper, phase.yaw, phase.speed * b.speed
         if b.failure == "miss_grasp" and phase.grasp_point and not self.finished:
-            across = state["eef_rot"][:, 1] * np.array([1.0, 1.0, 0.0])  # level, square to the finger travel
-            target = target + b.miss_offset * across / max(np.linalg.norm(across), 1e-9)
+            target = target + self.task.miss_offset(state, b.miss_offset)
         if b.failure == "drop" and phase.carrying and self.steps_in_phase >= b.fail_after:
             self.dropped = True
         striking = b.failure in ("stall", "away") and phase.stage == b.fail_stage and not self.finished
         if striking and self.steps_in_stage >= b.fail_after:
             if b.failure == "stall" and self.frozen is None:
                 self.frozen = self.stage_start.copy()  # back to where the stage began, and stay
-            self.retreating = b.failure == "away"
+            if b.failure == "away" and not self.retreating:
+                self.retreating = True
+                self.retreat = self._away_from(target)
         if self.dropped:
             gripper = OPEN
         if self.frozen is not None:  # stalled: hold still until the time runs out
             return self._drive(state, self.frozen, gripper, None, 1.0)
-        if self.retreating:  # give up: let go and head back to where the episode started
-            return self._drive(state, self.home + np.array([0.0, 0.0, 0.05]), OPEN, None, 0.5)
+        if self.retreating:  # give up: head away from the stage's goal, still holding whatever is held
+            return self._drive(state, self.retreat, gripper if phase.carrying else OPEN, None, 0.5)
         error = float(np.linalg.norm(target - state["eef"]))
         action = self._drive(state, target, gripper, yaw, speed)
         if not self.finished:
@@ -145,6 +148,13 @@ class ScriptedExpert:
                     self.steps_in_stage = 0
                     self.stage_start = np.asarray(state["eef"], dtype=float).copy()
         return action
+
+    def _away_from(self, goal: np.ndarray) -> np.ndarray:
+        """A point 12 cm beyond where the stage began, on the far side from the stage's goal (up if unclear)."""
+        direction = self.stage_start - goal
+        norm = float(np.linalg.norm(direction))
+        direction = direction / norm if norm > 0.01 else np.array([0.0, 0.0, 1.0])
+        return self.stage_start + 0.12 * direction
 
     def _drive(self, state: State, target: np.ndarray, gripper: float, yaw, speed: float) -> np.ndarray:
         action = np.zeros(7)

@@ -59,6 +59,7 @@ class Task(ABC):
     stages: tuple[str, ...]
     horizon: int
     env_kwargs: dict[str, Any] = field(default_factory=dict)
+    failable_stages: tuple[int, ...] = ()  # where `stall` / `away` may strike (empty: every stage but the first)
 
     @abstractmethod
     def read_state(self, env) -> State:
@@ -75,6 +76,12 @@ class Task(ABC):
     @abstractmethod
     def stage_distance(self, stage: int, state: State) -> float:
         """A distance that falls to 0 as `stage` completes; the oracle's within-stage progress."""
+
+    def miss_offset(self, state: State, distance: float) -> np.ndarray:
+        """Where a `miss_grasp` rollout puts the fingers instead, relative to the grasp point:
+        `distance` (signed) level and square to the finger travel, so the fingers close beside the object."""
+        across = state["eef_rot"][:, 1] * np.array([1.0, 1.0, 0.0])
+        return distance * across / max(float(np.linalg.norm(across)), 1e-9)
 
     def success(self, env) -> bool:
         return bool(env._check_success())

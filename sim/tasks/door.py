@@ -4,9 +4,10 @@ The env is built with `use_latch=False`: with the latch, the door only opens onc
 turned down, and the scripted expert (a top-down gripper that moves and changes yaw) does not turn it.
 
 The gripper comes down from above onto the handle's base, the horizontal cylinder that sticks out of
-the door (a top-down hand is too wide to close across the lever: its palm would hit the door), and
-closes across it along the door's width. While the door opens the handle moves on a circle about the
-hinge, so the pull waypoints are points of that circle and the gripper's yaw turns with the door.
+the door, and closes across it along the door's width. (Closing across the lever instead would turn
+the 20 cm wide palm square to the door, through its face.) While the door opens the handle moves on a
+circle about the hinge, so the pull waypoints are points of that circle, and the gripper's yaw turns
+with the door.
 """
 
 from __future__ import annotations
@@ -30,9 +31,9 @@ from headway.sim.tasks.common import (
 )
 
 # The grasp point in the handle's frame: 6 cm out from the door's mid-plane along the handle base (the
-# panel's face is at 2 cm, the lever at 8.5 cm), 1.5 cm below its axis so the finger pads, which sit a
-# little above the gripper's site, close across the middle of the cylinder rather than wedge off its top.
-GRASP_POINT = np.array([0.0, -0.06, -0.015])
+# panel's face is at 2 cm, the lever at 8.5 cm), and 1 cm below its axis: the palm comes to rest on the
+# cylinder with the finger pads, which sit a little above the gripper's site, across its middle.
+GRASP_POINT = np.array([0.0, -0.06, -0.01])
 HANDLE_WIDTH = 0.05  # diameter of the handle base
 LET_GO_GAP = 0.065  # fingers wider apart than this hold nothing (closed on the handle: 0.05; open: 0.08)
 OPEN_ANGLE = 0.3  # radians; robosuite's success threshold
@@ -41,6 +42,11 @@ PULL_ANGLES = (0.08, 0.16, 0.24, 0.32, 0.37)  # the hinge stops at 0.4
 
 @dataclass(frozen=True)
 class Door(Task):
+    def miss_offset(self, state: State, distance: float) -> np.ndarray:
+        """Close the fingers well above the handle: sideways misses run along the handle bar or into the
+        door panel, misses below land on the handle on the way down, and near misses hook the lever."""
+        return np.array([0.0, 0.0, 2.0 * abs(distance)])
+
     def read_state(self, env) -> State:
         state = robot_state(env)
         latch, state["handle_yaw"] = body_pose(env, env.object_body_ids["latch"])
