@@ -45,6 +45,13 @@ class Stack(Task):
         state["table_height"] = float(env.model.mujoco_arena.table_offset[2])
         return state
 
+    def miss_offset(self, state: State, distance: float) -> np.ndarray:
+        """Miss on the side away from the green cube, so a finger never lands on it and sweeps the red cube in."""
+        offset = super().miss_offset(state, distance)
+        if np.dot(offset[:2], state["cubeB"][:2] - state["cubeA"][:2]) > 0:
+            offset = -offset
+        return offset
+
     def plan(self, state: State, rng: np.random.Generator) -> list[Phase]:
         at = lambda s: s["cubeA"]  # noqa: E731
         yaw = _grasp_yaw(state)
