@@ -48,11 +48,24 @@ class EpisodeData:
     success: np.ndarray  # (T,) has the task succeeded by this frame
 
 
-def episode_success_targets(subtasks: list[Subtask] | None, length: int, stage_count: int, succeeded: bool | None) -> np.ndarray:
-    """1 from the frame the last stage is complete onward, for successful episodes; else 0."""
+def episode_success_targets(
+    subtasks: list[Subtask] | None, length: int, stage_count: int, succeeded: bool | None, next_success: np.ndarray | None
+) -> np.ndarray:
+    """Per frame: has the task succeeded by now (and stays so)?
+
+    From the recorded `next.success` signal when the dataset has one (success visible from the
+    frame after it), else from the annotations: from the end of the last stage of a complete episode.
+    """
     targets = np.zeros(length, dtype=np.float32)
-    complete = subtasks is not None and len(subtasks) == stage_count
-    if complete and (succeeded is None or succeeded):
+    if succeeded is False:
+        return targets
+    if next_success is not None:
+        done = np.asarray(next_success, dtype=bool).reshape(-1)
+        if done.size and done[-1]:
+            failures = np.flatnonzero(~done)
+            targets[min(int(failures[-1]) + 2 if failures.size else 0, length - 1) :] = 1.0
+        return targets
+    if subtasks is not None and len(subtasks) == stage_count:
         targets[subtasks[-1].end :] = 1.0
     return targets
 
@@ -132,7 +145,9 @@ def load_episodes(
                     stage=stage,
                     tau=tau,
                     progress=prior.progress(stage, tau),
-                    success=episode_success_targets(episode.subtasks, episode.length, len(stage_names), succeeded),
+                    success=episode_success_targets(
+                        episode.subtasks, episode.length, len(stage_names), succeeded, episode.arrays.get("next.success")
+                    ),
                 )
             )
     if not episodes:

@@ -77,3 +77,14 @@ def test_metrics_on_known_cases():
     assert metrics.auroc([0.5, 0.5], [1, 0]) == pytest.approx(0.5)
     assert metrics.f1_score([1, 1, 0, 0], [1, 0, 1, 0]) == pytest.approx(0.5)
     assert metrics.succ_fail_gap([1.0, 0.9, 0.2], [True, True, False]) == pytest.approx(0.75)
+
+
+def test_success_targets_come_from_the_recorded_signal_or_the_annotations():
+    from headway.reward.training_data import episode_success_targets
+
+    subtasks = [Subtask("reach", 0, 3), Subtask("grasp", 4, 5), Subtask("lift", 6, 8)]
+    recorded = np.array([0, 0, 0, 0, 1, 0, 1, 1, 1, 1], dtype=bool)  # success after action t (flickers once)
+    assert episode_success_targets(subtasks, 10, 3, True, recorded).tolist() == [0] * 7 + [1] * 3
+    assert episode_success_targets(subtasks, 10, 3, True, None).tolist() == [0] * 8 + [1] * 2
+    assert episode_success_targets(subtasks[:2], 10, 3, None, None).sum() == 0
+    assert episode_success_targets(subtasks, 10, 3, False, recorded).sum() == 0
