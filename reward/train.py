@@ -160,7 +160,7 @@ def train_reward_model(config: TrainConfig, resume: bool = False, progress: bool
         optimizer.step()
         schedule.step()
         step += 1
-        history.append({k: float(v) for k, v in losses.items()})
+        history.append({k: v.item() for k, v in losses.items()})
         bar.set_postfix(loss=f"{losses['total'].item():.3f}", stage=f"{losses['stage'].item():.3f}")
         bar.update()
         if step % config.checkpoint_every == 0 or step == config.steps:
