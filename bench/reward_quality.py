@@ -2,7 +2,7 @@
 held-out seeds, against the linear-in-time and robosuite-dense baselines, plus the cost of dropping
 each view at test time.
 
-    uv run python bench/reward_quality.py [--tasks lift,stack] [--train 40] [--eval 20] [--steps 1500]
+    uv run python bench/reward_quality.py [--tasks lift,stack] [--train 40] [--eval 20] [--steps 4000]
 
 Datasets and checkpoints are kept under --work (default runs/bench/reward_quality) and reused.
 """
@@ -41,7 +41,7 @@ def main() -> None:
     parser.add_argument("--tasks", default="lift,stack")
     parser.add_argument("--train", type=int, default=40, help="training episodes per task (seed 0)")
     parser.add_argument("--eval", type=int, default=20, help="held-out episodes per task (seed 1)")
-    parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument("--steps", type=int, default=4000)
     parser.add_argument("--work", type=Path, default=Path("runs/bench/reward_quality"))
     args = parser.parse_args()
 

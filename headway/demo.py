@@ -15,8 +15,8 @@ from headway.atomic import atomic_write_json, read_json
 from headway.errors import HeadwayError
 
 SIZES = {
-    "quick": {"episodes": 16, "eval_episodes": 8, "reward_steps": 400, "image_size": 84},
-    "full": {"episodes": 40, "eval_episodes": 20, "reward_steps": 1500, "image_size": 84},
+    "quick": {"episodes": 16, "eval_episodes": 8, "reward_steps": 1200, "image_size": 84},
+    "full": {"episodes": 40, "eval_episodes": 20, "reward_steps": 4000, "image_size": 84},
 }
 
 

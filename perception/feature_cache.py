@@ -100,7 +100,8 @@ class FeatureCache:
         features = np.asarray(features)
         if features.ndim != 2:
             raise ValueError(f"features must be (frames, dim), got shape {features.shape}")
-        stored = features.astype(self.dtype)
+        with np.errstate(over="ignore", invalid="ignore"):
+            stored = features.astype(self.dtype)
         if np.issubdtype(self.dtype, np.floating) and not np.isfinite(stored).all() and np.isfinite(features).all():
             raise ValueError(
                 f"features overflow {self.dtype} (largest magnitude {np.abs(features).max():.3g}); "

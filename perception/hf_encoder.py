@@ -61,9 +61,10 @@ class HFVisionEncoder(FrameEncoder):
         self.allow_download = allow_download
         source = _source(model)
         config = _load_config(source, model, allow_download)
-        self.model_type = str(config.model_type)
-        self.hidden_size = int(_vision_config(config).hidden_size)
         loader = _loader(config, model)
+        vision = _vision_config(config)
+        self.model_type = str(config.model_type)
+        self.hidden_size = int(getattr(vision, "hidden_size", None) or getattr(vision, "hidden_dim", 0))
         processor = _load_processor_dict(source, model, allow_download)
         self.input_size = _input_size(processor, config, model)
         mean, std = _normalisation(processor)
@@ -76,7 +77,7 @@ class HFVisionEncoder(FrameEncoder):
         self.register_buffer("std", std.view(1, 3, 1, 1), persistent=False)
         self.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.output_dim = tower.dim if tower.dim is not None else self._probe_dim()
-        self.revision = _revision(source, model, allow_download)
+        self.revision = _revision(source, allow_download)
 
     def spec(self) -> str:
         height, width = self.input_size
@@ -362,7 +363,7 @@ def _model_folder(source: str, allow_download: bool) -> Path:
     return Path(cached_file(source, "config.json", local_files_only=not allow_download)).parent
 
 
-def _revision(source: str, model: str, allow_download: bool, chunks: int = 16, chunk_size: int = 1 << 16) -> str:
+def _revision(source: str, allow_download: bool, chunks: int = 16, chunk_size: int = 1 << 16) -> str:
     """A short digest of the weight files (names, sizes, and evenly spaced samples of their bytes).
 
     Stable across copies of the same model, different when a folder is re-saved with other
