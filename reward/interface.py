@@ -25,9 +25,6 @@ class RewardOutput:
     def __len__(self) -> int:
         return int(self.progress.shape[0])
 
-    def step(self, t: int) -> RewardOutput:
-        return RewardOutput(*(field[t : t + 1] for field in self._fields()))
-
     def _fields(self) -> tuple[np.ndarray, ...]:
         return (self.progress, self.stage, self.stage_probs, self.success, self.uncertainty)
 
