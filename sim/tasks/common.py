@@ -9,6 +9,7 @@ from headway.sim.task import State
 
 OPEN, CLOSED = -1.0, 1.0
 GRASP_STEPS = 10  # control steps for the Panda fingers to close on an object
+REACHED = 0.055  # metres from the grasp point: the open fingers are around the object, or just beside it
 
 
 def robot_state(env) -> State:

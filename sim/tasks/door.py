@@ -19,6 +19,7 @@ from robosuite.utils import transform_utils
 
 from headway.sim.task import TASKS, Phase, State, Task
 from headway.sim.tasks.common import (
+    REACHED,
     CLOSED,
     GRASP_STEPS,
     OPEN,
@@ -43,8 +44,9 @@ PULL_ANGLES = (0.08, 0.16, 0.24, 0.32, 0.37)  # the hinge stops at 0.4
 @dataclass(frozen=True)
 class Door(Task):
     def miss_offset(self, state: State, distance: float) -> np.ndarray:
-        """Close the fingers well above the handle: sideways misses run along the handle bar or into the
-        door panel, misses below land on the handle on the way down, and near misses hook the lever."""
+        """Close the fingers well above the handle (twice the miss distance): sideways misses run along the
+        handle bar or into the door panel, misses below land on the handle on the way down, and near
+        misses still hook the lever."""
         return np.array([0.0, 0.0, 2.0 * abs(distance)])
 
     def read_state(self, env) -> State:
@@ -74,7 +76,7 @@ class Door(Task):
         ]
 
     def stage_completed(self, stage: int, state: State, env) -> bool:
-        at_handle = bool(np.linalg.norm(state["eef"] - state["handle"]) < 0.02)
+        at_handle = bool(np.linalg.norm(state["eef"] - state["handle"]) < 2 * REACHED)  # as far as a miss lands
         if stage == 0:
             return at_handle
         if stage == 1:

@@ -8,6 +8,7 @@ import numpy as np
 
 from headway.sim.task import TASKS, Phase, State, Task
 from headway.sim.tasks.common import (
+    REACHED,
     CLOSED,
     GRASP_STEPS,
     OPEN,
@@ -19,7 +20,6 @@ from headway.sim.tasks.common import (
     robot_state,
 )
 
-REACHED = 0.055  # metres from the cube centre: the open fingers are around or beside it
 LIFT_HEIGHT = 0.12  # metres above the cube's resting height; success is 0.04 above the table
 
 

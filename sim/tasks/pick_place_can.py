@@ -12,6 +12,7 @@ import numpy as np
 
 from headway.sim.task import TASKS, Phase, State, Task
 from headway.sim.tasks.common import (
+    REACHED,
     CLOSED,
     GRASP_STEPS,
     OPEN,
@@ -67,7 +68,7 @@ class PickPlaceCan(Task):
 
     def stage_completed(self, stage: int, state: State, env) -> bool:
         if stage == 0:
-            return bool(np.linalg.norm(state["eef"] - state["can"]) < 0.02)
+            return bool(np.linalg.norm(state["eef"] - state["can"]) < REACHED)
         held = grasped(env, _can(env))
         if stage == 1:
             return held

@@ -9,6 +9,7 @@ import numpy as np
 from headway.sim.expert import nearest_grasp_yaw
 from headway.sim.task import TASKS, Phase, State, Task
 from headway.sim.tasks.common import (
+    REACHED,
     CLOSED,
     GRASP_STEPS,
     OPEN,
@@ -19,7 +20,6 @@ from headway.sim.tasks.common import (
     robot_state,
 )
 
-REACHED = 0.055  # metres from the red cube's centre: the open fingers are around or beside it
 CROWDED = 0.1  # cubes closer than this (centre to centre) could catch a finger on the green one
 CLEARANCE = 0.05  # metres between the carried cube's bottom and the green cube's top while moving
 LIFTED = 0.02  # the red cube's bottom this far above the green cube's top counts as lifted
