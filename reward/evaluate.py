@@ -19,6 +19,7 @@ import numpy as np
 
 from headway.datasets.reader import DatasetReader
 from headway.errors import HeadwayError
+from headway.perception.preprocess import resize_frames
 from headway.reward import metrics
 from headway.reward.interface import RewardOutput
 from headway.reward.labels import StagePrior, stage_targets
@@ -46,17 +47,6 @@ class ScoredEpisode:
     target_progress: np.ndarray | None
 
 
-def _resize(images: dict[str, np.ndarray], size: int) -> dict[str, np.ndarray]:
-    import cv2
-
-    return {
-        view: frames
-        if frames.shape[1:3] == (size, size)
-        else np.stack([cv2.resize(f, (size, size), interpolation=cv2.INTER_AREA) for f in frames])
-        for view, frames in images.items()
-    }
-
-
 def score_dataset(model, root: Path, views: list[str] | None = None, progress: bool = True):
     """Score every episode of a dataset; returns the scored episodes and the scoring seconds."""
     from tqdm import tqdm
@@ -71,7 +61,7 @@ def score_dataset(model, root: Path, views: list[str] | None = None, progress: b
     scored, seconds = [], 0.0
     for index in tqdm(range(reader.num_episodes), desc=f"score {Path(root).name}", disable=not progress):
         episode = reader.episode(index, views=views)
-        images = _resize(episode.images, model.image_size)
+        images = {view: resize_frames(frames, model.image_size) for view, frames in episode.images.items()}
         started = time.perf_counter()
         output = model.score_episode(images, episode.task)
         seconds += time.perf_counter() - started

@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from headway.datasets.reader import DatasetReader
 from headway.errors import HeadwayError
+from headway.perception.preprocess import resize_frames
 from headway.reward.labels import StagePrior, stage_targets
 from headway.stages import Subtask
 
@@ -102,8 +103,6 @@ def load_episodes(
     With `features` (reader, episode, view) -> (T, E), a frozen encoder's cached features stand
     in for the frames and no video is decoded.
     """
-    import cv2
-
     episodes = []
     for root in roots:
         reader = DatasetReader(root)
@@ -118,21 +117,11 @@ def load_episodes(
             except HeadwayError as error:
                 raise type(error)(f"{root}: {error}") from None
             if features is not None:
-                cached = {v: torch.from_numpy(np.asarray(features(reader, index, v))) for v in have}
-                width = next(iter(cached.values())).shape[1]
-                frames = torch.zeros(episode.length, len(views), width, dtype=torch.float16)
-                for slot, view in enumerate(views):
-                    if view in cached:
-                        frames[:, slot] = cached[view].to(torch.float16)
+                per_view = {v: np.asarray(features(reader, index, v)) for v in have}
+                frames = _stack_views(per_view, views, torch.float16)
             else:
-                frames = torch.zeros(episode.length, len(views), 3, image_size, image_size, dtype=torch.uint8)
-            for slot, view in enumerate(views if features is None else ()):
-                if view not in episode.images:
-                    continue
-                images = episode.images[view]
-                if images.shape[1:3] != (image_size, image_size):
-                    images = np.stack([cv2.resize(f, (image_size, image_size), interpolation=cv2.INTER_AREA) for f in images])
-                frames[:, slot] = torch.from_numpy(images).permute(0, 3, 1, 2)
+                per_view = {v: resize_frames(episode.images[v], image_size).transpose(0, 3, 1, 2) for v in have}
+                frames = _stack_views(per_view, views, torch.uint8)
             state = episode.state
             if state is not None and not np.all(np.isfinite(state)):
                 raise HeadwayError(f"{where}: observation.state has NaN or inf")
@@ -153,6 +142,16 @@ def load_episodes(
     if not episodes:
         raise HeadwayError(f"no episodes in {[str(r) for r in roots]}")
     return episodes
+
+
+def _stack_views(per_view: dict[str, np.ndarray], views: tuple[str, ...], dtype: torch.dtype) -> torch.Tensor:
+    """(T, V, ...) in model view order, zeros where the episode lacks a view."""
+    sample = next(iter(per_view.values()))
+    stacked = torch.zeros(sample.shape[0], len(views), *sample.shape[1:], dtype=dtype)
+    for slot, view in enumerate(views):
+        if view in per_view:
+            stacked[:, slot] = torch.from_numpy(np.ascontiguousarray(per_view[view])).to(dtype)
+    return stacked
 
 
 @dataclass
