@@ -8,6 +8,7 @@ annotation tool does, and headway's dataset card goes to `meta/headway.json`.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -85,6 +86,8 @@ def write_dataset(
     )
     per_episode: list[dict] = []
     annotations = []
+    # lerobot's statistics convert the boolean success/done features to uint8 and warn each episode
+    warnings.filterwarnings("ignore", message="Converting input from bool", category=RuntimeWarning)
     try:
         for episode in episodes:
             for t in range(episode.length):
