@@ -1,1 +1,1 @@
-"""headway.hardware"""
+"""Hardware abstraction: arm and camera protocols, safety layer, fixed-rate loop, rollout controller (not built yet)."""

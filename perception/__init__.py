@@ -1,1 +1,1 @@
-"""headway.perception"""
+"""Perception: frame encoders (conv, frozen Hugging Face towers), feature cache, image preprocessing."""

@@ -1,1 +1,1 @@
-"""headway.policy"""
+"""Policy learning: reward-aligned behaviour cloning and online RL (not built yet)."""

@@ -1,1 +1,1 @@
-"""headway.reward"""
+"""Process reward models: labels, the stage-aware model, training, evaluation, metrics."""
