@@ -180,11 +180,11 @@ def collect(config: CollectConfig, resume: bool = False, overwrite: bool = False
     partial = _prepare_output(config, resume, overwrite)
     staged = lambda i: partial / STAGING / f"episode_{i:06d}.npz"  # noqa: E731
     plan = plan_episodes(config)
-    todo = [p for p in plan if not staged(p.index).exists()]
-    env = HeadwayEnv(config.env_config()) if todo else None
-    bar = tqdm(total=len(plan), initial=len(plan) - len(todo), desc=f"collect {config.task}", unit="ep", disable=not progress)
+    remaining = [p for p in plan if not staged(p.index).exists()]
+    env = HeadwayEnv(config.env_config()) if remaining else None
+    bar = tqdm(total=len(plan), initial=len(plan) - len(remaining), desc=f"collect {config.task}", unit="ep", disable=not progress)
     try:
-        for planned in todo:
+        for planned in remaining:
             record = run_episode(env, planned.behaviour, planned.seed)
             stage_episode(staged(planned.index), record)
             bar.set_postfix(mode=record.mode, success=record.success)
@@ -219,7 +219,7 @@ def collect(config: CollectConfig, resume: bool = False, overwrite: bool = False
         seconds=time.perf_counter() - started,
         by_mode=dict(by_mode),
         successes_by_mode=dict(successes),
-        resumed=len(plan) - len(todo),
+        resumed=len(plan) - len(remaining),
     )
 
 

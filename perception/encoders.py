@@ -6,6 +6,7 @@ Every encoder maps a batch of RGB frames (N, 3, H, W), float in [0, 1], to featu
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections.abc import Callable
 
 import torch
@@ -20,12 +21,13 @@ class FrameEncoder(nn.Module):
     output_dim: int
     trainable: bool = True
 
+    @abstractmethod
     def spec(self) -> str:
         """A string that names this encoder and its settings (checkpoints and feature caches key on it)."""
-        raise NotImplementedError
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:  # (N, 3, H, W) in [0, 1] -> (N, D)
-        raise NotImplementedError
+    @abstractmethod
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """(N, 3, H, W) in [0, 1] -> (N, D)."""
 
 
 ENCODERS: Registry[Callable[..., FrameEncoder]] = Registry("encoder")
