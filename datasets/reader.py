@@ -7,6 +7,7 @@ episode and view, which is far faster than item-by-item random access.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -66,8 +67,6 @@ class DatasetReader:
         info_path = self.root / "meta" / "info.json"
         if not info_path.exists():
             raise HeadwayError(f"{self.root} is not a LeRobot dataset: meta/info.json is missing")
-        import json
-
         info = json.loads(info_path.read_text())
         version = info.get("codebase_version")
         if version != CODEBASE_VERSION:
@@ -109,8 +108,6 @@ class DatasetReader:
 
     def card(self) -> dict:
         """headway's dataset card (`meta/headway.json`), empty for datasets recorded elsewhere."""
-        import json
-
         path = self.root / "meta" / "headway.json"
         return json.loads(path.read_text()) if path.exists() else {}
 

@@ -12,7 +12,7 @@ over the task horizon, the episode padded with its final value -- and its true q
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +45,7 @@ class ScoredEpisode:
     output: RewardOutput
     target_stage: np.ndarray | None
     target_progress: np.ndarray | None
+    dense_reward: np.ndarray | None = None  # robosuite's shaped reward, when the dataset recorded it
 
 
 def score_dataset(model, root: Path, views: list[str] | None = None, progress: bool = True):
@@ -80,9 +81,10 @@ def score_dataset(model, root: Path, views: list[str] | None = None, progress: b
                 output,
                 target_stage,
                 target_progress,
+                episode.arrays.get("next.robosuite_dense_reward"),
             )
         )
-    return scored, seconds, reader
+    return scored, seconds
 
 
 def compute_metrics(episodes: list[ScoredEpisode], horizon: int, seconds: float | None = None) -> dict[str, float]:
@@ -114,14 +116,14 @@ def compute_metrics(episodes: list[ScoredEpisode], horizon: int, seconds: float 
     }
 
 
-def baseline_outputs(episodes: list[ScoredEpisode], reader: DatasetReader, prior: StagePrior) -> dict[str, list[ScoredEpisode]]:
+def baseline_outputs(episodes: list[ScoredEpisode], prior: StagePrior) -> dict[str, list[ScoredEpisode]]:
     """The same episodes scored by linear-in-time progress and by robosuite's dense reward (if recorded)."""
     rows: dict[str, list[ScoredEpisode]] = {"linear-in-time": []}
     # Causal linear-in-time: elapsed time over a typical successful episode's length (one number for
     # the whole set), never the episode's own length, which would tell the baseline when it ends.
     lengths = [len(e.output) for e in episodes if e.success] or [len(e.output) for e in episodes]
     typical_length = float(np.median(lengths))
-    has_dense = "next.robosuite_dense_reward" in reader.meta.features
+    has_dense = all(e.dense_reward is not None for e in episodes)
     if has_dense:
         rows["robosuite dense reward"] = []
     for scored in episodes:
@@ -129,13 +131,13 @@ def baseline_outputs(episodes: list[ScoredEpisode], reader: DatasetReader, prior
         linear = np.clip(np.arange(length) / max(typical_length - 1, 1), 0, 1).astype(np.float32)
         candidates = {"linear-in-time": linear}
         if has_dense:
-            dense = reader.episode(scored.index, decode=False).arrays["next.robosuite_dense_reward"].reshape(-1)
+            dense = scored.dense_reward.reshape(-1)
             candidates["robosuite dense reward"] = np.clip(np.concatenate([[0.0], dense[:-1]]), 0, 1).astype(np.float32)
         for name, progress in candidates.items():
             stage, _ = prior.stage_and_tau(progress)
             probs = np.eye(len(prior.names), dtype=np.float32)[stage]
             output = RewardOutput(progress, stage, probs, progress.copy(), np.zeros(length, np.float32))
-            rows[name].append(ScoredEpisode(scored.index, scored.mode, scored.success, scored.quality, output, scored.target_stage, scored.target_progress))
+            rows[name].append(replace(scored, output=output))
     return rows
 
 
@@ -145,11 +147,11 @@ def evaluate(model, roots: list[Path], views: list[str] | None = None, plots: Pa
     prior = StagePrior(model.stage_names, tuple(model.config.stage_proportions))
     horizon = 1
     for root in roots:
-        scored, spent, reader = score_dataset(model, root, views, progress)
+        scored, spent = score_dataset(model, root, views, progress)
         all_scored += scored
         seconds += spent
         horizon = max(horizon, max(len(e.output) for e in scored))
-        for name, rows in baseline_outputs(scored, reader, prior).items():
+        for name, rows in baseline_outputs(scored, prior).items():
             baselines.setdefault(name, []).extend(rows)
         if plots is not None:
             plot_episodes(scored, Path(plots), Path(root).name, prior)

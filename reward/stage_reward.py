@@ -20,20 +20,21 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 
 
-def default_device(device: str | None = None) -> torch.device:
+def default_device(device: str | torch.device | None = None) -> torch.device:
     """The requested device, else CUDA when present, else CPU."""
-    if device is not None:
-        if device.startswith("cuda") and not torch.cuda.is_available():
-            raise HeadwayError(f"--device {device} was asked for but CUDA is not available here; use --device cpu")
-        return torch.device(device)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise HeadwayError(f"--device {device} was asked for but CUDA is not available here; use --device cpu")
+    return device
 
 
 class StageRewardModel:
     """Scores multi-view episodes offline in batches, or online one step at a time, with the same numbers."""
 
     def __init__(self, net: StageRewardNet, device: str | torch.device | None = None) -> None:
-        self.device = default_device(device) if not isinstance(device, torch.device) else device
+        self.device = default_device(device)
         self.net = net.to(self.device).eval()
         self.config: StageModelConfig = net.config
 
