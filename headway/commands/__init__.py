@@ -1,0 +1,24 @@
+"""One module per top-level `headway` command group.
+
+Each module defines `register(commands)`, which adds its parsers to the top-level subparsers and
+sets `run` on each leaf to a function of the parsed arguments. `headway.cli` finds the modules by
+listing this package, so adding a command touches only its own file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+
+
+def register_all(commands: argparse._SubParsersAction) -> None:
+    for module_info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        if module_info.name.startswith("_"):
+            continue
+        importlib.import_module(f"{__name__}.{module_info.name}").register(commands)
+
+
+def views_argument(text: str) -> tuple[str, ...]:
+    """Parse a comma-separated list of camera names."""
+    return tuple(v.strip() for v in text.split(",") if v.strip())

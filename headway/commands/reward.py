@@ -1,0 +1,74 @@
+"""`headway reward ...`: train and evaluate process reward models."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from headway.commands import views_argument
+
+
+def _reward_train(args: argparse.Namespace) -> int:
+    from headway.reward.train import TrainConfig, train_reward_model
+
+    config = TrainConfig(
+        datasets=args.dataset,
+        out=args.out,
+        encoder=args.encoder,
+        views=views_argument(args.views) if args.views else None,
+        image_size=args.size,
+        steps=args.steps,
+        linear_if_missing=args.linear_targets,
+        allow_download=args.allow_download,
+        seed=args.seed,
+        device=args.device,
+    )
+    summary = train_reward_model(config, resume=args.resume)
+    print(
+        f"trained {summary['out']}: {summary['steps']} steps on {summary['episodes']} episodes "
+        f"({summary['frames']} frames, views {', '.join(summary['views'])}), final loss {summary['final_loss']:.3f}, "
+        f"{summary['seconds']:.0f} s"
+    )
+    return 0
+
+
+def _reward_eval(args: argparse.Namespace) -> int:
+    from headway.atomic import atomic_write_json
+    from headway.reward.evaluate import evaluate, render_table
+    from headway.reward.stage_reward import StageRewardModel
+
+    model = StageRewardModel.load(args.model, device=args.device)
+    report = evaluate(model, args.dataset, views_argument(args.views) if args.views else None, args.plots)
+    print(render_table(report))
+    if args.json:
+        atomic_write_json(args.json, report)
+        print(f"wrote {args.json}")
+    if args.plots:
+        print(f"progress plots in {args.plots}")
+    return 0
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    reward = commands.add_parser("reward", help="process reward models: train and evaluate")
+    reward_commands = reward.add_subparsers(dest="reward_command", required=True, metavar="COMMAND")
+    train = reward_commands.add_parser("train", help="train the stage-aware multi-view reward model")
+    train.add_argument("--dataset", type=Path, action="append", required=True, help="a LeRobot dataset (repeatable)")
+    train.add_argument("--out", type=Path, required=True, help="checkpoint folder to create")
+    train.add_argument("--encoder", default="conv", help="conv (default) or hf:<hub id or local path> (frozen)")
+    train.add_argument("--views", default=None, help="comma-separated views (default: all of the first dataset)")
+    train.add_argument("--size", type=int, default=84, help="model input size; frames are resized to it")
+    train.add_argument("--steps", type=int, default=3000)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--linear-targets", action="store_true", help="train unannotated episodes on linear-in-time progress")
+    train.add_argument("--allow-download", action="store_true", help="let --encoder hf:<hub id> fetch weights not in the local cache")
+    train.add_argument("--resume", action="store_true", help="continue an interrupted training in --out")
+    train.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
+    train.set_defaults(run=_reward_train)
+    evaluate = reward_commands.add_parser("eval", help="metrics on held-out episodes, with baselines")
+    evaluate.add_argument("--model", type=Path, required=True)
+    evaluate.add_argument("--dataset", type=Path, action="append", required=True)
+    evaluate.add_argument("--views", default=None, help="score with this subset of the model's views")
+    evaluate.add_argument("--json", type=Path, default=None, help="write the report as JSON")
+    evaluate.add_argument("--plots", type=Path, default=None, help="folder for per-episode progress plots")
+    evaluate.add_argument("--device", default=None)
+    evaluate.set_defaults(run=_reward_eval)

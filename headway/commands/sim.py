@@ -1,0 +1,47 @@
+"""`headway sim ...`: simulated data collection."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from headway.commands import views_argument
+
+
+def _sim_collect(args: argparse.Namespace) -> int:
+    from headway.datasets.collect import CollectConfig, collect, parse_mix
+
+    config = CollectConfig(
+        task=args.task,
+        episodes=args.episodes,
+        mix=parse_mix(args.mix),
+        views=views_argument(args.views),
+        image_size=args.size,
+        seed=args.seed,
+        out=args.out,
+        fast_render=not args.full_render,
+    )
+    summary = collect(config, resume=args.resume, overwrite=args.overwrite)
+    print(summary.render())
+    return 0
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    from headway.datasets.collect import DEFAULT_MIX
+    from headway.sim.env import DEFAULT_VIEWS
+
+    sim = commands.add_parser("sim", help="simulation: collect demonstrations")
+    sim_commands = sim.add_subparsers(dest="sim_command", required=True, metavar="COMMAND")
+    collect = sim_commands.add_parser("collect", help="collect scripted episodes into a LeRobot dataset")
+    collect.add_argument("--task", default="lift", help="lift, stack, pick_place_can or door")
+    collect.add_argument("--episodes", type=int, default=50)
+    mix_text = ",".join(f"{k}={v}" for k, v in DEFAULT_MIX.items())
+    collect.add_argument("--mix", default=mix_text, help=f"shares of expert/noisy/fail episodes (default {mix_text})")
+    collect.add_argument("--views", default=",".join(DEFAULT_VIEWS), help="comma-separated camera names")
+    collect.add_argument("--size", type=int, default=84, help="square image size in pixels")
+    collect.add_argument("--seed", type=int, default=0)
+    collect.add_argument("--out", type=Path, required=True, help="dataset folder to create")
+    collect.add_argument("--resume", action="store_true", help="finish an interrupted collection")
+    collect.add_argument("--overwrite", action="store_true", help="replace an existing dataset at --out")
+    collect.add_argument("--full-render", action="store_true", help="keep multisampling, shadows and reflections")
+    collect.set_defaults(run=_sim_collect)
