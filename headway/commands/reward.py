@@ -35,9 +35,9 @@ def _reward_train(args: argparse.Namespace) -> int:
 def _reward_eval(args: argparse.Namespace) -> int:
     from headway.atomic import atomic_write_json
     from headway.reward.evaluate import evaluate, render_table
-    from headway.reward.stage_reward import StageRewardModel
+    from headway.reward.loading import load_reward_model
 
-    model = StageRewardModel.load(args.model, device=args.device)
+    model = load_reward_model(args.model, device=args.device)
     report = evaluate(model, args.dataset, views_argument(args.views) if args.views else None, args.plots)
     print(render_table(report))
     if args.json:

@@ -1,0 +1,72 @@
+"""The protocol every headway policy implements, and loading any policy checkpoint by its format.
+
+A policy maps the observation layout of `HeadwayEnv` (and of the hardware layer's arms):
+{"images": {view: uint8 HxWx3 (OpenCV channel order, as the env renders)}, "state": float32 vector}
+to one action per call. Chunking policies keep their own queue and refill it when empty, so
+callers see one action per control step.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from headway.errors import HeadwayError
+from headway.registry import Registry
+
+Observation = dict[str, Any]
+
+
+@runtime_checkable
+class Policy(Protocol):
+    """A control policy over headway observations."""
+
+    @property
+    def task(self) -> str: ...
+
+    @property
+    def views(self) -> tuple[str, ...]:
+        """Camera views the policy reads (empty for a state-only policy)."""
+        ...
+
+    @property
+    def state_dim(self) -> int: ...
+
+    @property
+    def action_dim(self) -> int: ...
+
+    def reset(self) -> None:
+        """Forget anything carried between steps (action queues, recurrent state)."""
+        ...
+
+    def act(self, observation: Observation) -> np.ndarray:
+        """The next action, float32 of shape (action_dim,)."""
+        ...
+
+    def save(self, path: Path) -> None:
+        """Write `config.json` (with its `format`) and `model.safetensors` to the folder `path`."""
+        ...
+
+
+# format name (config.json "format") -> loader(path, device) -> Policy
+POLICY_FORMATS: Registry[Callable[[Path, str | None], Policy]] = Registry("policy format")
+
+
+def load_policy(path: Path | str, device: str | None = None) -> Policy:
+    """Open a policy checkpoint of any registered format."""
+    path = Path(path)
+    config_path = path / "config.json"
+    if not config_path.exists():
+        raise HeadwayError(
+            f"{path} is not a headway policy checkpoint: {config_path.name} is missing. "
+            "Pass the folder written by `headway policy bc` or `headway rl train`"
+        )
+    try:
+        meta = json.loads(config_path.read_text())
+    except json.JSONDecodeError as error:
+        raise HeadwayError(f"{config_path} is not valid JSON ({error}); the checkpoint is damaged") from None
+    return POLICY_FORMATS.get(str(meta.get("format")))(path, device)
