@@ -1,7 +1,8 @@
 """The protocol every headway policy implements, and loading any policy checkpoint by its format.
 
 A policy maps the observation layout of `HeadwayEnv` (and of the hardware layer's arms):
-{"images": {view: uint8 HxWx3 (OpenCV channel order, as the env renders)}, "state": float32 vector}
+{"images": {view: uint8 HxWx3 (OpenCV channel order, as the env renders)}, "state": float32 proprioception,
+"object": float32 object state (simulation only; a policy that needs it cannot run on a real arm)}
 to one action per call. Chunking policies keep their own queue and refill it when empty, so
 callers see one action per control step.
 """

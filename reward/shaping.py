@@ -7,9 +7,12 @@ return telescopes exactly.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from headway.errors import HeadwayError
+from headway.registry import Registry
 
 
 def _check(potentials: np.ndarray, rewards: np.ndarray | None, gamma: float) -> tuple[np.ndarray, np.ndarray]:
@@ -46,3 +49,33 @@ def potential_based_rewards(
     if not terminated:
         shaping[-1] = 0.0
     return (rewards + shaping).astype(np.float32)
+
+
+# -- per-transition shapings for learners ---------------------------------------------------------
+# Each takes (task reward, Phi(s), Phi(s'), gamma, terminated) and returns the reward the learner sees.
+ShapingFunction = Callable[[float, float, float, float, bool], float]
+SHAPINGS: Registry[ShapingFunction] = Registry("shaping")
+
+
+@SHAPINGS.decorator("pbrs")
+def potential_based(reward: float, phi: float, phi_next: float, gamma: float, terminated: bool) -> float:
+    """r + gamma Phi(s') - Phi(s), Phi(terminal) = 0: keeps the optimal policy (policy-invariant)."""
+    return reward + gamma * (0.0 if terminated else phi_next) - phi
+
+
+@SHAPINGS.decorator("delta")
+def naive_delta(reward: float, phi: float, phi_next: float, gamma: float, terminated: bool) -> float:
+    """Phi(s') - Phi(s) alone, without the task reward: not policy-invariant (the semantic trap)."""
+    return phi_next - phi
+
+
+@SHAPINGS.decorator("kagi")
+def dense_when_sparse_is_zero(reward: float, phi: float, phi_next: float, gamma: float, terminated: bool) -> float:
+    """KAGI's rule: the task reward when it is non-zero, else the dense potential Phi(s'): not policy-invariant."""
+    return reward if reward != 0 else phi_next
+
+
+@SHAPINGS.decorator("none")
+def unshaped(reward: float, phi: float, phi_next: float, gamma: float, terminated: bool) -> float:
+    """The task reward as it is."""
+    return reward

@@ -54,3 +54,15 @@ def test_rabc_weights_match_lerobots_own_class(tmp_path):
 
 def test_progress_delta_clamps_the_future_frame_to_the_episode_end():
     assert np.allclose(progress_deltas(np.array([0.0, 0.2, 0.5, 0.6]), 2), [0.5, 0.4, 0.1, 0.0])
+
+
+def test_per_transition_pbrs_matches_the_episode_form():
+    from headway.reward.shaping import SHAPINGS
+
+    phi, rewards, gamma = np.array([0.1, 0.3, 0.2, 0.8]), np.array([0.0, 0.0, 0.0, 1.0]), 0.95
+    episode = potential_based_rewards(phi, rewards, gamma, terminated=True)
+    following = list(phi[1:]) + [0.0]
+    stepwise = [SHAPINGS.get("pbrs")(r, p, q, gamma, t == 3) for t, (r, p, q) in enumerate(zip(rewards, phi, following))]
+    assert np.allclose(episode, stepwise, atol=1e-6)
+    assert SHAPINGS.get("delta")(1.0, 0.2, 0.5, gamma, False) == pytest.approx(0.3)
+    assert SHAPINGS.get("kagi")(0.0, 0.2, 0.5, gamma, False) == 0.5 and SHAPINGS.get("kagi")(1.0, 0.2, 0.5, gamma, False) == 1.0
