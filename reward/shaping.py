@@ -3,16 +3,23 @@
 r'_t = r_t + gamma * Phi(s_{t+1}) - Phi(s_t), with Phi of a true terminal state taken as 0 and
 nothing zeroed at a time-limit truncation. Phi is computed once per stored frame, so the shaped
 return telescopes exactly.
+
+Also: Phi from a reward model's output (`PotentialConfig`, `potential`: a weighted mix of progress,
+success probability and named per-frame arrays, with an optional ensemble-uncertainty penalty), and
+the per-transition shapings learners use (`SHAPINGS`: pbrs, and for comparison the non-invariant
+naive delta and KAGI rules).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from headway.errors import HeadwayError
 from headway.registry import Registry
+from headway.reward.interface import RewardOutput
 
 
 def _check(potentials: np.ndarray, rewards: np.ndarray | None, gamma: float) -> tuple[np.ndarray, np.ndarray]:
@@ -79,3 +86,97 @@ def dense_when_sparse_is_zero(reward: float, phi: float, phi_next: float, gamma:
 def unshaped(reward: float, phi: float, phi_next: float, gamma: float, terminated: bool) -> float:
     """The task reward as it is."""
     return reward
+
+
+# -- potentials from a reward model's output -------------------------------------------------------
+@dataclass
+class PotentialConfig:
+    """How Phi is built from a reward model's per-frame scores.
+
+    Phi = progress_weight * progress + success_weight * success probability
+          + sum over `keypoints` of weight * that named per-frame array (keypoint potentials, when a
+            keypoint model supplies them)
+          - uncertainty_penalty * ensemble spread.
+    The uncertainty penalty is off by default (0). It lowers Phi where the model's ensemble disagrees
+    (a lower confidence bound), which damps reward hacking of states the model is unsure about; since it
+    stays inside Phi, potential-based shaping with it is still policy-invariant.
+    """
+
+    progress_weight: float = 1.0
+    success_weight: float = 0.0
+    keypoints: dict[str, float] = field(default_factory=dict)
+    uncertainty_penalty: float = 0.0
+
+    def __post_init__(self) -> None:
+        weights = {"progress_weight": self.progress_weight, "success_weight": self.success_weight}
+        weights.update({f"keypoints[{name!r}]": w for name, w in self.keypoints.items()})
+        weights["uncertainty_penalty"] = self.uncertainty_penalty
+        for name, value in weights.items():
+            if not np.isfinite(value):
+                raise HeadwayError(f"potential weight {name} is {value}; give a finite number")
+        if self.uncertainty_penalty < 0:
+            raise HeadwayError(
+                f"uncertainty_penalty must be >= 0 (it subtracts the ensemble spread), got {self.uncertainty_penalty}"
+            )
+        if self.progress_weight == 0 and self.success_weight == 0 and not any(self.keypoints.values()):
+            raise HeadwayError("every potential weight is 0, so Phi would be constant; give progress or success a weight")
+
+
+def potential(
+    output: RewardOutput,
+    config: PotentialConfig | None = None,
+    extra: Mapping[str, np.ndarray] | None = None,
+) -> np.ndarray:
+    """Phi per frame (float64, shape (T,)) from a RewardOutput, mixed as `config` says.
+
+    `extra` holds the named per-frame arrays the config's `keypoints` weights refer to. Compute this
+    once per stored frame and reuse it (a Phi recomputed with noise breaks the telescoping sum).
+    """
+    config = config or PotentialConfig()
+    length = len(output)
+    phi = config.progress_weight * np.asarray(output.progress, dtype=np.float64).reshape(length)
+    if config.success_weight:
+        phi = phi + config.success_weight * np.asarray(output.success, dtype=np.float64).reshape(length)
+    extra = extra or {}
+    for name, weight in config.keypoints.items():
+        if name not in extra:
+            raise HeadwayError(
+                f"potential weight for {name!r} given but no per-frame array of that name; "
+                f"available: {', '.join(sorted(extra)) or 'none'}. Pass it in `extra` or drop the weight"
+            )
+        values = np.asarray(extra[name], dtype=np.float64)
+        if values.shape != (length,):
+            raise HeadwayError(f"per-frame array {name!r} has shape {values.shape}; expected ({length},), one value per frame")
+        phi = phi + weight * values
+    if config.uncertainty_penalty:
+        phi = phi - config.uncertainty_penalty * np.asarray(output.uncertainty, dtype=np.float64).reshape(length)
+    if not np.isfinite(phi).all():
+        frame = int(np.flatnonzero(~np.isfinite(phi))[0])
+        raise HeadwayError(f"potential is NaN or infinite at frame {frame}; the reward model produced a bad score")
+    return phi
+
+
+def shaped_rewards(
+    potentials: np.ndarray,
+    rewards: np.ndarray | None = None,
+    gamma: float = 0.99,
+    terminated: bool = False,
+    shaping: str = "pbrs",
+) -> np.ndarray:
+    """Per-frame rewards of one stored episode under any registered shaping (for comparisons).
+
+    Same frame conventions as `potential_based_rewards`: the last frame's next state is the terminal
+    state (Phi = 0 for pbrs) when `terminated`; otherwise it was never stored and the last transition
+    gets only its task reward.
+    """
+    function = SHAPINGS.get(shaping)
+    potentials, rewards = _check(potentials, rewards, gamma)
+    following = np.append(potentials[1:], 0.0)
+    out = np.empty(len(potentials))
+    for t in range(len(potentials)):
+        last = t == len(potentials) - 1
+        if last and not terminated:
+            out[t] = rewards[t]
+        else:
+            out[t] = function(float(rewards[t]), float(potentials[t]), float(following[t]), gamma, last and terminated)
+    return out.astype(np.float32)
