@@ -34,6 +34,10 @@ def stage_episode(path: Path, record: EpisodeRecord) -> None:
         arrays[f"images/{view}"] = record.images[view]
         arrays[f"extrinsics/{view}"] = record.extrinsics[view]
         arrays[f"intrinsics/{view}"] = record.intrinsics[view]
+        if view in record.keypoint_visibility:
+            arrays[f"keypoint_visibility/{view}"] = record.keypoint_visibility[view]
+    if record.keypoints is not None:
+        arrays["keypoints"] = record.keypoints
     meta = {
         "task": record.task,
         "instruction": record.instruction,
@@ -44,6 +48,7 @@ def stage_episode(path: Path, record: EpisodeRecord) -> None:
         "success": record.success,
         "success_frame": record.success_frame,
         "quality": record.quality,
+        "keypoint_names": list(record.keypoint_names),
     }
     arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
     buffer = io.BytesIO()
@@ -68,5 +73,10 @@ def load_staged_episode(path: Path) -> EpisodeRecord:
             success=meta["success"],
             success_frame=meta["success_frame"],
             quality=meta["quality"],
+            keypoint_names=tuple(meta.get("keypoint_names", ())),
+            keypoints=data["keypoints"] if "keypoints" in data.files else None,
+            keypoint_visibility={
+                v: data[f"keypoint_visibility/{v}"] for v in views if f"keypoint_visibility/{v}" in data.files
+            },
             **{name: data[name] for name in _ARRAYS},
         )

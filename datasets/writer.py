@@ -7,6 +7,7 @@ annotation tool does, and headway's dataset card goes to `meta/headway.json`.
 
 from __future__ import annotations
 
+import itertools
 import os
 import warnings
 from collections.abc import Iterable
@@ -24,12 +25,16 @@ from headway.sim.task import Task
 HEADWAY_META = "meta/headway.json"
 IMAGE_KEY = "observation.images.{view}"
 CAMERA_POSE_KEY = "observation.camera_pose.{view}"
+KEYPOINTS_KEY = "observation.keypoints"  # (K * 3,) ground-truth affordance points, world frame
+KEYPOINTS_VISIBLE_KEY = "observation.keypoints_visible.{view}"  # (K,) 1.0 where the camera sees the point
 STATE_NAMES = ["eef_x", "eef_y", "eef_z", "eef_qx", "eef_qy", "eef_qz", "eef_qw", "finger_left", "finger_right"]
 ACTION_NAMES = ["dx", "dy", "dz", "dax", "day", "daz", "gripper"]
 OUTCOME_COLUMNS = ("headway_success", "headway_mode", "headway_quality", "headway_seed", "headway_success_frame")
 
 
-def frame_features(views: tuple[str, ...], image_size: int, object_dim: int) -> dict[str, dict]:
+def frame_features(
+    views: tuple[str, ...], image_size: int, object_dim: int, keypoint_names: tuple[str, ...] = ()
+) -> dict[str, dict]:
     """LeRobot feature spec of a headway simulation dataset."""
     features: dict[str, dict] = {}
     for view in views:
@@ -53,6 +58,13 @@ def frame_features(views: tuple[str, ...], image_size: int, object_dim: int) -> 
             "oracle.tau": {"dtype": "float32", **scalar},
         }
     )
+    if keypoint_names:
+        names = [f"{name}_{axis}" for name in keypoint_names for axis in "xyz"]
+        features[KEYPOINTS_KEY] = {"dtype": "float32", "shape": (len(names),), "names": names}
+        for view in views:
+            features[KEYPOINTS_VISIBLE_KEY.format(view=view)] = {
+                "dtype": "float32", "shape": (len(keypoint_names),), "names": list(keypoint_names)
+            }
     return features
 
 
@@ -74,10 +86,15 @@ def write_dataset(
     os.environ.setdefault("SVT_LOG", "1")  # the AV1 encoder's banner, printed per episode, otherwise
     hf_datasets.disable_progress_bars()
     av.logging.set_level(av.logging.ERROR)  # the mp4 muxer's per-file notes
+    episodes = iter(episodes)
+    first = next(episodes, None)
+    if first is not None:
+        episodes = itertools.chain([first], episodes)
+    keypoint_names = tuple(first.keypoint_names) if first is not None and first.keypoints is not None else ()
     dataset = LeRobotDataset.create(
         repo_id=f"headway/{task.name}",
         fps=CONTROL_FREQ,
-        features=frame_features(views, image_size, object_dim),
+        features=frame_features(views, image_size, object_dim, keypoint_names),
         root=root,
         robot_type="panda",
         use_videos=True,
@@ -106,6 +123,11 @@ def write_dataset(
                 for view in views:
                     frame[IMAGE_KEY.format(view=view)] = episode.images[view][t]
                     frame[CAMERA_POSE_KEY.format(view=view)] = episode.extrinsics[view][t].reshape(16).astype(np.float32)
+                if keypoint_names:
+                    frame[KEYPOINTS_KEY] = episode.keypoints[t].reshape(-1).astype(np.float32)
+                    for view in views:
+                        visible = episode.keypoint_visibility[view][t]
+                        frame[KEYPOINTS_VISIBLE_KEY.format(view=view)] = visible.astype(np.float32)
                 dataset.add_frame(frame)
             dataset.save_episode()
             annotations.append(episode.subtasks)
@@ -123,7 +145,14 @@ def write_dataset(
         dataset.finalize()
     add_episode_columns(root, per_episode)
     atomic_write_json(root / PROPORTIONS_FILE, temporal_proportions(annotations, task.stages))
-    atomic_write_json(root / HEADWAY_META, {**card, "stages": list(task.stages), "instruction": task.instruction})
+    extra = {}
+    if first is not None:  # camera models, so keypoints can be projected and triangulated from the dataset alone
+        extra["intrinsics"] = {view: np.asarray(first.intrinsics[view]).tolist() for view in views}
+    if keypoint_names:
+        extra["keypoint_names"] = list(keypoint_names)
+    atomic_write_json(
+        root / HEADWAY_META, {**card, "stages": list(task.stages), "instruction": task.instruction, **extra}
+    )
 
 
 def add_episode_columns(root: Path, rows: list[dict]) -> None:

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from headway.sim.affordances import AFFORDANCES, record_keypoints
 from headway.sim.env import HeadwayEnv
 from headway.stages import Subtask
 from headway.sim.expert import Behaviour, ScriptedExpert
@@ -37,6 +38,9 @@ class EpisodeRecord:
     success: bool = False
     success_frame: int | None = None
     quality: float = 0.0
+    keypoint_names: tuple[str, ...] = ()  # the task's affordance keypoints (headway.sim.affordances)
+    keypoints: np.ndarray | None = None  # (T, K, 3) world positions, ground truth
+    keypoint_visibility: dict[str, np.ndarray] = field(default_factory=dict)  # view -> (T, K) bool
 
     @property
     def length(self) -> int:
@@ -68,6 +72,9 @@ def run_episode(env: HeadwayEnv, behaviour: Behaviour, seed: int) -> EpisodeReco
     rows: dict[str, list] = {
         k: [] for k in ("state", "object", "action", "success", "dense", "stage", "oracle_stage", "oracle_tau")
     }
+    affordances = AFFORDANCES.get(task.name)
+    keypoints: list[np.ndarray] = []
+    keypoint_visibility: dict[str, list[np.ndarray]] = {v: [] for v in views}
     verdicts: list[bool | None] = [None] * stage_count  # was stage k achieved when the expert left it?
     start_distance: dict[int, float] = {}
     streak = 0
@@ -76,6 +83,11 @@ def run_episode(env: HeadwayEnv, behaviour: Behaviour, seed: int) -> EpisodeReco
         for v in views:
             frames[v].append(obs["images"][v])
             poses[v].append(env.extrinsics(v))
+        if affordances is not None:
+            points, visible = record_keypoints(env, state)
+            keypoints.append(points)
+            for v in views:
+                keypoint_visibility[v].append(visible[v])
         rows["state"].append(obs["state"])
         rows["object"].append(obs["object"])
         stage = expert.stage
@@ -137,6 +149,9 @@ def run_episode(env: HeadwayEnv, behaviour: Behaviour, seed: int) -> EpisodeReco
         success=success,
         success_frame=success_frame,
         quality=episode_quality(success, success_frame, env.horizon, float(final_progress)),
+        keypoint_names=affordances.names if affordances is not None else (),
+        keypoints=np.stack(keypoints).astype(np.float32) if keypoints else None,
+        keypoint_visibility={v: np.stack(keypoint_visibility[v]) for v in views} if keypoints else {},
     )
 
 
