@@ -1,0 +1,114 @@
+"""Keypoint heatmap model: sub-pixel decoding, learning, save/load, training and evaluation on tiny data."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from headway.errors import HeadwayError
+from headway.perception.keypoint_model import (
+    KeypointModel,
+    KeypointModelConfig,
+    cell_to_pixel,
+    decode_heatmaps,
+    gaussian_targets,
+    keypoint_loss,
+    pixel_to_cell,
+)
+
+
+def tiny_config(**overrides) -> KeypointModelConfig:
+    settings = dict(keypoint_names=("gripper", "grasp"), views=("agentview", "sideview"), image_size=32, width=4)
+    settings.update(overrides)
+    return KeypointModelConfig(**settings)
+
+
+def test_decoding_a_gaussian_is_sub_pixel_exact():
+    rng = np.random.default_rng(0)
+    true = torch.from_numpy(rng.uniform(3, 38, (5, 3, 2))).float()
+    logits = torch.log(gaussian_targets(true, 42, sigma=1.3).clamp_min(1e-30))
+    decoded = decode_heatmaps(logits)
+    assert torch.max(torch.abs(decoded - true)) < 1e-3
+    # argmax alone would be off by up to half a cell
+    argmax_only = torch.stack([logits.flatten(2).argmax(-1) % 42, logits.flatten(2).argmax(-1) // 42], -1).float()
+    assert torch.max(torch.abs(argmax_only - true)) > 0.2
+
+
+def test_cells_and_pixels_invert():
+    pixels = torch.tensor([[0.0, 83.0], [41.5, 12.25]])
+    np.testing.assert_allclose(cell_to_pixel(pixel_to_cell(pixels, 2), 2), pixels)
+    assert float(cell_to_pixel(torch.tensor(0.0), 2)) == 0.5  # cell 0 covers pixels 0 and 1
+
+
+def test_a_few_training_steps_reduce_the_loss():
+    torch.manual_seed(0)
+    model = KeypointModel.create(tiny_config(width=8), device="cpu")
+    net = model.net.train()
+    images = torch.zeros(8, 3, 32, 32)
+    uv = torch.rand(8, 2, 2) * 24 + 4
+    for i in range(8):  # a bright dot at each keypoint
+        for k in range(2):
+            x, y = uv[i, k].round().long()
+            images[i, k, y - 1 : y + 2, x - 1 : x + 2] = 1.0
+    cells = pixel_to_cell(uv, 2)
+    visible = torch.ones(8, 2, dtype=torch.bool)
+    visible[0, 1] = False
+    ids = torch.zeros(8, dtype=torch.long)
+    optimizer = torch.optim.Adam(net.parameters(), 3e-3)
+    losses = []
+    for _ in range(25):
+        loss, _ = keypoint_loss(*net(images, ids), cells, visible, 1.0)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss.detach()))
+    assert losses[-1] < 0.7 * losses[0]
+
+
+def test_save_load_round_trip(tmp_path):
+    model = KeypointModel.create(tiny_config(intrinsics={"agentview": np.eye(3).tolist()}), device="cpu")
+    images = np.random.default_rng(0).integers(0, 255, (3, 32, 32, 3), dtype=np.uint8)
+    before = model.predict(images, "sideview")
+    model.save(tmp_path / "kp")
+    loaded = KeypointModel.load(tmp_path / "kp", device="cpu")
+    after = loaded.predict(images, "sideview")
+    np.testing.assert_allclose(before.uv, after.uv)
+    np.testing.assert_allclose(before.confidence, after.confidence, atol=1e-6)
+    assert before.uv.shape == (3, 2, 2) and np.all((before.confidence >= 0) & (before.confidence <= 1))
+    assert loaded.config.keypoint_names == ("gripper", "grasp")
+    # damaged or foreign checkpoints say what is wrong
+    meta = json.loads((tmp_path / "kp" / "config.json").read_text())
+    (tmp_path / "kp" / "config.json").write_text(json.dumps({**meta, "format_version": 99}))
+    with pytest.raises(HeadwayError, match="format 99"):
+        KeypointModel.load(tmp_path / "kp")
+    (tmp_path / "kp" / "config.json").write_text(json.dumps({**meta, "format": "headway.stage_reward"}))
+    with pytest.raises(HeadwayError, match="not a keypoint model"):
+        KeypointModel.load(tmp_path / "kp")
+    with pytest.raises(HeadwayError, match="needs config.json"):
+        KeypointModel.load(tmp_path / "missing")
+    with pytest.raises(HeadwayError, match="valid camera view.*agentview"):
+        model.predict(images, "frontview")
+    with pytest.raises(HeadwayError, match="sideview.*no calibration"):
+        model.intrinsics("sideview")
+
+
+def test_train_and_evaluate_on_a_tiny_dataset(tiny_dataset, tmp_path):
+    from headway.perception.keypoint_train import KeypointTrainConfig, evaluate_keypoints, train_keypoint_model
+
+    config = KeypointTrainConfig(datasets=[tiny_dataset], out=tmp_path / "kp", width=4, steps=4, batch_size=4, checkpoint_every=2)
+    summary = train_keypoint_model(config, progress=False)
+    assert summary["steps"] == 4 and summary["keypoints"] == ["gripper", "grasp", "lift_target"]
+    model = KeypointModel.load(tmp_path / "kp")
+    assert set(model.config.intrinsics) == {"agentview", "robot0_eye_in_hand"}
+    # resuming continues from the saved step
+    more = KeypointTrainConfig(datasets=[tiny_dataset], out=tmp_path / "kp", width=4, steps=6, batch_size=4)
+    with pytest.raises(HeadwayError, match="--resume"):
+        train_keypoint_model(more, progress=False)
+    report = evaluate_keypoints(model, tiny_dataset, plots=tmp_path / "plots", frame_step=10)
+    assert set(report["per_view"]) == {"agentview", "robot0_eye_in_hand"}
+    assert report["per_view"]["agentview"]["n"] > 0
+    assert "agentview+robot0_eye_in_hand" in report["triangulation"]
+    assert sorted(p.name for p in (tmp_path / "plots").iterdir())[0].endswith("agentview.png")
