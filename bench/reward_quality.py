@@ -2,7 +2,7 @@
 held-out seeds, against the linear-in-time and robosuite-dense baselines, plus the cost of dropping
 each view at test time.
 
-    uv run python bench/reward_quality.py [--tasks lift,stack] [--train 40] [--eval 20] [--steps 4000]
+    uv run python bench/reward_quality.py [--tasks lift,stack] [--train 40] [--eval 20] [--steps 4000] [--prior dataset|equal]
 
 Datasets and checkpoints are kept under --work (default runs/bench/reward_quality) and reused.
 """
@@ -42,6 +42,7 @@ def main() -> None:
     parser.add_argument("--train", type=int, default=40, help="training episodes per task (seed 0)")
     parser.add_argument("--eval", type=int, default=20, help="held-out episodes per task (seed 1)")
     parser.add_argument("--steps", type=int, default=4000)
+    parser.add_argument("--prior", default="dataset", choices=("dataset", "equal"), help="stage shares of progress")
     parser.add_argument("--work", type=Path, default=Path("runs/bench/reward_quality"))
     args = parser.parse_args()
 
@@ -49,10 +50,10 @@ def main() -> None:
     for task in args.tasks.split(","):
         train_dir = dataset(args.work, task, "train", args.train, seed=0)
         eval_dir = dataset(args.work, task, "eval", args.eval, seed=1)
-        checkpoint = args.work / "models" / f"{task}_{args.steps}"
+        checkpoint = args.work / "models" / f"{task}_{args.steps}_{args.prior}"
         if not (checkpoint / "model.safetensors").exists():
             started = time.perf_counter()
-            summary = train_reward_model(TrainConfig(datasets=[train_dir], out=checkpoint, steps=args.steps), resume=True)
+            summary = train_reward_model(TrainConfig(datasets=[train_dir], out=checkpoint, steps=args.steps, prior=args.prior), resume=True)
             print(f"trained {task} in {time.perf_counter() - started:.0f} s ({summary['steps']} steps)")
         model = StageRewardModel.load(checkpoint)
         report = evaluate(model, [eval_dir])

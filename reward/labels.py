@@ -41,6 +41,11 @@ class StagePrior:
         total = sum(proportions.values())
         return cls(tuple(proportions), tuple(float(v) / total for v in proportions.values()))
 
+    @classmethod
+    def equal(cls, names: Sequence[str]) -> StagePrior:
+        """Every stage the same share (Robo-Dopamine's step-wise discretisation)."""
+        return cls(tuple(names), tuple(1.0 / len(names) for _ in names))
+
     @property
     def cumulative(self) -> np.ndarray:
         """P_0 = 0, P_k = alpha_1 + ... + alpha_k (length K + 1)."""

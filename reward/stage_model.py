@@ -3,7 +3,9 @@
 Per frame: each view is encoded, tagged with a learned view embedding, and fused by attention
 across whichever views are present (so any non-empty subset of the trained views can be scored).
 Per time step t: a transformer reads the episode's first frame plus the W most recent frames
-(t-W+1 .. t, never later), with the task text and elapsed time, and heads predict the stage,
+(t-W+1 .. t, never later), with the task text and the frames' time offsets (and, only if
+configured, the absolute elapsed time, which lets a model learn the demonstrator's pace instead
+of the scene), and heads predict the stage,
 the progress within each stage, and success. An ensemble of heads gives an uncertainty.
 """
 
@@ -36,6 +38,7 @@ class StageModelConfig:
     heads: int = 4
     ensemble: int = 3
     fps: float = 20.0
+    elapsed_time: bool = False  # feed absolute episode time (checkpoints before this option did)
     tasks: tuple[str, ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
@@ -130,7 +133,8 @@ class StageRewardNet(nn.Module):
         `window_times` (B, W+1) are the frames' elapsed times in seconds.
         """
         task = self.task_embedding(task_ids, task_offsets)[:, None, :]
-        elapsed = torch.stack([window_times / 10.0, (window_times[:, -1:] - window_times) / 2.0], dim=-1)
+        absolute = window_times / 10.0 if self.config.elapsed_time else torch.zeros_like(window_times)
+        elapsed = torch.stack([absolute, (window_times[:, -1:] - window_times) / 2.0], dim=-1)
         x = window_tokens + self.slot_embedding + self.time_projection(elapsed) + task
         x = self.temporal(x, src_key_padding_mask=~window_valid)
         stage_logits, tau, success_logit = self.heads(self.out_norm(x[:, -1]))

@@ -198,7 +198,8 @@ class StageRewardModel:
                 f"{meta.get('format_version')}; this headway ({__version__}) reads format {FORMAT_VERSION}. "
                 "Retrain the model or use the headway version that wrote it"
             )
-        net = StageRewardNet(StageModelConfig(**meta["model"]))
+        settings = {"elapsed_time": True, **meta["model"]}  # format-1 checkpoints before the option saw time
+        net = StageRewardNet(StageModelConfig(**settings))
         try:
             state = load_file(str(weights_path))
         except Exception as error:  # safetensors raises its own error types for damaged files

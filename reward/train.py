@@ -22,6 +22,7 @@ from headway.reward.stage_reward import StageRewardModel, default_device
 from headway.reward.training_data import SegmentSampler, dataset_stage_names, load_episodes
 
 TRAIN_STATE = "train_state.pt"
+PRIORS = ("dataset", "equal")
 
 
 @dataclass
@@ -45,6 +46,8 @@ class TrainConfig:
     mismatch_prob: float = 0.2
     view_dropout: float = 0.3
     linear_if_missing: bool = False
+    prior: str = "dataset"  # stage shares of progress: "dataset" (SARM: mean share of time) or "equal"
+    elapsed_time: bool = False  # let the model see absolute episode time (it then learns the pace)
     allow_download: bool = False  # a hub id for --encoder hf:... may be fetched (otherwise local only)
     feature_cache: Path | None = None  # where a frozen encoder's features are kept (default ~/.cache/headway)
     seed: int = 0
@@ -57,6 +60,8 @@ class TrainConfig:
         self.out = Path(self.out)
         if not self.datasets:
             raise HeadwayError("give at least one --dataset to train on")
+        if self.prior not in PRIORS:
+            raise HeadwayError(f"unknown stage prior {self.prior!r}; choose one of {', '.join(PRIORS)}")
         if self.steps < 1 or self.segments < 1 or self.segment < 1:
             raise HeadwayError("--steps, segments and segment length must be positive")
 
@@ -91,7 +96,10 @@ def train_reward_model(config: TrainConfig, resume: bool = False, progress: bool
     views = tuple(config.views) if config.views else tuple(readers[0].views)
     stage_names = dataset_stage_names(readers)
     annotations = [r.subtasks(i) for r in readers for i in range(r.num_episodes)]
-    prior = StagePrior.from_mapping(temporal_proportions([a for a in annotations if a], stage_names))
+    if config.prior == "equal":
+        prior = StagePrior.equal(stage_names)
+    else:
+        prior = StagePrior.from_mapping(temporal_proportions([a for a in annotations if a], stage_names))
     encoder = build_encoder(config.encoder, **({"allow_download": config.allow_download} if config.encoder.startswith("hf:") else {}))
     features = None if encoder.trainable else cached_features(readers, encoder, views, config.feature_cache, progress)
     episodes = load_episodes(
@@ -107,6 +115,7 @@ def train_reward_model(config: TrainConfig, resume: bool = False, progress: bool
         window=config.window,
         ensemble=config.ensemble,
         fps=readers[0].fps,
+        elapsed_time=config.elapsed_time,
         tasks=tuple(sorted({e.task for e in episodes})),
     )
     net = StageRewardNet(model_config, encoder).to(device)
