@@ -24,6 +24,7 @@ from headway.reward import metrics
 from headway.reward.interface import RewardOutput
 from headway.reward.labels import StagePrior, stage_targets
 
+TARGETS_ROW = "annotation targets (ceiling)"
 METRIC_KEYS = (
     "voc",
     "stage_accuracy",
@@ -117,7 +118,9 @@ def compute_metrics(episodes: list[ScoredEpisode], horizon: int, seconds: float 
 
 
 def baseline_outputs(episodes: list[ScoredEpisode], prior: StagePrior) -> dict[str, list[ScoredEpisode]]:
-    """The same episodes scored by linear-in-time progress and by robosuite's dense reward (if recorded)."""
+    """The same episodes scored by linear-in-time progress, by robosuite's dense reward (if recorded),
+    and by the annotation targets themselves: the ceiling any model trained on those labels can reach
+    on the progress-based metrics (its success column is "progress complete")."""
     rows: dict[str, list[ScoredEpisode]] = {"linear-in-time": []}
     # Causal linear-in-time: elapsed time over a typical successful episode's length (one number for
     # the whole set), never the episode's own length, which would tell the baseline when it ends.
@@ -126,15 +129,20 @@ def baseline_outputs(episodes: list[ScoredEpisode], prior: StagePrior) -> dict[s
     has_dense = all(e.dense_reward is not None for e in episodes)
     if has_dense:
         rows["robosuite dense reward"] = []
+    has_targets = all(e.target_progress is not None for e in episodes)
+    if has_targets:
+        rows[TARGETS_ROW] = []
     for scored in episodes:
         length = len(scored.output)
         linear = np.clip(np.arange(length) / max(typical_length - 1, 1), 0, 1).astype(np.float32)
         candidates = {"linear-in-time": linear}
+        if has_targets:
+            candidates[TARGETS_ROW] = scored.target_progress.astype(np.float32)
         if has_dense:
             dense = scored.dense_reward.reshape(-1)
             candidates["robosuite dense reward"] = np.clip(np.concatenate([[0.0], dense[:-1]]), 0, 1).astype(np.float32)
         for name, progress in candidates.items():
-            stage, _ = prior.stage_and_tau(progress)
+            stage = scored.target_stage if name == TARGETS_ROW else prior.stage_and_tau(progress)[0]
             probs = np.eye(len(prior.names), dtype=np.float32)[stage]
             output = RewardOutput(progress, stage, probs, progress.copy(), np.zeros(length, np.float32))
             rows[name].append(replace(scored, output=output))

@@ -123,7 +123,14 @@ def stage_targets(
         span = max(subtask.end - subtask.start, 1)
         stage[inside] = k
         tau[inside] = np.clip((frames[inside] - subtask.start) / span, 0.0, 1.0)
-        after = frames > subtask.end  # gaps and the tail: this stage, complete, until the next one starts
+        after = frames > subtask.end  # gaps: this stage, complete, until the next one starts
         stage[after] = k
         tau[after] = 1.0
+    last = order[subtasks[-1].name] if subtasks else len(stage_names) - 1
+    if last < len(stage_names) - 1:
+        # An unfinished episode's tail is on the next stage with none of it done: the same progress
+        # as "previous stage complete", and the stage head learns what a stuck robot is attempting.
+        tail = frames > subtasks[-1].end
+        stage[tail] = last + 1
+        tau[tail] = 0.0
     return stage, tau

@@ -23,6 +23,14 @@ def test_targets_follow_sarms_rules():
     np.testing.assert_allclose(tau[13:], 1.0)  # after the last subtask
 
 
+def test_an_unfinished_episodes_tail_is_the_next_stage_not_started_with_unchanged_progress():
+    prior = StagePrior(STAGES, (0.5, 0.2, 0.3))
+    stage, tau = stage_targets([Subtask("reach", 0, 3), Subtask("grasp", 4, 5)], 9, STAGES, episode=0)
+    assert stage.tolist() == [0, 0, 0, 0, 1, 1, 2, 2, 2]
+    np.testing.assert_allclose(tau[6:], 0.0)
+    np.testing.assert_allclose(prior.progress(stage, tau)[5:], 0.7)
+
+
 def test_prior_gives_piecewise_linear_progress_and_inverts():
     prior = StagePrior(STAGES, (0.5, 0.2, 0.3))
     np.testing.assert_allclose(prior.cumulative, [0, 0.5, 0.7, 1.0])
@@ -88,3 +96,19 @@ def test_success_targets_come_from_the_recorded_signal_or_the_annotations():
     assert episode_success_targets(subtasks, 10, 3, True, None).tolist() == [0] * 8 + [1] * 2
     assert episode_success_targets(subtasks[:2], 10, 3, None, None).sum() == 0
     assert episode_success_targets(subtasks, 10, 3, False, recorded).sum() == 0
+
+
+def test_baselines_include_the_annotation_ceiling_which_scores_perfectly_on_its_own_targets():
+    from headway.reward.evaluate import TARGETS_ROW, ScoredEpisode, baseline_outputs, compute_metrics
+    from headway.reward.interface import RewardOutput
+
+    prior = StagePrior(STAGES, (0.5, 0.2, 0.3))
+    episodes = []
+    for index, subtasks in enumerate([[Subtask("reach", 0, 3), Subtask("grasp", 4, 5), Subtask("lift", 6, 8)], [Subtask("reach", 0, 5)]]):
+        stage, tau = stage_targets(subtasks, 10, STAGES, index)
+        noise = RewardOutput(np.full(10, 0.5, np.float32), np.zeros(10, np.int64), np.full((10, 3), 1 / 3, np.float32), np.zeros(10, np.float32), np.zeros(10, np.float32))
+        episodes.append(ScoredEpisode(index, "expert" if index == 0 else "fail", index == 0, 1.0 - index, noise, stage, prior.progress(stage, tau)))
+    ceiling = compute_metrics(baseline_outputs(episodes, prior)[TARGETS_ROW], horizon=10)
+    assert ceiling["stage_accuracy"] == 1.0 and ceiling["progress_mae"] == 0.0
+    assert ceiling["succ_fail_gap"] == pytest.approx(1.0 - 0.5)
+    assert compute_metrics(episodes, horizon=10)["progress_mae"] > 0.1
