@@ -57,6 +57,15 @@ class Policy(Protocol):
 POLICY_FORMATS: Registry[Callable[[Path, str | None], Policy]] = Registry("policy format")
 
 
+def _load_bc(path: Path, device: str | None) -> Policy:
+    from headway.policy.bc import BCPolicy
+
+    return BCPolicy.load(path, device)
+
+
+POLICY_FORMATS.register("headway.bc", _load_bc)
+
+
 def load_policy(path: Path | str, device: str | None = None) -> Policy:
     """Open a policy checkpoint of any registered format."""
     path = Path(path)

@@ -1,0 +1,168 @@
+"""Roll out any headway Policy in HeadwayEnv: success rate, returns, episode lengths, MP4 videos.
+
+Episodes end at success (`terminated`, Gymnasium semantics) or at the task's horizon (`truncated`).
+`return` is the undiscounted sum of the sparse task reward (1 on the success step, so per episode it
+equals success); `dense_return` sums robosuite's hand-designed shaped reward, a graded measure of how
+far a failing rollout got. Seeds `seed, seed + 1, ...` make the episodes reproducible; pick a base
+seed away from the training data's (collection uses `seed * 100000 + index`).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from headway.errors import HeadwayError
+from headway.policy.interface import Policy
+
+DEFAULT_EVAL_SEED = 900_000
+VIDEO_VIEW = "agentview"
+VIDEO_SIZE = 128
+
+
+def check_policy_fits(policy: Policy, task: str, env) -> None:
+    """Clear errors when a policy was trained for another task or observation/action layout than `env`."""
+    if policy.task != task:
+        raise HeadwayError(
+            f"the policy was trained for task {policy.task!r}, not {task!r}; pass a checkpoint trained on {task}"
+        )
+    state_dim = int(env.observation_space["state"].shape[0])
+    if policy.state_dim and policy.state_dim != state_dim:
+        raise HeadwayError(f"the policy reads a {policy.state_dim}-value state; {task} gives {state_dim}: another robot layout")
+    object_dim = getattr(policy, "object_dim", 0)
+    env_object = int(env.observation_space["object"].shape[0])
+    if object_dim and object_dim != env_object:
+        raise HeadwayError(
+            f"the policy reads a {object_dim}-value object state; {task} gives {env_object}: the checkpoint is for another task layout"
+        )
+    action_dim = int(env.action_space.shape[0])
+    if policy.action_dim != action_dim:
+        raise HeadwayError(f"the policy outputs {policy.action_dim} action values; {task} takes {action_dim}")
+
+
+def write_video(path: Path, frames: list[np.ndarray], fps: float = 20.0) -> Path:
+    """Write RGB uint8 frames (H, W, 3) to an MP4 with PyAV (H.264 when available, else MPEG-4 part 2)."""
+    import av
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.stem}.tmp.mp4")
+    height, width = frames[0].shape[:2]
+    for codec in ("libx264", "h264", "mpeg4"):
+        try:
+            with av.open(str(temporary), mode="w") as container:
+                stream = container.add_stream(codec, rate=int(round(fps)))
+                stream.width, stream.height, stream.pix_fmt = width - width % 2, height - height % 2, "yuv420p"
+                for frame in frames:
+                    image = np.ascontiguousarray(frame[: stream.height, : stream.width])
+                    for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                        container.mux(packet)
+                for packet in stream.encode():
+                    container.mux(packet)
+            temporary.replace(path)
+            return path
+        except (av.error.FFmpegError, ValueError):  # UnknownCodecError is a ValueError
+            temporary.unlink(missing_ok=True)
+    raise HeadwayError(f"could not encode {path}: PyAV has none of libx264, h264, mpeg4")
+
+
+def _make_env(task: str, views: tuple[str, ...], image_size: int, horizon: int | None):
+    from headway.sim.env import EnvConfig, HeadwayEnv
+
+    return HeadwayEnv(EnvConfig(task=task, views=views, image_size=image_size, horizon=horizon, terminate_on_success=True))
+
+
+def evaluate_policy(
+    policy: Policy,
+    task: str,
+    episodes: int = 50,
+    seed: int = DEFAULT_EVAL_SEED,
+    videos: int = 0,
+    video_dir: Path | None = None,
+    horizon: int | None = None,
+    progress: bool = True,
+) -> dict:
+    """Roll `policy` out for `episodes` seeded episodes of `task`; returns figures and per-episode rows.
+
+    Keys: success_rate, mean_return, mean_dense_return, mean_length, episodes, seed, seconds,
+    per_episode (seed, success, return, dense_return, length), videos (paths). The first `videos`
+    episodes are also recorded from the agentview camera (plus the policy's own views) to `video_dir`.
+    """
+    if episodes < 1:
+        raise HeadwayError(f"--episodes must be at least 1, got {episodes}")
+    if videos < 0 or videos > episodes:
+        raise HeadwayError(f"--videos must be between 0 and --episodes ({episodes}), got {videos}")
+    if videos and video_dir is None:
+        raise HeadwayError("videos asked for but no folder to write them to; pass video_dir")
+    from headway.sim.task import get_task
+
+    get_task(task)  # clear error for an unknown task
+    size = getattr(policy, "image_size", None) or VIDEO_SIZE
+    views = tuple(policy.views)
+    env = _make_env(task, views, size, horizon)
+    check_policy_fits(policy, task, env)
+    video_env = None
+    if videos:
+        video_views = tuple(dict.fromkeys(views + (VIDEO_VIEW,)))
+        video_env = env if video_views == views else _make_env(task, video_views, size, horizon)
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # small policies: intra-op threads only add contention (see headway.policy.bc)
+    rows, written = [], []
+    started = time.perf_counter()
+    bar = tqdm(range(episodes), desc=f"eval {task}", disable=not progress)
+    try:
+        for i in bar:
+            record = i < videos
+            current = video_env if record else env
+            observation, _ = current.reset(seed=seed + i)
+            policy.reset()
+            frames: list[np.ndarray] = []
+            total = dense = 0.0
+            success, length = False, 0
+            while True:
+                if record:
+                    frames.append(np.concatenate([observation["images"][v] for v in current.config.views], axis=1))
+                action = policy.act(observation)
+                observation, reward, terminated, truncated, info = current.step(action)
+                total += reward
+                dense += info["robosuite_dense_reward"]
+                length += 1
+                success = success or bool(info["success"])
+                if terminated or truncated:
+                    break
+            if record:
+                frames.append(np.concatenate([observation["images"][v] for v in current.config.views], axis=1))
+                outcome = "success" if success else "fail"
+                written.append(str(write_video(Path(video_dir) / f"{task}_seed{seed + i}_{outcome}.mp4", frames)))
+            rows.append({"seed": seed + i, "success": success, "return": total, "dense_return": dense, "length": length})
+            bar.set_postfix(success=f"{np.mean([r['success'] for r in rows]):.2f}")
+    finally:
+        torch.set_num_threads(threads)
+        env.close()
+        if video_env is not None and video_env is not env:
+            video_env.close()
+    return {
+        "task": task,
+        "episodes": episodes,
+        "seed": seed,
+        "success_rate": float(np.mean([r["success"] for r in rows])),
+        "mean_return": float(np.mean([r["return"] for r in rows])),
+        "mean_dense_return": float(np.mean([r["dense_return"] for r in rows])),
+        "mean_length": float(np.mean([r["length"] for r in rows])),
+        "seconds": time.perf_counter() - started,
+        "per_episode": rows,
+        "videos": written,
+    }
+
+
+def render_summary(report: dict, name: str = "policy") -> str:
+    return (
+        f"{name}: success {100 * report['success_rate']:.0f}% over {report['episodes']} episodes of {report['task']} "
+        f"(seeds {report['seed']}-{report['seed'] + report['episodes'] - 1}), mean return {report['mean_return']:.3f}, "
+        f"mean dense return {report['mean_dense_return']:.2f}, mean length {report['mean_length']:.1f} steps"
+    )
