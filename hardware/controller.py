@@ -29,6 +29,7 @@ from headway.errors import HeadwayError
 from headway.hardware.protocols import Arm, CameraError
 from headway.hardware.rate import LoopStats, RateLoop
 from headway.hardware.recording import (
+    INTERRUPTED,
     SESSION_FILE,
     STAGING,
     EpisodeLog,
@@ -36,6 +37,7 @@ from headway.hardware.recording import (
     publish,
     stage_episode,
     staged_path,
+    staged_outcome,
     staged_paths,
     write_progress_video,
     write_rollout_dataset,
@@ -245,6 +247,10 @@ class RolloutController:
         """Run the session's missing episodes, record them, return the summary."""
         config = self.config
         partial = _prepare_output(config)
+        if config.resume:
+            for path in staged_paths(partial):
+                if staged_outcome(path) in INTERRUPTED:
+                    path.unlink()
         done = {int(p.stem.split("_")[1]) for p in staged_paths(partial)}
         todo = [i for i in range(config.episodes) if i not in done]
         before = Counter(self.safety.counts)

@@ -34,6 +34,7 @@ SCALARS = {
     "control.time": "float32",
 }
 OUTCOMES = ("success", "failure", "timeout", "watchdog", "camera", "estop", "error")
+INTERRUPTED = ("camera", "estop", "error")  # not a real attempt of the policy: `--resume` runs these again
 
 
 @dataclass
@@ -121,6 +122,11 @@ def load_staged(path: Path) -> EpisodeLog:
     return episode
 
 
+def staged_outcome(path: Path) -> str:
+    with np.load(path) as data:
+        return json.loads(bytes(data["meta"]).decode())["outcome"]
+
+
 def staged_paths(partial: Path) -> list[Path]:
     return sorted((partial / STAGING).glob("episode_*.npz"))
 
@@ -200,6 +206,8 @@ def write_rollout_dataset(
             {
                 "headway_outcome": e.outcome,
                 "headway_success": e.success,
+                "headway_mode": f"rollout:{e.outcome}",  # headway's DatasetReader reads mode and quality with success
+                "headway_quality": e.final_progress,
                 "headway_true_success": int(e.true_success),
                 "headway_final_progress": e.final_progress,
                 "headway_seed": int(e.seed),

@@ -83,8 +83,13 @@ class FakeArm(ArmContext):
 
     def get_observation(self) -> ArmObservation:
         assert self.connected, "read while disconnected"
+        for camera in self.cameras.values():  # a live stream: the newest frame is current (unless the camera hangs)
+            camera.touch()
         frames = {v: c.read() for v, c in self.cameras.items()}
         return ArmObservation(self.state.astype(np.float32), 0.0, frames)
+
+    def read_state(self) -> np.ndarray:
+        return self.state.astype(np.float32)
 
     def send_action(self, action: np.ndarray) -> np.ndarray:
         assert self.connected, "command while disconnected"
