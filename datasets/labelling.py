@@ -671,8 +671,7 @@ def _score_all(reader, model, mapping, todo: list[int], partial: Path, batch_siz
 
     if not todo:
         return 0
-    lengths = reader._episodes["length"]
-    total = int(sum(int(lengths.loc[e]) for e in todo))
+    total = sum(reader.episode_length(e) for e in todo)
     prefetch = _Prefetcher(reader, todo, list(mapping.values()))
     bar = tqdm(total=total, unit="frame", desc="labelling", disable=not progress, dynamic_ncols=True)
     try:

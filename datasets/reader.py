@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow.parquet as pq
 
 from headway.datasets.annotations import read_proportions, subtasks_from_row
@@ -61,13 +62,14 @@ class DatasetReader:
     _file_cache: dict = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
-        from lerobot.datasets.lerobot_dataset import LeRobotDatasetMetadata
-
         self.root = Path(self.root)
         info_path = self.root / "meta" / "info.json"
         if not info_path.exists():
             raise HeadwayError(f"{self.root} is not a LeRobot dataset: meta/info.json is missing")
-        info = json.loads(info_path.read_text())
+        try:
+            info = json.loads(info_path.read_text())
+        except json.JSONDecodeError as error:
+            raise HeadwayError(f"{info_path} is not valid JSON ({error}); the dataset is damaged") from None
         version = info.get("codebase_version")
         if version != CODEBASE_VERSION:
             raise HeadwayError(
@@ -77,25 +79,58 @@ class DatasetReader:
         for needed in ("meta/tasks.parquet", "meta/episodes"):
             if not (self.root / needed).exists():
                 raise HeadwayError(f"{self.root} is missing {needed}; the dataset was not finalised or was damaged")
-        self.meta = LeRobotDatasetMetadata(repo_id=f"local/{self.root.name}", root=self.root)
-        self._episodes = self.meta.episodes.to_pandas().set_index("episode_index", drop=False)
+        self.info = info
+        self._meta = None
+        # The episodes metadata straight from its parquet files (lerobot's loader builds a Hugging Face
+        # dataset over every per-feature statistics column, which takes seconds); statistics are left out.
+        files = sorted((self.root / "meta" / "episodes").glob("*/*.parquet"))
+        if not files:
+            raise HeadwayError(f"{self.root}/meta/episodes holds no parquet files; the dataset was not finalised")
+        tables = []
+        for path in files:
+            columns = [c for c in pq.read_schema(path).names if not c.startswith("stats/")]
+            tables.append(pq.read_table(path, columns=columns).to_pandas())
+        episodes = pd.concat(tables, ignore_index=True) if len(tables) > 1 else tables[0]
+        self._episodes = episodes.sort_values("episode_index").set_index("episode_index", drop=False)
+        self._tasks = pd.read_parquet(self.root / "meta" / "tasks.parquet")
+
+    @property
+    def meta(self):
+        """lerobot's `LeRobotDatasetMetadata` for this dataset (built on first use; it is slow to build)."""
+        if self._meta is None:
+            from lerobot.datasets.lerobot_dataset import LeRobotDatasetMetadata
+
+            self._meta = LeRobotDatasetMetadata(repo_id=f"local/{self.root.name}", root=self.root)
+        return self._meta
+
+    @property
+    def features(self) -> dict:
+        return self.info["features"]
+
+    @property
+    def video_keys(self) -> list[str]:
+        return [key for key, feature in self.features.items() if feature.get("dtype") == "video"]
+
+    @property
+    def image_keys(self) -> list[str]:
+        return [key for key, feature in self.features.items() if feature.get("dtype") == "image"]
 
     # -- dataset level ----------------------------------------------------------------------------
     @property
     def fps(self) -> float:
-        return float(self.meta.fps)
+        return float(self.info["fps"])
 
     @property
     def num_episodes(self) -> int:
-        return int(self.meta.total_episodes)
+        return int(self.info["total_episodes"])
 
     @property
     def num_frames(self) -> int:
-        return int(self.meta.total_frames)
+        return int(self.info["total_frames"])
 
     @property
     def camera_keys(self) -> list[str]:
-        return list(self.meta.video_keys) + list(self.meta.image_keys)
+        return self.video_keys + self.image_keys
 
     @property
     def views(self) -> list[str]:
@@ -104,7 +139,10 @@ class DatasetReader:
 
     @property
     def tasks(self) -> list[str]:
-        return list(self.meta.tasks.index)
+        return list(self._tasks.index)
+
+    def episode_length(self, index: int) -> int:
+        return int(self._row(index)["length"])
 
     def card(self) -> dict:
         """headway's dataset card (`meta/headway.json`), empty for datasets recorded elsewhere."""
@@ -116,7 +154,7 @@ class DatasetReader:
 
     # -- episode level ----------------------------------------------------------------------------
     def _row(self, index: int) -> dict:
-        if not 0 <= index < self.num_episodes:
+        if index not in self._episodes.index:
             raise HeadwayError(f"episode {index} is not in {self.root} (it has episodes 0-{self.num_episodes - 1})")
         return self._episodes.loc[index].to_dict()
 
@@ -137,19 +175,32 @@ class DatasetReader:
         images = {}
         if decode:
             for view in views if views is not None else self.views:
-                images[view] = self._decode(index, row, self._camera_key(view), length)
+                key = self.camera_key(view)
+                if key in self.video_keys:
+                    images[view] = self._decode(index, row, key, length)
+                else:
+                    images[view] = self._decode_images(index, arrays.pop(key), key)
+        for key in self.image_keys:
+            arrays.pop(key, None)
         task_names = row["tasks"]
         task = str(task_names[0]) if len(task_names) else ""
         return Episode(index, task, length, images, arrays, self.subtasks(index), self.outcome(index), self.fps)
 
-    def _camera_key(self, view: str) -> str:
-        key = view if view.startswith(IMAGE_PREFIX) else IMAGE_PREFIX + view
+    def camera_key(self, view: str) -> str:
+        """The dataset feature key of camera `view` (a view name or the full key)."""
+        if view in self.camera_keys:
+            return view
+        key = IMAGE_PREFIX + view
         if key not in self.camera_keys:
-            raise HeadwayError(f"{self.root} has no camera {view!r}; its cameras are: {', '.join(self.views)}")
+            raise HeadwayError(f"{self.root} has no camera {view!r}; its cameras are: {', '.join(self.camera_keys)}")
         return key
 
+    _camera_key = camera_key
+
     def _frame_arrays(self, index: int, row: dict) -> dict[str, np.ndarray]:
-        path = self.root / self.meta.get_data_file_path(index)
+        path = self.root / self.info["data_path"].format(chunk_index=int(row["data/chunk_index"]), file_index=int(row["data/file_index"]))
+        if not path.exists():
+            raise HeadwayError(f"episode {index}: data file {path} is missing; the dataset is damaged")
         table = self._file_cache.get(path)
         if table is None:
             self._file_cache.clear()  # one data file in memory at a time
@@ -160,8 +211,10 @@ class DatasetReader:
         part = table.take(rows)
         arrays = {}
         for name in part.column_names:
-            column = part.column(name).to_pylist()
-            arrays[name] = np.asarray(column)
+            if name in self.image_keys:
+                arrays[name] = part.column(name).to_pylist()  # PNG/JPEG bytes, decoded on request
+            else:
+                arrays[name] = _column_array(part.column(name))
         if len(rows) != int(row["length"]):
             raise HeadwayError(
                 f"episode {index}: the data file has {len(rows)} frames but the metadata says {row['length']}; "
@@ -172,7 +225,9 @@ class DatasetReader:
     def _decode(self, index: int, row: dict, key: str, length: int) -> np.ndarray:
         import av
 
-        path = self.root / self.meta.get_video_file_path(index, key)
+        path = self.root / self.info["video_path"].format(
+            video_key=key, chunk_index=int(row[f"videos/{key}/chunk_index"]), file_index=int(row[f"videos/{key}/file_index"])
+        )
         if not path.exists():
             raise HeadwayError(f"episode {index}: video file {path} for {key} is missing")
         start = float(row[f"videos/{key}/from_timestamp"])
@@ -197,6 +252,33 @@ class DatasetReader:
                 "the video file is truncated or does not belong to this dataset"
             )
         return np.stack(frames)
+
+
+    def _decode_images(self, index: int, cells: list, key: str) -> np.ndarray:
+        """Frames of an image (not video) feature: encoded images stored in the data parquet."""
+        import cv2
+
+        frames = []
+        for frame_index, cell in enumerate(cells):
+            data = cell.get("bytes") if isinstance(cell, dict) else None
+            if data is None and isinstance(cell, dict) and cell.get("path"):
+                path = Path(cell["path"])
+                data = (path if path.is_absolute() else self.root / path).read_bytes()
+            image = None if data is None else cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+            if image is None:
+                raise HeadwayError(f"episode {index}: frame {frame_index} of {key} cannot be decoded; the image is corrupt")
+            frames.append(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
+        return np.stack(frames)
+
+
+def _column_array(column) -> np.ndarray:
+    """A parquet column as a numpy array: scalars as they are, fixed-length lists as (T, ...)."""
+    import pyarrow as pa
+
+    kind = column.type
+    if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind):
+        return column.to_numpy()
+    return np.asarray(column.to_pylist())
 
 
 def _clean(row: dict) -> dict:
