@@ -24,11 +24,14 @@ VIDEO_SIZE = 128
 
 
 def check_policy_fits(policy: Policy, task: str, env) -> None:
-    """Clear errors when a policy was trained for another task or observation/action layout than `env`."""
+    """Clear errors when a policy was trained for another task or observation/action layout than `env`
+    (with `env` None, only the task is checked)."""
     if policy.task != task:
         raise HeadwayError(
             f"the policy was trained for task {policy.task!r}, not {task!r}; pass a checkpoint trained on {task}"
         )
+    if env is None:
+        return
     state_dim = int(env.observation_space["state"].shape[0])
     if policy.state_dim and policy.state_dim != state_dim:
         raise HeadwayError(f"the policy reads a {policy.state_dim}-value state; {task} gives {state_dim}: another robot layout")
@@ -100,6 +103,8 @@ def evaluate_policy(
     from headway.sim.task import get_task
 
     get_task(task)  # clear error for an unknown task
+    if policy.task != task:  # before building an env: the cheap, common mistake
+        check_policy_fits(policy, task, None)
     size = getattr(policy, "image_size", None) or VIDEO_SIZE
     views = tuple(policy.views)
     env = _make_env(task, views, size, horizon)

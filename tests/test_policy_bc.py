@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from headway.errors import HeadwayError
-from headway.policy.bc import BCConfig, BCNet, BCPolicy, per_sample_loss, train_bc, weighted_loss
+from headway.policy.bc import BCConfig, BCNet, BCPolicy, per_sample_loss, torch_threads, train_bc, weighted_loss
 from headway.policy.bc_data import load_bc_samples, read_progress, write_progress
 from headway.policy.evaluate import evaluate_policy
 from headway.policy.interface import Policy, load_policy
@@ -58,12 +58,13 @@ def test_loss_decreases_on_a_fixed_batch(samples):
     mask = torch.from_numpy(samples.action_mask[:64]).float()
     optimizer = torch.optim.Adam(net.parameters(), lr=3e-3)
     losses = []
-    for _ in range(60):
-        loss = weighted_loss(per_sample_loss(net(state), target, mask), None)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(float(loss.detach()))
+    with torch_threads(1):
+        for _ in range(60):
+            loss = weighted_loss(per_sample_loss(net(state), target, mask), None)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            losses.append(float(loss.detach()))
     assert losses[-1] < 0.5 * losses[0]
 
 
@@ -72,11 +73,11 @@ def test_weighted_loss_ignores_zero_weight_samples():
     weights = torch.tensor([1.0, 0.0, 0.5, 0.0])
     value = weighted_loss(losses, weights)
     changed = weighted_loss(torch.tensor([1.0, 100.0, 3.0, -7.0]), weights)
-    assert float(value) == pytest.approx(float(changed))
-    assert float(value) == pytest.approx((1.0 * 1 + 0.5 * 3) / 1.5, rel=1e-4)  # = sum w l / sum w
+    assert float(value.detach()) == pytest.approx(float(changed))
+    assert float(value.detach()) == pytest.approx((1.0 * 1 + 0.5 * 3) / 1.5, rel=1e-4)  # = sum w l / sum w
     value.backward()
     assert losses.grad[1] == 0 and losses.grad[3] == 0 and losses.grad[0] > 0
-    assert float(weighted_loss(losses, None)) == pytest.approx(2.5)
+    assert float(weighted_loss(losses, None).detach()) == pytest.approx(2.5)
 
 
 def test_rabc_training_logs_weights_and_zero_weights_regressing_frames(trained, samples):
@@ -119,6 +120,21 @@ def test_wrong_task_or_layout_is_a_clear_error(trained, samples, tmp_path):
     policy = load_policy(out)
     with pytest.raises(HeadwayError, match="another robot or task layout"):
         policy.act({"images": {}, "state": np.zeros(8, np.float32), "object": samples.state[0, 9:]})
+    from types import SimpleNamespace
+
+    import gymnasium as gym
+
+    from headway.policy.evaluate import check_policy_fits
+
+    def fake_env(object_dim: int, action_dim: int = 7):
+        box = lambda n: gym.spaces.Box(-1, 1, (n,))  # noqa: E731
+        return SimpleNamespace(observation_space={"state": box(9), "object": box(object_dim)}, action_space=box(action_dim))
+
+    check_policy_fits(policy, "lift", fake_env(policy.object_dim))
+    with pytest.raises(HeadwayError, match="another task layout"):
+        check_policy_fits(policy, "lift", fake_env(policy.object_dim + 4))
+    with pytest.raises(HeadwayError, match="outputs 7 action values; lift takes 6"):
+        check_policy_fits(policy, "lift", fake_env(policy.object_dim, 6))
     meta["task"], meta["state_dims"] = "lift", [9, 3]
     (other / "config.json").write_text(json.dumps(meta))
     with pytest.raises(HeadwayError, match="does not fit its config.json"):
