@@ -23,6 +23,15 @@ def _load_stage_reward(path: Path, device: str | None) -> RewardModel:
 REWARD_MODEL_FORMATS.register("headway.stage_reward", _load_stage_reward)
 
 
+def _load_keypoint_reward(path: Path, device: str | None) -> RewardModel:
+    from headway.reward.keypoint_reward import KeypointRewardModel
+
+    return KeypointRewardModel.load(path, device=device)
+
+
+REWARD_MODEL_FORMATS.register("headway.keypoint_reward", _load_keypoint_reward)
+
+
 def load_reward_model(path: Path | str, device: str | None = None) -> RewardModel:
     """Open a reward-model checkpoint of any registered kind."""
     path = Path(path)

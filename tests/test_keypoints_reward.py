@@ -1,0 +1,122 @@
+"""The keypoint reward: Phi_kp in [0, 1] rising as the gripper nears the stage keypoint; fused potential
+behind the RewardModel protocol; offline == online; checkpoints open with load_reward_model."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from headway.errors import HeadwayError
+from headway.perception.keypoint_model import KeypointModel, KeypointModelConfig
+from headway.reward.interface import RewardModel
+from headway.reward.keypoint_reward import KeypointRewardModel, _Tracker, build_keypoint_reward
+from headway.reward.loading import load_reward_model
+from headway.reward.stage_model import StageModelConfig, StageRewardNet
+from headway.reward.stage_reward import StageRewardModel
+
+VIEWS = ("agentview", "sideview")
+SIZE = 32
+K = np.array([[38.6, 0.0, 16.0], [0.0, 38.6, 16.0], [0.0, 0.0, 1.0]])
+
+
+def look_at(eye, target=(0.0, 0.0, 0.85)) -> np.ndarray:
+    eye, target = np.asarray(eye, float), np.asarray(target, float)
+    z = (target - eye) / np.linalg.norm(target - eye)
+    x = np.cross(z, [0.0, 0.0, 1.0])
+    x /= np.linalg.norm(x)
+    pose = np.eye(4)
+    pose[:3, :3] = np.stack([x, np.cross(z, x), z], axis=1)
+    pose[:3, 3] = eye
+    return pose
+
+
+CAMERAS = {"agentview": {"intrinsics": K.tolist(), "pose": look_at((0.5, 0.0, 1.35)).tolist()},
+           "sideview": {"intrinsics": K.tolist(), "pose": look_at((0.0, 1.2, 1.4)).tolist()}}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def reward() -> KeypointRewardModel:
+    torch.manual_seed(0)
+    keypoints = KeypointModel.create(
+        KeypointModelConfig(("gripper", "grasp", "lift_target"), VIEWS, task="lift", image_size=SIZE, width=4), device="cpu"
+    )
+    stage_config = StageModelConfig(views=VIEWS, stage_names=("reach", "grasp", "lift"), stage_proportions=(0.5, 0.2, 0.3), image_size=SIZE, dim=32, window=4, ensemble=1)
+    progress = StageRewardModel(StageRewardNet(stage_config), device="cpu")
+    return build_keypoint_reward(keypoints, progress, CAMERAS, progress_weight=0.4, keypoint_weight=0.6)
+
+
+def observe(model: KeypointRewardModel, points: np.ndarray) -> tuple[dict, dict]:
+    """Perfect detections of `points` (K, 3) in every camera."""
+    uv = {v: np.stack([model.cameras[v].project(p)[0] for p in points]) for v in model.keypoint_views}
+    return uv, {v: np.ones(len(points)) for v in model.keypoint_views}
+
+
+def test_phi_rises_as_the_gripper_approaches_the_stage_keypoint(reward):
+    cube = np.array([0.02, -0.01, 0.83])
+    lift_target = cube + [0, 0, 0.145]
+    tracker = _Tracker(reward)
+    phis = []
+    for height in np.linspace(0.3, 0.0, 7):  # reach stage: the gripper comes down onto the grasp point
+        gripper = cube + [0.0, 0.0, height]
+        uv, confidence = observe(reward, np.stack([gripper, cube, lift_target]))
+        phi, distance, points = tracker.step(0, uv, confidence, np.concatenate([gripper, np.zeros(6)]))
+        phis.append(phi)
+        assert distance == pytest.approx(height, abs=1e-6)
+        np.testing.assert_allclose(points[1], cube, atol=1e-6)
+    assert all(0.0 <= p <= 1.0 for p in phis)
+    assert np.all(np.diff(phis) > 0) and phis[-1] == pytest.approx(1 / 3)
+    # lift stage: the grasped object (grasp keypoint) is the mover; closer to the lift target scores higher
+    lifted = []
+    for rise in (0.0, 0.07, 0.145):
+        moved = cube + [0, 0, rise]
+        uv, confidence = observe(reward, np.stack([moved, moved, lift_target]))
+        lifted.append(tracker.step(2, uv, confidence, None)[0])
+    assert np.all(np.diff(lifted) > 0) and lifted[-1] == pytest.approx(1.0) and lifted[0] > 2 / 3
+
+
+def test_an_unseen_target_keeps_its_last_position_and_never_seen_is_no_closeness(reward):
+    cube = np.array([0.0, 0.0, 0.83])
+    tracker = _Tracker(reward)
+    uv, confidence = observe(reward, np.stack([cube + [0, 0, 0.1], cube, cube + [0, 0, 0.145]]))
+    hidden = {v: np.zeros(3) for v in confidence}
+    phi, distance, _ = tracker.step(1, uv, hidden, None)
+    assert phi == pytest.approx(1 / 3) and np.isnan(distance)  # stage credit only
+    tracker.step(1, uv, confidence, None)
+    phi, distance, _ = tracker.step(1, uv, hidden, None)
+    assert distance == pytest.approx(0.1, abs=1e-6) and 1 / 3 < phi < 2 / 3
+
+
+def test_protocol_offline_equals_online_and_reload(reward, tmp_path):
+    assert isinstance(reward, RewardModel)
+    rng = np.random.default_rng(0)
+    images = {v: rng.integers(0, 256, (6, SIZE, SIZE, 3), dtype=np.uint8) for v in VIEWS}
+    state = np.tile(np.array([0.0, 0.0, 1.0, 0, 0, 0, 1, 0.02, -0.02], dtype=np.float32), (6, 1))
+    offline = reward.score_episode(images, "pick up the red cube and lift it", state)
+    assert len(offline) == 6 and np.all((offline.progress >= 0) & (offline.progress <= 1))
+    scorer = reward.stream("pick up the red cube and lift it")
+    online = np.concatenate([scorer.step({v: f[t] for v, f in images.items()}, state[t]).progress for t in range(6)])
+    np.testing.assert_allclose(online, offline.progress, atol=1e-5)
+    details = reward.score_details(images, "pick up the red cube and lift it", state)
+    np.testing.assert_allclose(offline.progress, 0.4 * details["progress"].progress + 0.6 * details["phi_kp"], atol=1e-6)
+
+    reward.save(tmp_path / "kp_reward")
+    assert json.loads((tmp_path / "kp_reward" / "config.json").read_text())["format"] == "headway.keypoint_reward"
+    loaded = load_reward_model(tmp_path / "kp_reward", device="cpu")
+    assert isinstance(loaded, KeypointRewardModel)
+    np.testing.assert_allclose(loaded.score_episode(images, "pick up the red cube and lift it", state).progress, offline.progress, atol=1e-6)
+
+
+def test_bad_input_is_named(reward, tmp_path):
+    with pytest.raises(HeadwayError, match="sideview.*missing"):
+        reward.score_episode({"agentview": np.zeros((2, SIZE, SIZE, 3), np.uint8)}, "lift")
+    with pytest.raises(HeadwayError, match="weights"):
+        build_keypoint_reward(reward.keypoints, reward.progress, CAMERAS, progress_weight=0, keypoint_weight=0)
+    with pytest.raises(HeadwayError, match="sideview.*intrinsics"):
+        build_keypoint_reward(reward.keypoints, reward.progress, {**CAMERAS, "sideview": {"intrinsics": None, "pose": np.eye(4).tolist()}})
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "config.json").write_text(json.dumps({"format": "headway.keypoint_reward", "format_version": 1, "reward": {}}))
+    with pytest.raises(HeadwayError, match="keypoints/ sub-model"):
+        load_reward_model(tmp_path / "broken")
