@@ -78,6 +78,7 @@ class RolloutConfig:
     device: str | None = None
     vcodec: str = "libsvtav1"
     progress: bool = True
+    torch_threads: int | None = 1  # intra-op threads while the loop runs: 1 keeps latency flat next to camera threads
 
     def __post_init__(self) -> None:
         self.record = Path(self.record)
@@ -157,6 +158,7 @@ class RolloutController:
         streak, best, best_step = 0, -np.inf, 0
         started = time.monotonic()
         first_log = len(safety.log)
+        threads = _set_torch_threads(config.torch_threads)
         try:
             safety.reset_episode(seed)
             self.policy.reset()
@@ -234,6 +236,7 @@ class RolloutController:
             except Exception as hold_error:  # noqa: BLE001
                 log.error("could not hold the arm at the end of the episode: %s", hold_error)
                 error = error or hold_error
+            _set_torch_threads(threads)
             self.loop_stats.append(loop.stats())
             rows = safety.log[first_log:]
             episode.interventions = dict(Counter(row.reason for row in rows))
@@ -317,14 +320,14 @@ class RolloutController:
                 "safety_reasons": "bit mask, see headway.hardware.safety.REASONS",
             }
             write_rollout_dataset(
-                build, episodes, config.fps, config.robot.replace(":", "_"), f"headway/rollout_{config.robot.split(':', 1)[1]}",
+                build, episodes, 1.0 / self.dt, config.robot.replace(":", "_"), f"headway/rollout_{config.robot.split(':', 1)[1]}",
                 list(state_names), list(self.arm.limits.names), card, config.vcodec,
             )
             publish(build, config.record)
             if config.video:
                 chosen = next((e for e in episodes if e.success), episodes[0])
                 try:
-                    video = str(write_progress_video(_video_path(config.record), chosen, tuple(self.model.stage_names), config.fps))
+                    video = str(write_progress_video(_video_path(config.record), chosen, tuple(self.model.stage_names), 1.0 / self.dt))
                 except Exception as video_error:  # noqa: BLE001 - a preview must not fail a session
                     log.warning("no preview video: %s", video_error)
         complete = len(paths) >= config.episodes and not aborted
@@ -347,6 +350,17 @@ class RolloutController:
             "interventions_total": int(sum(interventions.values())),
             "stopped": self.safety.stopped,
         }
+
+
+def _set_torch_threads(threads: int | None) -> int | None:
+    """Set torch's intra-op thread count; returns the previous one (None: unchanged)."""
+    if threads is None:
+        return None
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    return previous
 
 
 def _video_path(record: Path) -> Path:
