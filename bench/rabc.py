@@ -5,11 +5,12 @@
 1. Dataset: `--dataset`, else collect 40 lift episodes (50% expert, 25% noisy, 25% failed) into the work folder.
 2. Reward model: `--model`, else train a small headway stage reward model on that dataset.
 3. Score every frame with the reward model and write `<work>/labels/sarm_progress.parquet` (LeRobot's schema).
-4. Train, with the same network, seed, batch sampling and number of steps: BC on every episode,
+4. Train, with the same network, seed, batch sampling and number of steps (once per training seed,
+   three by default): BC on every episode,
    RA-BC on every episode (LeRobot's weights from those labels), and BC on the expert episodes only
    (a reference: what perfect filtering would give).
-5. Roll each out on the same held-out seeds; print success rate, mean return, dense return, and the
-   RA-BC / BC ratio. Everything is written to `<work>/report.json`. Finished stages are reused on a rerun.
+5. Roll each out on the same held-out seeds; print success rate (mean and spread over training seeds),
+   mean return, mean episode length, and the RA-BC / BC ratio. Everything is written to `<work>/report.json`. Finished stages are reused on a rerun.
 """
 
 from __future__ import annotations
@@ -83,9 +84,11 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("runs/bench_rabc"))
     parser.add_argument("--steps", type=int, default=1500, help="BC training steps, the same for every row")
     parser.add_argument("--chunk", type=int, default=10)
-    parser.add_argument("--episodes", type=int, default=20, help="evaluation episodes per policy")
+    parser.add_argument("--episodes", type=int, default=30, help="evaluation episodes per policy")
     parser.add_argument("--eval-seed", type=int, default=900_000)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="training seed (when --seeds is not given)")
+    parser.add_argument("--seeds", default="0,1,2", help="comma-separated training seeds; every row is trained once per seed")
+    parser.add_argument("--videos", type=int, default=1, help="rollout videos per policy")
     parser.add_argument("--collect-episodes", type=int, default=40)
     parser.add_argument("--data-seed", type=int, default=3)
     parser.add_argument("--reward-steps", type=int, default=1500)
@@ -116,41 +119,53 @@ def main() -> None:
             by_mode[mode] = float(weights[chosen].mean())
     print("RA-BC weights:", {k: round(v, 3) for k, v in weight_summary(weights).items()}, "mean by mode:", {k: round(v, 3) for k, v in by_mode.items()})
 
-    common = dict(dataset=dataset, chunk=args.chunk, steps=args.steps, seed=args.seed)
-    runs = {
-        "BC (all episodes)": BCConfig(out=args.work / "bc", **common),
-        "RA-BC (all episodes)": BCConfig(out=args.work / "rabc", weights="rabc", labels=labels, **common),
-        "BC (expert episodes only)": BCConfig(out=args.work / "bc_expert", episodes=tuple(experts), **common),
-    }
-    rows = {}
-    for name, config in runs.items():
-        summary_path = config.out / "summary.json"
-        if summary_path.exists() and json.loads(summary_path.read_text())["steps"] == args.steps:
-            summary = json.loads(summary_path.read_text())
-        else:
-            summary = train_bc(config, samples=samples if config.episodes is None else None)
-        policy = BCPolicy.load(config.out, task="lift")
-        report = evaluate_policy(policy, "lift", episodes=args.episodes, seed=args.eval_seed, videos=2, video_dir=config.out / "videos")
-        rows[name] = {"train": summary, "eval": {k: v for k, v in report.items() if k != "per_episode"}, "per_episode": report["per_episode"]}
-        print(
-            f"{name}: success {100 * report['success_rate']:.0f}%, mean return {report['mean_return']:.3f}, "
-            f"dense return {report['mean_dense_return']:.2f}, length {report['mean_length']:.1f} "
-            f"(train {summary['seconds']:.0f} s, loss {summary['final_loss']:.3f})"
-        )
+    seeds = [int(x) for x in args.seeds.split(",")] if args.seeds else [args.seed]
+    names = ("BC (all episodes)", "RA-BC (all episodes)", "BC (expert episodes only)")
+    rows: dict[str, list[dict]] = {name: [] for name in names}
+    for seed in seeds:
+        common = dict(dataset=dataset, chunk=args.chunk, steps=args.steps, seed=seed)
+        runs = {
+            names[0]: BCConfig(out=args.work / f"bc_s{seed}", **common),
+            names[1]: BCConfig(out=args.work / f"rabc_s{seed}", weights="rabc", labels=labels, **common),
+            names[2]: BCConfig(out=args.work / f"bc_expert_s{seed}", episodes=tuple(experts), **common),
+        }
+        for name, config in runs.items():
+            summary_path = config.out / "summary.json"
+            previous = json.loads(summary_path.read_text()) if summary_path.exists() else None
+            if previous and previous["steps"] == args.steps and (config.out / "config.json").exists():
+                summary = previous  # trained by an earlier run with the same settings
+            else:
+                summary = train_bc(config, samples=samples if config.episodes is None else None)
+            policy = BCPolicy.load(config.out, task="lift")
+            report = evaluate_policy(
+                policy, "lift", episodes=args.episodes, seed=args.eval_seed, videos=args.videos, video_dir=config.out / "videos"
+            )
+            rows[name].append({"seed": seed, "train": summary, "eval": {k: v for k, v in report.items() if k != "per_episode"},
+                               "per_episode": report["per_episode"]})
+            print(
+                f"seed {seed} {name}: success {100 * report['success_rate']:.0f}%, mean return {report['mean_return']:.3f}, "
+                f"length {report['mean_length']:.1f} (train {summary['seconds']:.0f} s, loss {summary['final_loss']:.3f})"
+            )
 
-    bc, rabc = rows["BC (all episodes)"]["eval"], rows["RA-BC (all episodes)"]["eval"]
+    def stat(name: str, key: str) -> tuple[float, float]:
+        values = np.array([r["eval"][key] for r in rows[name]])
+        return float(values.mean()), float(values.std())
+
     print()
-    print(f"lift, {reader.num_episodes} training episodes, {args.steps} steps, chunk {args.chunk}, seed {args.seed}; "
-          f"{args.episodes} held-out episodes (seeds {args.eval_seed}-{args.eval_seed + args.episodes - 1})")
-    print("| policy | success rate | mean return | mean dense return | mean length |")
+    print(f"lift, {reader.num_episodes} training episodes ({len(experts)} expert), {args.steps} steps, chunk {args.chunk}, "
+          f"training seeds {seeds}; {args.episodes} held-out episodes per policy (seeds {args.eval_seed}-{args.eval_seed + args.episodes - 1})")
+    print("| policy | success rate (mean ± std over seeds) | per seed | mean return | mean length (steps) |")
     print("|---|---|---|---|---|")
-    for name, row in rows.items():
-        e = row["eval"]
-        print(f"| {name} | {100 * e['success_rate']:.0f}% | {e['mean_return']:.3f} | {e['mean_dense_return']:.2f} | {e['mean_length']:.1f} |")
-    ratio = rabc["success_rate"] / bc["success_rate"] if bc["success_rate"] else float("inf")
-    points = 100 * (rabc["success_rate"] - bc["success_rate"])
-    print(f"RA-BC / BC success: {ratio:.2f}x ({points:+.0f} points; target +20); "
-          f"dense return ratio {rabc['mean_dense_return'] / max(bc['mean_dense_return'], 1e-9):.2f}x; {time.perf_counter() - started:.0f} s")
+    for name in names:
+        success, spread = stat(name, "success_rate")
+        per_seed = ", ".join(f"{100 * r['eval']['success_rate']:.0f}%" for r in rows[name])
+        print(f"| {name} | {100 * success:.1f}% ± {100 * spread:.1f} | {per_seed} | {stat(name, 'mean_return')[0]:.3f} | "
+              f"{stat(name, 'mean_length')[0]:.1f} |")
+    bc, rabc = stat(names[0], "success_rate")[0], stat(names[1], "success_rate")[0]
+    ratio = rabc / bc if bc else float("inf")
+    points = 100 * (rabc - bc)
+    print(f"RA-BC / BC success: {ratio:.2f}x ({points:+.1f} points; target +20); {time.perf_counter() - started:.0f} s")
+    print("(episodes end at success, so return = success and a shorter length means a faster success)")
     atomic_write_json(
         args.work / "report.json",
         {"dataset": str(dataset), "model": str(model), "labels": str(labels), "args": {k: str(v) for k, v in vars(args).items()},

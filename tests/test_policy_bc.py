@@ -188,3 +188,43 @@ def test_cli_trains_and_evaluates(tiny_dataset, labels, tmp_path, capsys):
     report = tmp_path / "eval.json"
     assert main(["policy", "eval", "--task", "lift", "--policy", str(out), "--episodes", "1", "--horizon", "4", "--json", str(report)]) == 0
     assert json.loads(report.read_text())["mean_length"] == 4
+
+
+def test_any_lerobot_dataset_with_state_and_action_trains(tmp_path):
+    """A dataset recorded elsewhere: no cameras, no object state, a free-text task."""
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+    root = tmp_path / "foreign"
+    features = {
+        "observation.state": {"dtype": "float32", "shape": (4,), "names": None},
+        "action": {"dtype": "float32", "shape": (2,), "names": None},
+    }
+    dataset = LeRobotDataset.create(repo_id="someone/push", fps=10, root=root, features=features, use_videos=False)
+    rng = np.random.default_rng(0)
+    for _ in range(2):
+        for _ in range(12):
+            dataset.add_frame({"observation.state": rng.normal(size=4).astype(np.float32),
+                               "action": rng.normal(size=2).astype(np.float32), "task": "push the block"})
+        dataset.save_episode()
+    dataset.finalize()
+    samples = load_bc_samples(root, chunk=3, progress=False)
+    assert samples.state_keys == ("observation.state",) and samples.actions.shape == (24, 3, 2)
+    train_bc(BCConfig(dataset=root, out=tmp_path / "ckpt", chunk=3, steps=3, hidden=16, layers=1), progress=False)
+    policy = load_policy(tmp_path / "ckpt")
+    assert (policy.task, policy.state_dim, policy.object_dim, policy.action_dim) == ("push the block", 4, 0, 2)
+    assert policy.act({"state": np.zeros(4, np.float32)}).shape == (2,)
+    with pytest.raises(HeadwayError, match="no 'action' feature"):
+        _without_action(root, tmp_path)
+
+
+def _without_action(root, tmp_path):
+    """The same dataset with its action column dropped must be refused by name."""
+    import shutil
+
+    import pyarrow.parquet as pq
+
+    copy = tmp_path / "no_action"
+    shutil.copytree(root, copy)
+    for file in (copy / "data").rglob("*.parquet"):
+        pq.write_table(pq.read_table(file).drop(["action"]), file)
+    load_bc_samples(copy, chunk=3, progress=False)
