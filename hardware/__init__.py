@@ -1,1 +1,2 @@
-"""Hardware abstraction: arm and camera protocols, safety layer, fixed-rate loop, rollout controller (not built yet)."""
+"""Hardware abstraction: arm and camera protocols, the safety layer, a fixed-rate loop, simulated and lerobot arms,
+and the rollout controller that runs a policy with the process reward scoring live."""

@@ -264,3 +264,23 @@ def test_static_camera_faults():
     camera.kill()
     with pytest.raises(CameraError, match="dead"):
         camera.read()
+
+
+def test_keyboard_stops_an_episode_and_answers_the_reset_prompt():
+    from headway.hardware.safety import KeyboardStop
+
+    read_end, write_end = os.pipe()
+    with os.fdopen(read_end) as stream, os.fdopen(write_end, "w") as keys:
+        arm = FakeArm()
+        with SafetyLayer(arm, SafetyConfig(watchdog_timeout=1.0)) as safety:
+            keyboard = KeyboardStop(safety, stream=stream)
+            keys.write("\n")
+            keys.flush()
+            assert keyboard.prompt("reset the scene") is True  # Enter between episodes: go on
+            keyboard.in_episode = True
+            keys.write("\n")
+            keys.flush()
+            deadline = time.monotonic() + 2.0
+            while not safety.stopped and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert safety.stopped == "keyboard" and safety.counts["estop"] == 1
