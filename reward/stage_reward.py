@@ -98,14 +98,17 @@ class StageRewardModel:
     # -- scoring -------------------------------------------------------------------------------------
     def _view_tensor(self, images: dict[str, np.ndarray], start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor]:
         size = self.image_size
-        batch = torch.zeros(stop - start, len(self.views), 3, size, size, device=self.device)
         present = torch.zeros(stop - start, len(self.views), dtype=torch.bool, device=self.device)
+        slots = []
         for slot, view in enumerate(self.views):
             if view in images:
-                frames = torch.from_numpy(np.ascontiguousarray(images[view][start:stop])).to(self.device)
-                batch[:, slot] = frames.permute(0, 3, 1, 2).float() / 255.0
+                slots.append(torch.from_numpy(np.ascontiguousarray(images[view][start:stop])))
                 present[:, slot] = True
-        return batch, present
+            else:
+                slots.append(torch.zeros(stop - start, size, size, 3, dtype=torch.uint8))
+        # permute and copy as uint8 (4x less memory traffic than in float), then scale once
+        frames = torch.stack(slots, 1).to(self.device).permute(0, 1, 4, 2, 3).contiguous()
+        return frames.float().div_(255.0), present
 
     @torch.no_grad()
     def frame_tokens(self, images: dict[str, np.ndarray], batch_size: int = 256) -> torch.Tensor:
