@@ -13,7 +13,8 @@ Figures (multi-view frames per second = dataset time steps per second, both view
                `DatasetReader.episode` (PyAV, one pass per episode and view) and nothing else;
   end-to-end   `label_dataset` on the same dataset into a fresh folder: decode, resize, score with the
                reward model, stage each episode atomically, assemble sarm_progress.parquet and the
-               label table (model loading and fingerprinting included);
+               label table (model loading and fingerprinting included; after one untimed warm-up
+               run on episode 0);
   ratio        end-to-end / decode-only (target >= 50%), end-to-end target >= 1,000 frames/s;
   LeRobot SARM the per-frame work of lerobot's `compute_rabc_weights` (13-frame sample -> SARM's
                preprocessor with CLIP ViT-B/32 -> SARMRewardModel, random weights; one view, decoding
@@ -113,6 +114,8 @@ def main() -> None:
           f"{', '.join(f'{s:.2f}' for _, s in decode_runs)} s -> best {decode_fps:,.0f} frames/s")
 
     out = args.work / "labels"
+    # warm-up, untimed: one episode through the whole pipeline (lazy imports, first-call allocations)
+    label_dataset(LabelConfig(dataset=dataset, model=model_path, out=out, device="cpu", episodes=(0,)), overwrite=True, progress=False)
     e2e = []
     for _ in range(args.repeats):
         summary = label_dataset(LabelConfig(dataset=dataset, model=model_path, out=out, device="cpu"), overwrite=True, progress=False)

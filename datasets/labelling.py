@@ -612,11 +612,19 @@ def label_dataset(config: LabelConfig, resume: bool = False, overwrite: bool = F
     partial = out / PARTIAL_DIR
     scored, scored_frames = 0, 0
     if state != "complete":
+        out_existed = out.exists()
         if state == "fresh":
             atomic_write_json(partial / CARD_FILE, {"identity": identity, "created": _now()})
         created = json.loads((partial / CARD_FILE).read_text())["created"]
         todo = [e for e in episodes if not _episode_file(partial, e).exists()]
-        scored, scored_frames = len(todo), _score_all(reader, model, mapping, todo, partial, config.batch_size, progress)
+        try:
+            scored, scored_frames = len(todo), _score_all(reader, model, mapping, todo, partial, config.batch_size, progress)
+        except HeadwayError:
+            if not any((partial / "episodes").glob("episode_*.npz")):  # nothing worth resuming: leave no trace
+                shutil.rmtree(partial, ignore_errors=True)
+                if not out_existed and out.exists() and not any(out.iterdir()):
+                    out.rmdir()
+            raise
         assembled = _assemble(partial, episodes, identity, tuple(model.stage_names))
         os.replace(assembled["table_tmp"], out / TABLE_FILE)
         os.replace(assembled["progress_tmp"], out / PROGRESS_FILE)

@@ -284,7 +284,7 @@ def test_missing_or_corrupt_video_names_the_episode(damaged, model_path, tmp_pat
     video.unlink()
     with pytest.raises(HeadwayError, match="episode 0: video file .* is missing"):
         _label_native(damaged, model_path, tmp_path / "out2")
-    _assert_nothing_final(tmp_path / "out")
+    assert not (tmp_path / "out").exists() and not (tmp_path / "out2").exists(), "a run that staged nothing leaves nothing"
 
 
 def test_nan_state_and_frame_count_mismatch_are_refused(damaged, model_path, tmp_path):
@@ -316,6 +316,11 @@ def test_bad_dataset_and_checkpoint_folders(damaged, model_path, tmp_path):
     with pytest.raises(HeadwayError, match="meta/info.json is missing"):
         _label_native(damaged, model_path, tmp_path / "out")
 
+
+
+def test_hub_ids_are_used_only_from_the_local_cache(model_path):
+    with pytest.raises(HeadwayError, match="--allow-download"):
+        label_dataset(LabelConfig(dataset="nobody/not_a_cached_dataset_xyz", model=model_path), progress=False)
 
 
 def test_output_never_goes_into_the_dataset(native_dataset, model_path):
