@@ -66,6 +66,15 @@ def _load_bc(path: Path, device: str | None) -> Policy:
 POLICY_FORMATS.register("headway.bc", _load_bc)
 
 
+def _load_sac(path: Path, device: str | None) -> Policy:
+    from headway.policy.sac import SACPolicy
+
+    return SACPolicy.load(path, device)
+
+
+POLICY_FORMATS.register("headway.sac", _load_sac)
+
+
 def load_policy(path: Path | str, device: str | None = None) -> Policy:
     """Open a policy checkpoint of any registered format."""
     path = Path(path)

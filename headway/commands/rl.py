@@ -1,0 +1,69 @@
+"""`headway rl train`: online RL in the simulator with a reward from any source."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def _rl_train(args: argparse.Namespace) -> int:
+    from headway.policy.rl_train import RLConfig, train_rl
+    from headway.policy.sac import SACConfig
+
+    config = RLConfig(
+        task=args.task,
+        reward=args.reward,
+        shaping=args.shaping,
+        init=args.init,
+        demos=args.demos,
+        steps=args.steps,
+        out=args.out,
+        eval_every=args.eval_every,
+        eval_episodes=args.eval_episodes,
+        seed=args.seed,
+        horizon=args.horizon,
+        batch_size=args.batch_size,
+        utd=args.utd,
+        pretrain_steps=args.pretrain_steps,
+        distill_steps=args.distill_steps,
+        critic_pretrain=args.critic_pretrain,
+        sac=SACConfig(gamma=args.gamma, bc_weight=args.bc_weight, init_alpha=args.init_alpha, actor_lr=args.actor_lr),
+        device=args.device,
+    )
+    summary = train_rl(config, resume=args.resume)
+    print(
+        f"{summary['task']} {summary['reward']} + {summary['shaping']}: {summary['steps']} env steps, "
+        f"{summary['episodes']} episodes, final success {summary['final_success_rate']:.2f} on {config.eval_episodes} "
+        f"held-out seeds (area under the success curve {summary['success_auc']:.2f}), {summary['seconds']:.0f} s"
+    )
+    print(f"policy: {summary['policy']}  learning curve: {summary['learning_curve']}")
+    return 0
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    rl = commands.add_parser("rl", help="online reinforcement learning in simulation")
+    rl_commands = rl.add_subparsers(dest="rl_command", required=True, metavar="COMMAND")
+    train = rl_commands.add_parser("train", help="SAC with demonstrations in replay and a reward from any source")
+    train.add_argument("--task", default="lift")
+    train.add_argument("--reward", default="sparse", help="sparse, robosuite-dense or prm:CKPT (a reward model folder)")
+    train.add_argument("--shaping", default=None, help="pbrs, delta, kagi or none (default: pbrs with prm, none otherwise)")
+    train.add_argument("--init", type=Path, default=None, help="a headway policy checkpoint distilled into the actor (needs --demos)")
+    train.add_argument("--demos", type=Path, default=None, help="a LeRobot dataset kept in replay (half of each batch)")
+    train.add_argument("--steps", type=int, default=50_000, help="environment steps")
+    train.add_argument("--out", type=Path, required=True, help="run folder (checkpoints, logs, policy, learning curve)")
+    train.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    train.add_argument("--eval-every", type=int, default=5_000)
+    train.add_argument("--eval-episodes", type=int, default=10)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--horizon", type=int, default=None, help="episode length limit (default: the task's)")
+    train.add_argument("--batch-size", type=int, default=256)
+    train.add_argument("--utd", type=int, default=1, help="gradient updates per environment step")
+    train.add_argument("--gamma", type=float, default=0.99, help="discount (also used by the shaping)")
+    train.add_argument("--pretrain-steps", type=int, default=0, help="without --init: clone the successful demos first")
+    train.add_argument("--distill-steps", type=int, default=2_000, help="with --init: supervised steps distilling it")
+    train.add_argument("--bc-weight", type=float, default=0.0, help="behaviour-cloning term on demonstration rows (TD3+BC style)")
+    train.add_argument("--critic-pretrain", type=int, default=0, help="critic-only updates on the demonstrations before acting")
+    train.add_argument("--init-alpha", type=float, default=0.1, help="initial entropy temperature (small when fine-tuning an init)")
+    train.add_argument("--actor-lr", type=float, default=3e-4)
+    train.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
+    train.set_defaults(run=_rl_train)

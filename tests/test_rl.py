@@ -1,0 +1,320 @@
+"""Online RL: SAC updates, terminal handling, reward sources and shaping, the training loop, resume, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from headway.errors import HeadwayError
+from headway.policy.interface import POLICY_FORMATS, load_policy
+from headway.policy.replay import DemoEpisode, ReplayBuffer, demo_transitions, fill_demo_buffer, mixed_batch, read_demo_episodes
+from headway.policy.reward_sources import (
+    REWARD_SOURCES,
+    ModelSource,
+    OnlineReward,
+    RewardNaNError,
+    RewardSource,
+    check_shaping,
+    make_reward_source,
+)
+from headway.policy.rl_train import RLConfig, train_rl
+from headway.policy.sac import SACAgent, SACConfig, SACPolicy, td_targets
+from headway.reward.shaping import potential_based_rewards
+from headway.reward.stage_model import StageModelConfig, StageRewardNet
+from headway.reward.stage_reward import StageRewardModel
+from headway.sim.env import EnvConfig, HeadwayEnv
+from headway.sim.task import get_task
+
+TINY = SACConfig(hidden=(32, 32))
+VIEWS = ("agentview", "robot0_eye_in_hand")
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Small networks run fastest on one thread, and far faster than two on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _batch(n: int = 64, seed: int = 0) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return {
+        "obs": torch.randn(n, 5, generator=g),
+        "action": torch.rand(n, 2, generator=g) * 2 - 1,
+        "reward": torch.rand(n, generator=g),
+        "next_obs": torch.randn(n, 5, generator=g),
+        "terminated": (torch.rand(n, generator=g) < 0.2).float(),
+    }
+
+
+def test_sac_update_reduces_critic_loss_on_a_fixed_batch():
+    torch.manual_seed(0)
+    agent = SACAgent(5, 2, SACConfig(hidden=(32, 32), critic_lr=2e-3))
+    batch = _batch()
+    first = agent.update(batch)["critic_loss"]
+    for _ in range(100):
+        last = agent.update(batch)
+    assert last["critic_loss"] < 0.5 * first
+    assert np.isfinite(last["actor_loss"]) and last["alpha"] > 0
+
+
+def test_targets_bootstrap_through_truncation_only():
+    reward = torch.tensor([1.0, 1.0])
+    next_q = torch.tensor([[5.0, 5.0], [3.0, 3.0]])  # (critics, batch): min is 3
+    log_prob = torch.tensor([0.0, 0.0])
+    terminated = torch.tensor([1.0, 0.0])  # a true terminal, then a time-limit truncation (stored as not terminal)
+    target = td_targets(reward, terminated, next_q, log_prob, alpha=0.1, gamma=0.9)
+    assert target[0].item() == pytest.approx(1.0)
+    assert target[1].item() == pytest.approx(1.0 + 0.9 * 3.0)
+
+
+def test_demonstrations_end_at_their_first_success_and_drop_an_unstored_next_state():
+    obs = np.arange(12, dtype=np.float32).reshape(6, 2)
+    success = np.array([0, 0, 1, 1, 0, 0], bool)
+    won = DemoEpisode(obs, np.zeros((6, 1), np.float32), success, None, "lift", 0)
+    frames, terminated = demo_transitions(won)
+    assert frames.tolist() == [0, 1, 2] and terminated.tolist() == [False, False, True]
+    lost = DemoEpisode(obs, np.zeros((6, 1), np.float32), np.zeros(6, bool), None, "lift", 1)
+    frames, terminated = demo_transitions(lost)
+    assert frames.tolist() == [0, 1, 2, 3, 4] and not terminated.any()
+    buffer = fill_demo_buffer([won, lost], lambda e, f, d: e.success[f].astype(np.float32))
+    assert len(buffer) == 8 and buffer.terminated.sum() == 1
+    np.testing.assert_array_equal(buffer.next_obs[0], obs[1])
+
+
+def test_batches_draw_half_from_demonstrations():
+    online, demos = ReplayBuffer(10, 3, 1), ReplayBuffer(10, 3, 1)
+    for i in range(10):
+        online.add(np.zeros(3), np.zeros(1), 0.0, np.zeros(3), False)
+        demos.add(np.ones(3), np.ones(1), 1.0, np.ones(3), False)
+    batch, mask = mixed_batch(online, demos, 32, np.random.default_rng(0))
+    assert mask.sum().item() == 16
+    assert torch.all(batch["reward"][mask] == 1) and torch.all(batch["reward"][~mask] == 0)
+
+
+# -- reward sources ------------------------------------------------------------------------------------
+def test_unknown_reward_sources_and_shapings_list_the_valid_names():
+    with pytest.raises(HeadwayError, match="prm:CKPT, robosuite-dense, sparse"):
+        make_reward_source("dense", "lift")
+    with pytest.raises(HeadwayError, match="valid shapings: delta, kagi, none, pbrs"):
+        check_shaping("potential", make_reward_source("sparse", "lift"))
+    with pytest.raises(HeadwayError, match="needs a potential from a reward model"):
+        check_shaping("pbrs", make_reward_source("sparse", "lift"))
+    with pytest.raises(HeadwayError, match="needs a checkpoint"):
+        make_reward_source("prm", "lift")
+    with pytest.raises(HeadwayError, match="does not exist"):
+        make_reward_source("prm:/no/such/model", "lift")
+    with pytest.raises(HeadwayError, match="unknown reward source"):
+        RLConfig(reward="bogus", steps=1)  # the config checks names before any work
+    with pytest.raises(HeadwayError, match="valid shapings"):
+        RLConfig(reward="sparse", shaping="bogus", steps=1)
+
+
+def test_sparse_reward_is_task_success_and_dense_is_robosuites(tiny_dataset):
+    sparse = OnlineReward(make_reward_source("sparse", "lift"), "none", 0.99)
+    for success in (False, True):
+        info = {"success": success, "robosuite_dense_reward": 0.37}
+        assert sparse.step(float(success), {}, success, info)[0] == float(success)
+    dense = OnlineReward(make_reward_source("robosuite-dense", "lift"), "none", 0.99)
+    assert dense.step(0.0, {}, False, {"success": False, "robosuite_dense_reward": 0.37})[0] == pytest.approx(0.37)
+    episodes = read_demo_episodes(tiny_dataset)
+    for episode in episodes:
+        frames, terminated = demo_transitions(episode)
+        np.testing.assert_array_equal(sparse.demo_rewards(episode, frames, terminated), episode.success[frames].astype(np.float32))
+        np.testing.assert_allclose(dense.demo_rewards(episode, frames, terminated), episode.dense[frames])
+
+
+@pytest.fixture(scope="module")
+def tiny_model() -> StageRewardModel:
+    torch.manual_seed(0)
+    config = StageModelConfig(
+        views=VIEWS, stage_names=("reach", "grasp", "lift"), stage_proportions=(0.5, 0.2, 0.3), image_size=32, dim=32, window=4, ensemble=2
+    )
+    return StageRewardModel(StageRewardNet(config), device="cpu")
+
+
+def test_prm_pbrs_rewards_online_match_potential_based_rewards_over_the_episode(tiny_model):
+    task = get_task("lift").instruction
+    source = ModelSource(tiny_model, task)
+    online = OnlineReward(source, "pbrs", gamma=0.9)
+    env = HeadwayEnv(EnvConfig("lift", views=source.views, image_size=source.image_size, horizon=10, terminate_on_success=True))
+    rng = np.random.default_rng(0)
+    try:
+        observation, _ = env.reset(seed=3)
+        online.reset(observation)
+        frames, rewards, task_rewards, done = [observation["images"]], [], [], False
+        while not done:
+            observation, env_reward, terminated, truncated, info = env.step(rng.uniform(-1, 1, 7).astype(np.float32))
+            reward, task_reward, _ = online.step(env_reward, observation, terminated, info)
+            frames.append(observation["images"])
+            rewards.append(reward)
+            task_rewards.append(task_reward)
+            done = terminated or truncated
+    finally:
+        env.close()
+    assert truncated and len(rewards) == 10
+    stacked = {v: np.stack([f[v] for f in frames]) for v in VIEWS}
+    phi = tiny_model.score_episode(stacked, task).progress  # Phi of every stored frame, offline
+    expected = potential_based_rewards(phi, np.append(task_rewards, 0.0), gamma=0.9, terminated=False)[:-1]
+    np.testing.assert_allclose(rewards, expected, atol=1e-5)
+    assert not np.allclose(rewards, task_rewards), "the potential shapes the reward"
+
+
+def test_prm_rewards_of_demonstrations_match_potential_based_rewards(tiny_model, tiny_dataset):
+    task = get_task("lift").instruction
+    online = OnlineReward(ModelSource(tiny_model, task), "pbrs", gamma=0.95)
+    for episode in read_demo_episodes(tiny_dataset, VIEWS):
+        frames, terminated = demo_transitions(episode)
+        got = online.demo_rewards(episode, frames, terminated)
+        phi = tiny_model.score_episode(episode.images, task).progress
+        stop = len(frames)
+        if terminated.any():
+            expected = potential_based_rewards(phi[:stop], episode.success[:stop].astype(float), 0.95, terminated=True)
+        else:
+            expected = potential_based_rewards(phi, episode.success.astype(float), 0.95, terminated=False)[:stop]
+        np.testing.assert_allclose(got, expected, atol=1e-5)
+    assert any(demo_transitions(e)[1].any() for e in read_demo_episodes(tiny_dataset)), "the expert episode terminates"
+
+
+# -- the loop ------------------------------------------------------------------------------------------
+def _config(out: Path, **overrides) -> RLConfig:
+    settings = dict(
+        task="lift", reward="sparse", steps=100, out=out, eval_every=50, eval_episodes=1, horizon=20, batch_size=32,
+        random_steps=40, sac=TINY, progress=False,
+    )
+    settings.update(overrides)
+    return RLConfig(**settings)
+
+
+def test_a_short_run_writes_logs_checkpoint_curve_and_a_loadable_policy(tmp_path):
+    summary = train_rl(_config(tmp_path / "run"))
+    out = tmp_path / "run"
+    assert summary["steps"] == 100 and summary["episodes"] == 5
+    train_rows = (out / "train.csv").read_text().splitlines()
+    eval_rows = (out / "eval.csv").read_text().splitlines()
+    assert len(train_rows) == 6 and [r.split(",")[0] for r in eval_rows[1:]] == ["0", "50", "100"]
+    assert list((out / "tb").glob("events.out.tfevents.*"))
+    assert (out / "learning_curve.png").stat().st_size > 1000 and summary["learning_curve"] == str(out / "learning_curve.png")
+    assert json.loads((out / "latest.json").read_text())["step"] == 100
+    with np.load(out / "checkpoints" / "step_000000100" / "replay.npz") as replay:
+        assert int(replay["meta"][3]) == 100
+        assert replay["terminated"].sum() == 0, "time-limit truncations are stored as non-terminal"
+    policy = load_policy(out / "policy")
+    assert isinstance(policy, SACPolicy) and policy.task == "lift" and policy.views == ()
+    env = HeadwayEnv(EnvConfig("lift", views=(), horizon=5))
+    try:
+        action = policy.act(env.reset(seed=0)[0])
+    finally:
+        env.close()
+    assert action.shape == (7,) and np.all(np.abs(action) <= 1)
+    with pytest.raises(HeadwayError, match="--resume"):
+        train_rl(_config(out))
+
+
+def test_kill_9_then_resume_continues_from_the_last_checkpoint(tmp_path):
+    out = tmp_path / "run"
+    command = [
+        str(Path(sys.executable).parent / "headway"), "rl", "train", "--task", "lift", "--reward", "sparse", "--steps", "160",
+        "--eval-every", "40", "--eval-episodes", "1", "--horizon", "10", "--batch-size", "16", "--out", str(out),
+    ]
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        latest = out / "latest.json"
+        if latest.exists() and json.loads(latest.read_text())["step"] >= 80:
+            break
+        assert process.poll() is None, "the run ended before it could be killed"
+        time.sleep(0.5)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    killed_at = json.loads((out / "latest.json").read_text())["step"]
+    assert 80 <= killed_at < 160
+    subprocess.run(command + ["--resume"], cwd=tmp_path, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=300)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["steps"] == 160 and summary["resumed_from"] >= killed_at
+    steps = [int(line.split(",")[0]) for line in (out / "eval.csv").read_text().splitlines()[1:]]
+    assert steps == list(range(0, 161, 40)), "evaluations are neither lost nor repeated across the kill"
+    train_steps = [int(line.split(",")[0]) for line in (out / "train.csv").read_text().splitlines()[1:]]
+    assert train_steps == sorted(train_steps) and train_steps[-1] == 160
+
+
+class _NaNAfter(RewardSource):
+    """A model-like source whose potential turns NaN after a few calls."""
+
+    name = "nan-after"
+    has_potential = True
+    calls = 0
+
+    def potential(self, observation: dict) -> float:
+        _NaNAfter.calls += 1
+        return float("nan") if _NaNAfter.calls > 26 - 1 else 0.1 * _NaNAfter.calls
+
+
+def test_a_nan_reward_stops_with_the_step_named_and_keeps_the_last_good_checkpoint(tmp_path):
+    if "nan-after" not in REWARD_SOURCES:
+        REWARD_SOURCES.register("nan-after", lambda argument, task, device: _NaNAfter())
+    _NaNAfter.calls = 0
+    out = tmp_path / "run"
+    with pytest.raises(RewardNaNError, match=r"potential is nan at env step 25.*last good checkpoint \(step 20\)"):
+        train_rl(_config(out, reward="nan-after", shaping="pbrs", eval_every=10, horizon=30, random_steps=100))
+    assert json.loads((out / "latest.json").read_text())["step"] == 20
+    assert load_policy(out / "policy").action_dim == 7
+
+
+# -- initialisation from another policy -----------------------------------------------------------------
+@dataclass
+class _LinearPolicy:
+    """A tiny state-only policy of its own format, to distil into the SAC actor."""
+
+    weight: np.ndarray
+    task: str = "lift"
+    views: tuple = ()
+    state_dim: int = 9
+    action_dim: int = 7
+
+    def reset(self) -> None:
+        pass
+
+    def act(self, observation) -> np.ndarray:
+        x = np.concatenate([observation["state"], observation["object"]])
+        return np.tanh(self.weight @ x).astype(np.float32)
+
+    def save(self, path: Path) -> None:
+        path.mkdir(parents=True, exist_ok=True)
+        (path / "config.json").write_text(json.dumps({"format": "test.linear", "task": self.task}))
+        np.save(path / "weight.npy", self.weight)
+
+
+def _load_linear(path: Path, device=None) -> _LinearPolicy:
+    meta = json.loads((path / "config.json").read_text())
+    return _LinearPolicy(np.load(path / "weight.npy"), task=meta["task"])
+
+
+def test_init_distils_any_policy_into_the_actor_and_refuses_another_task(tmp_path, tiny_dataset):
+    if "test.linear" not in POLICY_FORMATS:
+        POLICY_FORMATS.register("test.linear", _load_linear)
+    teacher = _LinearPolicy(np.random.default_rng(0).normal(0, 0.5, (7, 19)))
+    teacher.save(tmp_path / "teacher")
+    summary = train_rl(_config(tmp_path / "run", init=tmp_path / "teacher", demos=tiny_dataset, distill_steps=400, steps=20, eval_every=20, sac=SACConfig(hidden=(64, 64), actor_lr=3e-3)))
+    assert summary["distill_states"] > 100 and summary["demo_transitions"] > 100
+    student = load_policy(tmp_path / "run" / "policy")  # the actor is frozen during critic warm-up: still the distilled one
+    episode = read_demo_episodes(tiny_dataset)[0]
+    errors = [np.abs(student.act(o) - teacher.act(o)).mean() for o in ({"state": x[:9], "object": x[9:]} for x in episode.obs[::5])]
+    baseline = np.mean([np.abs(teacher.act({"state": x[:9], "object": x[9:]})).mean() for x in episode.obs[::5]])
+    assert np.mean(errors) < 0.3 * baseline
+    _LinearPolicy(teacher.weight, task="stack").save(tmp_path / "stack_teacher")
+    with pytest.raises(HeadwayError, match="policy for task 'stack', not 'lift'"):
+        train_rl(_config(tmp_path / "run2", init=tmp_path / "stack_teacher", demos=tiny_dataset))
