@@ -174,8 +174,8 @@ def train_keypoint_model(config: KeypointTrainConfig, resume: bool = False, prog
     model = KeypointModel.create(model_config, config.device)
     net: KeypointNet = model.net
     optimizer = torch.optim.AdamW(net.parameters(), lr=config.learning_rate, weight_decay=1e-4)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, config.learning_rate, total_steps=config.steps, pct_start=0.05)
     step = 0
+    trained_seconds = 0.0  # training time of earlier runs (resume)
     state_path = config.out / STATE_FILE
     if resume and state_path.exists():
         state = torch.load(state_path, map_location=model.device, weights_only=False)
@@ -183,8 +183,8 @@ def train_keypoint_model(config: KeypointTrainConfig, resume: bool = False, prog
             raise HeadwayError(f"--resume: {config.out} was trained with other settings or data; pass another --out or drop --resume")
         net.load_state_dict(state["net"])
         optimizer.load_state_dict(state["optimizer"])
-        schedule.load_state_dict(state["schedule"])
         step = int(state["step"])
+        trained_seconds = float(state.get("seconds", 0.0))
         rng = np.random.default_rng([config.seed, step])
     elif config.out.exists() and any(config.out.iterdir()) and not resume:
         raise HeadwayError(f"{config.out} already exists; pass --resume to continue it or choose another --out")
@@ -193,12 +193,27 @@ def train_keypoint_model(config: KeypointTrainConfig, resume: bool = False, prog
     def checkpoint() -> None:
         model.save(config.out)
         torch.save(
-            {"net": net.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(), "step": step, "model_config": model_config.to_dict()},
+            {"net": net.state_dict(), "optimizer": optimizer.state_dict(), "step": step, "seconds": elapsed(), "model_config": model_config.to_dict()},
             state_path.with_suffix(".tmp"),
         )
         state_path.with_suffix(".tmp").replace(state_path)
 
     n = len(arrays["images"])
+    loop_started = time.perf_counter()
+    elapsed = lambda: trained_seconds + time.perf_counter() - loop_started  # noqa: E731
+    budget = None if config.max_minutes is None else 60.0 * config.max_minutes
+
+    def fraction() -> float:
+        """How far through training: by steps, or by the time budget when that comes first."""
+        done = step / config.steps
+        return max(done, elapsed() / budget) if budget else done
+
+    def set_learning_rate() -> None:  # linear warm-up, then cosine decay over the steps or the time budget
+        progress = fraction()
+        scale = min(1.0, progress / 0.03) if progress < 0.03 else 0.5 * (1 + np.cos(np.pi * min(progress, 1.0)))
+        for group in optimizer.param_groups:
+            group["lr"] = config.learning_rate * max(scale, 0.01)
+
     net.train()
     bar = tqdm(total=config.steps, initial=step, desc="train keypoints", unit="step", disable=not progress)
     losses: list[float] = []
@@ -211,20 +226,20 @@ def train_keypoint_model(config: KeypointTrainConfig, resume: bool = False, prog
             view_ids = torch.from_numpy(arrays["view_ids"][index]).long().to(model.device)
             cells = pixel_to_cell(torch.from_numpy(arrays["uv"][index]).float().to(model.device), config.output_stride)
             visible = torch.from_numpy(arrays["visible"][index]).to(model.device)
+            set_learning_rate()
             heatmaps, visibility = net(images.clamp(0, 1), view_ids)
             loss, parts = keypoint_loss(heatmaps, visibility, cells, visible, model_config.sigma)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            schedule.step()
             step += 1
             losses.append(float(loss.detach()))
             bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}")
             bar.update()
             if step % config.checkpoint_every == 0:
                 checkpoint()
-            if config.max_minutes is not None and time.perf_counter() - started > 60 * config.max_minutes:
-                stopped_early = True
+            if budget is not None and elapsed() >= budget:
+                stopped_early = step < config.steps
                 break
     finally:
         bar.close()

@@ -112,3 +112,27 @@ def test_train_and_evaluate_on_a_tiny_dataset(tiny_dataset, tmp_path):
     assert report["per_view"]["agentview"]["n"] > 0
     assert "agentview+robot0_eye_in_hand" in report["triangulation"]
     assert sorted(p.name for p in (tmp_path / "plots").iterdir())[0].endswith("agentview.png")
+
+
+def test_cli_train_eval_and_fuse(tiny_dataset, tmp_path, capsys):
+    from headway.cli import main
+    from headway.reward.keypoint_reward import KeypointRewardModel
+    from headway.reward.loading import load_reward_model
+    from headway.reward.stage_model import StageModelConfig, StageRewardNet
+    from headway.reward.stage_reward import StageRewardModel
+
+    out = tmp_path / "kp"
+    assert main(["keypoints", "train", "--dataset", str(tiny_dataset), "--out", str(out), "--steps", "2", "--batch-size", "4", "--width", "4"]) == 0
+    assert "trained" in capsys.readouterr().out
+    assert main(["keypoints", "eval", "--model", str(out), "--dataset", str(tiny_dataset), "--json", str(tmp_path / "r.json"), "--plots", str(tmp_path / "plots")]) == 0
+    printed = capsys.readouterr().out
+    assert "2D median px" in printed and "3D median cm" in printed
+    assert json.loads((tmp_path / "r.json").read_text())["per_view"]["agentview"]["n"] > 0
+    # fuse with a (random, untrained) stage-aware model over the dataset's static camera
+    config = StageModelConfig(views=("agentview", "robot0_eye_in_hand"), stage_names=("a", "b", "c"), stage_proportions=(0.5, 0.2, 0.3), image_size=32, dim=32, window=4, ensemble=1)
+    StageRewardModel(StageRewardNet(config), device="cpu").save(tmp_path / "progress")
+    fused = tmp_path / "fused"
+    assert main(["keypoints", "fuse", "--keypoints", str(out), "--progress", str(tmp_path / "progress"), "--dataset", str(tiny_dataset), "--out", str(fused)]) == 0
+    model = load_reward_model(fused, device="cpu")
+    assert isinstance(model, KeypointRewardModel) and model.keypoint_views == ("agentview",)  # the wrist camera moves
+
