@@ -1,5 +1,11 @@
 """`headway demo`: the whole stack end to end on embedded defaults, stage by stage, each cached.
 
+Stages: collect a mixed-quality multi-view dataset and a held-out one; train the stage-aware
+reward model and the keypoint model; evaluate both on held-out seeds against baselines; label the
+dataset; train BC and RA-BC policies and evaluate them; fine-tune with online RL under the reward
+model's potential-based shaping against the sparse reward; roll a policy out through the hardware
+layer's simulated arm with the live reward; write one HTML report.
+
 A stage's result is recorded in `<out>/stages.json` only once it is complete, so a rerun skips
 finished stages and an interrupted demo resumes where it stopped (long stages resume too).
 """
@@ -15,9 +21,36 @@ from headway.atomic import atomic_write_json, read_json
 from headway.errors import HeadwayError
 
 SIZES = {
-    "quick": {"episodes": 16, "eval_episodes": 8, "reward_steps": 1200, "image_size": 84},
-    "full": {"episodes": 40, "eval_episodes": 20, "reward_steps": 4000, "image_size": 84},
+    "quick": {
+        "episodes": 16,
+        "eval_episodes": 8,
+        "reward_steps": 1200,
+        "keypoint_steps": 600,
+        "bc_steps": 1500,
+        "policy_eval_episodes": 10,
+        "rl_steps": 1500,
+        "rl_eval_every": 500,
+        "rl_eval_episodes": 5,
+        "rollout_episodes": 2,
+        "horizon": None,  # episode limit for policy evaluation, RL and rollouts (None: the task's)
+        "image_size": 84,
+    },
+    "full": {
+        "episodes": 40,
+        "eval_episodes": 20,
+        "reward_steps": 4000,
+        "keypoint_steps": 3000,
+        "bc_steps": 3000,
+        "policy_eval_episodes": 50,
+        "rl_steps": 10000,
+        "rl_eval_every": 2000,
+        "rl_eval_episodes": 10,
+        "rollout_episodes": 5,
+        "horizon": None,
+        "image_size": 84,
+    },
 }
+BC_CHUNK = 10
 
 
 @dataclass
@@ -34,6 +67,9 @@ class DemoConfig:
         from headway.sim.task import get_task
 
         get_task(self.task)
+        unknown = set(self.overrides or {}) - set(SIZES[self.size])
+        if unknown:
+            raise HeadwayError(f"unknown demo settings {sorted(unknown)}; known: {sorted(SIZES[self.size])}")
 
     @property
     def settings(self) -> dict:
@@ -65,75 +101,191 @@ class StageLog:
         return result
 
 
+class DemoPaths:
+    """Where each stage keeps its output inside `--out`."""
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        self.train_data = out / "data" / "train"
+        self.eval_data = out / "data" / "eval"
+        self.reward_model = out / "models" / "reward"
+        self.keypoint_model = out / "models" / "keypoints"
+        self.labels = out / "labels"
+        self.bc = out / "models" / "bc"
+        self.rabc = out / "models" / "rabc"
+        self.rl = out / "rl"
+        self.rollout = out / "rollout"
+        self.plots = out / "plots"
+
+
 def run_demo(config: DemoConfig) -> dict:
-    """Run the demo stages that exist so far, write report.html and print where it is."""
-    from headway.datasets.collect import CollectConfig, collect
-    from headway.datasets.info import dataset_info, render_info
-    from headway.reward.evaluate import METRIC_KEYS, evaluate, render_table
-    from headway.reward.stage_reward import StageRewardModel
-    from headway.reward.train import TrainConfig, train_reward_model
-
-    out = config.out
-    out.mkdir(parents=True, exist_ok=True)
+    """Run every demo stage (skipping finished ones), write report.html and print where it is."""
+    config.out.mkdir(parents=True, exist_ok=True)
     settings = config.settings
-    log = StageLog(out / "stages.json", {"task": config.task, "size": config.size, "settings": settings})
-    train_dir, eval_dir, reward_dir = out / "data" / "train", out / "data" / "eval", out / "reward_model"
+    log = StageLog(config.out / "stages.json", {"task": config.task, "size": config.size, "settings": settings})
+    paths = DemoPaths(config.out)
+    results: dict[str, dict] = {}
+    for name, stage in STAGES:
+        results[name] = log.run(name, lambda stage=stage: stage(config, settings, paths))
+    from headway.demo_report import write_demo_report
 
-    def collect_stage(target: Path, episodes: int, seed: int) -> Callable[[], dict]:
-        def work() -> dict:
-            summary = collect(
-                CollectConfig(task=config.task, episodes=episodes, seed=seed, out=target, image_size=settings["image_size"]),
-                resume=True,
-            )
-            print(summary.render())
-            return {"dataset": str(target), "episodes": summary.episodes, "success_rate": summary.success_rate}
-
-        return work
-
-    log.run("collect training demonstrations", collect_stage(train_dir, settings["episodes"], seed=0))
-    log.run("collect held-out demonstrations", collect_stage(eval_dir, settings["eval_episodes"], seed=1))
-    info = log.run("summarise the dataset", lambda: dataset_info(train_dir))
-    print(render_info(info))
-
-    def train_stage() -> dict:
-        summary = train_reward_model(
-            TrainConfig(datasets=[train_dir], out=reward_dir, steps=settings["reward_steps"], image_size=settings["image_size"]),
-            resume=True,
-        )
-        return {"checkpoint": str(reward_dir), "steps": summary["steps"], "final_loss": summary["final_loss"]}
-
-    log.run("train the stage-aware reward model", train_stage)
-
-    def eval_stage() -> dict:
-        report = evaluate(StageRewardModel.load(reward_dir), [eval_dir], plots=out / "plots" / "progress")
-        print(render_table(report))
-        return report
-
-    reward_report = log.run("evaluate the reward model on held-out episodes", eval_stage)
-    report_path = write_demo_report(out, config, info, reward_report, log.data["stages"], METRIC_KEYS)
+    report_path = write_demo_report(config, paths, results, log.data["stages"])
     print(f"[demo] finished; report: {report_path}")
     return log.data
 
 
-def write_demo_report(out: Path, config: DemoConfig, info: dict, reward_report: dict, stages: dict, metric_keys) -> Path:
-    from headway.report import html_table, inline_image, write_report
+# -- stages ------------------------------------------------------------------------------------------
+def _collect(target_attr: str, episodes_key: str, seed: int) -> Callable[[DemoConfig, dict, DemoPaths], dict]:
+    def stage(config: DemoConfig, settings: dict, paths: DemoPaths) -> dict:
+        from headway.datasets.collect import CollectConfig, collect
 
-    rows = {"headway PRM": reward_report["metrics"], **reward_report["baselines"]}
-    plots = sorted((out / "plots" / "progress").glob("*.png"))[:6]
-    timing = {name: {"seconds": float(result.get("seconds", 0.0))} for name, result in stages.items()}
-    sections = [
-        (
-            "Data",
-            f"<p>{info['episodes']} training episodes ({info['frames']} frames) of <b>{config.task}</b>, views "
-            f"{', '.join(info['views'])}, {info['fps']:g} fps.</p>"
-            + html_table({m: {"episodes": c["episodes"], "succeeded": c["successes"]} for m, c in info["outcomes_by_mode"].items()}, ["episodes", "succeeded"]),
-        ),
-        (
-            "Reward model on held-out episodes",
-            f"<p>{reward_report['episodes']} held-out episodes (other seeds), same episodes for every row.</p>"
-            + html_table(rows, list(metric_keys)),
-        ),
-        ("Progress of held-out episodes", "".join(inline_image(p) for p in plots)),
-        ("Time per stage", html_table(timing, ["seconds"])),
-    ]
-    return write_report(out / "report.html", f"headway demo: {config.task} ({config.size})", sections)
+        target = getattr(paths, target_attr)
+        collect_config = CollectConfig(
+            task=config.task, episodes=settings[episodes_key], seed=seed, out=target, image_size=settings["image_size"]
+        )
+        summary = collect(collect_config, resume=True)
+        print(summary.render())
+        return {"dataset": str(target), "episodes": summary.episodes, "success_rate": summary.success_rate}
+
+    return stage
+
+
+def _summarise(config: DemoConfig, settings: dict, paths: DemoPaths) -> dict:
+    from headway.datasets.info import dataset_info, render_info
+
+    info = dataset_info(paths.train_data)
+    print(render_info(info))
+    return info
+
+
+def _train_reward(config: DemoConfig, settings: dict, paths: DemoPaths) -> dict:
+    from headway.reward.train import TrainConfig, train_reward_model
+
+    train_config = TrainConfig(
+        datasets=[paths.train_data], out=paths.reward_model, steps=settings["reward_steps"], image_size=settings["image_size"]
+    )
+    summary = train_reward_model(train_config, resume=True)
+    return {"checkpoint": str(paths.reward_model), "steps": summary["steps"], "final_loss": summary["final_loss"]}
+
+
+def _evaluate_reward(config: DemoConfig, settings: dict, paths: DemoPaths) -> dict:
+    from headway.reward.evaluate import evaluate, render_table
+    from headway.reward.loading import load_reward_model
+
+    report = evaluate(load_reward_model(paths.reward_model), [paths.eval_data], plots=paths.plots / "progress")
+    print(render_table(report))
+    return report
+
+
+def _train_keypoints(config: DemoConfig, settings: dict, paths: DemoPaths) -> dict:
+    from headway.perception.keypoint_train import KeypointTrainConfig, train_keypoint_model
+
+    summary = train_keypoint_model(
+        KeypointTrainConfig(datasets=[paths.train_data], out=paths.keypoint_model, steps=settings["keypoint_steps"]), resume=True
+    )
+    return {"checkpoint": str(paths.keypoint_model), "steps": summary["steps"], "final_loss": summary["final_loss"]}
+
+
+def _evaluate_keypoints(config: DemoConfig, settings: dict, paths: DemoPaths) -> dict:
+    from headway.perception.keypoint_model import KeypointModel
+    from headway.perception.keypoint_train import evaluate_keypoints, render_report
+
+    report = evaluate_keypoints(KeypointModel.load(paths.keypoint_model), paths.eval_data, plots=paths.plots / "keypoints")
+    print(render_report(report))
+    return report
+
+
+def _label(config: DemoConfig, settings: dict, paths: DemoPaths) -> dict:
+    from headway.datasets.labelling import LabelConfig, label_dataset
+
+    label_config = LabelConfig(
+        dataset=paths.train_data, model=paths.reward_model, out=paths.labels, chunk_size=BC_CHUNK, plots=2
+    )
+    summary = label_dataset(label_config, resume=True)
+    print(summary.render())
+    return {
+        "progress_path": str(summary.progress_path),
+        "table_path": str(summary.table_path),
+        "frames": summary.frames,
+        "frames_per_second": summary.frames_per_second,
+        "mean_final_progress_success": summary.mean_final_progress_success,
+        "mean_final_progress_failure": summary.mean_final_progress_failure,
+        "plots": [str(p) for p in summary.plots],
+    }
+
+
+def _policies(config: DemoConfig, settings: dict, paths: DemoPaths) -> dict:
+    from headway.policy.bc import BCConfig, train_bc
+    from headway.policy.evaluate import evaluate_policy, render_summary
+    from headway.policy.interface import load_policy
+
+    rows = {}
+    for name, out, weights in (("BC", paths.bc, {}), ("RA-BC", paths.rabc, {"weights": "rabc", "labels": paths.labels})):
+        if not (out / "config.json").exists():
+            train_bc(BCConfig(dataset=paths.train_data, out=out, chunk=BC_CHUNK, steps=settings["bc_steps"], **weights))
+        report = evaluate_policy(
+            load_policy(out), config.task, episodes=settings["policy_eval_episodes"], horizon=settings["horizon"], videos=1, video_dir=paths.plots / "policies" / name
+        )
+        print(render_summary(report, name))
+        rows[name] = {k: report[k] for k in ("success_rate", "mean_return", "mean_dense_return", "mean_length")}
+        rows[name]["checkpoint"] = str(out)
+        rows[name]["videos"] = [str(v) for v in report.get("videos", [])]
+    return rows
+
+
+def _reinforce(config: DemoConfig, settings: dict, paths: DemoPaths) -> dict:
+    from headway.policy.rl_train import RLConfig, train_rl
+
+    runs = {}
+    for name, reward in (("PRM + pbrs", f"prm:{paths.reward_model}"), ("sparse", "sparse")):
+        out = paths.rl / name.split()[0].lower()
+        summary = train_rl(
+            RLConfig(
+                task=config.task,
+                reward=reward,
+                init=paths.rabc,
+                demos=paths.train_data,
+                steps=settings["rl_steps"],
+                eval_every=settings["rl_eval_every"],
+                eval_episodes=settings["rl_eval_episodes"],
+                horizon=settings["horizon"],
+                out=out,
+            ),
+            resume=True,
+        )
+        runs[name] = {k: summary[k] for k in ("final_success_rate", "success_auc", "eval_steps", "eval_success", "learning_curve", "policy")}
+    return runs
+
+
+def _rollout(config: DemoConfig, settings: dict, paths: DemoPaths) -> dict:
+    from headway.hardware.controller import RolloutConfig, render_summary, run_rollouts
+    from headway.sim.env import CONTROL_FREQ
+
+    summary = run_rollouts(
+        RolloutConfig(
+            robot=f"sim:{config.task}",
+            policy=paths.rabc,
+            reward=paths.reward_model,
+            record=paths.rollout,
+            episodes=settings["rollout_episodes"],
+            max_seconds=settings["horizon"] / CONTROL_FREQ if settings["horizon"] else None,
+            resume=True,
+        )
+    )
+    print(render_summary(summary))
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in summary.items()}
+
+
+STAGES: list[tuple[str, Callable[[DemoConfig, dict, DemoPaths], dict]]] = [
+    ("collect training demonstrations", _collect("train_data", "episodes", seed=0)),
+    ("collect held-out demonstrations", _collect("eval_data", "eval_episodes", seed=1)),
+    ("summarise the dataset", _summarise),
+    ("train the stage-aware reward model", _train_reward),
+    ("evaluate the reward model on held-out episodes", _evaluate_reward),
+    ("train the keypoint model", _train_keypoints),
+    ("evaluate the keypoint model on held-out episodes", _evaluate_keypoints),
+    ("label the training dataset", _label),
+    ("train and evaluate BC and RA-BC policies", _policies),
+    ("fine-tune with online RL: reward model + pbrs vs sparse", _reinforce),
+    ("roll out through the hardware layer with the live reward", _rollout),
+]

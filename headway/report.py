@@ -12,6 +12,11 @@ def inline_image(path: Path, width: int = 520) -> str:
     return f'<img src="data:image/png;base64,{data}" width="{width}" alt="{html.escape(Path(path).stem)}">'
 
 
+def inline_video(path: Path, width: int = 520) -> str:
+    data = base64.b64encode(Path(path).read_bytes()).decode()
+    return f'<video controls loop muted width="{width}" src="data:video/mp4;base64,{data}"></video>'
+
+
 def html_table(rows: dict[str, dict], columns: list[str]) -> str:
     head = "".join(f"<th>{html.escape(c)}</th>" for c in ["", *columns])
     body = []

@@ -9,7 +9,20 @@ import pytest
 from headway.demo import DemoConfig, run_demo
 from headway.errors import HeadwayError
 
-TINY = {"episodes": 3, "eval_episodes": 3, "reward_steps": 2, "image_size": 32}
+TINY = {
+    "episodes": 3,
+    "eval_episodes": 3,
+    "reward_steps": 2,
+    "keypoint_steps": 2,
+    "bc_steps": 2,
+    "policy_eval_episodes": 1,
+    "rl_steps": 20,
+    "rl_eval_every": 20,
+    "rl_eval_episodes": 1,
+    "rollout_episodes": 1,
+    "horizon": 30,
+    "image_size": 32,
+}
 
 
 def test_demo_runs_end_to_end_then_skips_finished_stages(tmp_path, capsys):
@@ -19,7 +32,11 @@ def test_demo_runs_end_to_end_then_skips_finished_stages(tmp_path, capsys):
     assert "train the stage-aware reward model" in stages
     assert set(stages["evaluate the reward model on held-out episodes"]["metrics"]) >= {"voc", "kendall_tau"}
     report = (tmp_path / "demo" / "report.html").read_text()
-    assert "Reward model on held-out episodes" in report and "data:image/png;base64" in report
+    assert "Stage-aware reward model on held-out episodes" in report and "data:image/png;base64" in report
+    for heading in ("Keypoint model", "Labelled training dataset", "RA-BC", "Online RL", "hardware layer"):
+        assert heading in report
+    assert (tmp_path / "demo" / "labels" / "sarm_progress.parquet").exists()
+    assert (tmp_path / "demo" / "rollout" / "meta" / "info.json").exists()
     assert json.loads((tmp_path / "demo" / "stages.json").read_text())["stages"].keys() == stages.keys()
 
     capsys.readouterr()
