@@ -1,7 +1,7 @@
 """Labelling speed: decode-only against end-to-end `headway label`, and LeRobot's SARM progress path, on
 the same dataset, in one run, on CPU.
 
-    cd /work/main && uv run python bench/label_speed.py [--dataset DIR --model CKPT] [--threads 2]
+    cd /work/main && uv run python bench/label_speed.py [--dataset DIR --model CKPT] [--threads N]
         [--work DIR] [--episodes 6] [--train-steps 150] [--sarm-queries 8] [--sarm-budget 60] [--skip-sarm]
 
 Without --dataset/--model it makes its own in --work (default /tmp/headway_label_bench): it
@@ -80,14 +80,16 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "headway_label_bench")
     parser.add_argument("--episodes", type=int, default=6, help="episodes to collect when no --dataset is given")
     parser.add_argument("--train-steps", type=int, default=150, help="training steps when no --model is given")
-    parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads while scoring (default: label_dataset's own, all cores but the decoding one)")
     parser.add_argument("--repeats", type=int, default=2, help="timed passes of each measurement; the best is kept")
     parser.add_argument("--sarm-queries", type=int, default=8)
     parser.add_argument("--sarm-budget", type=float, default=60.0)
     parser.add_argument("--skip-sarm", action="store_true")
     args = parser.parse_args()
 
-    torch.set_num_threads(args.threads)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     args.work.mkdir(parents=True, exist_ok=True)
     begun = time.perf_counter()
     load_before = load_note()
@@ -103,7 +105,8 @@ def main() -> None:
     model = load_model(model_path, "cpu")
     mapping = match_views(tuple(model.views), reader.camera_keys, {})
     keys = list(mapping.values())
-    print(f"torch {torch.__version__}, CPU, torch threads {torch.get_num_threads()}; {load_before}")
+    print(f"torch {torch.__version__}, CPU, {os.cpu_count()} cores; torch threads while labelling: "
+          f"{args.threads or 'label_dataset default (cores - 1, one core decodes)'}; {load_before}")
     print(f"dataset {dataset}: {reader.num_episodes} episodes, {reader.num_frames} frames, {reader.fps:g} fps; "
           f"views {', '.join(keys)}; model {model_path} (input {model.image_size}x{model.image_size})")
 
@@ -118,7 +121,9 @@ def main() -> None:
     label_dataset(LabelConfig(dataset=dataset, model=model_path, out=out, device="cpu", episodes=(0,)), overwrite=True, progress=False)
     e2e = []
     for _ in range(args.repeats):
-        summary = label_dataset(LabelConfig(dataset=dataset, model=model_path, out=out, device="cpu"), overwrite=True, progress=False)
+        summary = label_dataset(
+            LabelConfig(dataset=dataset, model=model_path, out=out, device="cpu", threads=args.threads), overwrite=True, progress=False
+        )
         e2e.append(summary.seconds)
     e2e_seconds = min(e2e)
     e2e_fps = summary.frames / e2e_seconds

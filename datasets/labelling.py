@@ -107,6 +107,7 @@ class LabelConfig:
     plots: int = 0
     write_dataset: Path | None = None
     allow_download: bool = False
+    threads: int | None = None  # torch threads while scoring; None: all cores but one, which decodes
 
     def __post_init__(self) -> None:
         self.out = None if self.out is None else Path(self.out)
@@ -127,6 +128,8 @@ class LabelConfig:
             raise HeadwayError(f"--chunk-size must be at least 1 frame (the policy's action chunk), got {self.chunk_size}")
         if int(self.batch_size) < 1:
             raise HeadwayError(f"--batch-size must be at least 1, got {self.batch_size}")
+        if self.threads is not None and int(self.threads) < 1:
+            raise HeadwayError(f"--threads must be at least 1, got {self.threads}")
         if int(self.plots) < 0:
             raise HeadwayError(f"--plots must be 0 or more episodes, got {self.plots}")
         self.chunk_size, self.batch_size, self.plots = int(self.chunk_size), int(self.batch_size), int(self.plots)
@@ -617,6 +620,11 @@ def label_dataset(config: LabelConfig, resume: bool = False, overwrite: bool = F
             atomic_write_json(partial / CARD_FILE, {"identity": identity, "created": _now()})
         created = json.loads((partial / CARD_FILE).read_text())["created"]
         todo = [e for e in episodes if not _episode_file(partial, e).exists()]
+        import torch
+
+        threads_before = torch.get_num_threads()
+        # decoding runs in its own thread: leave it a core, or torch's threads and it fight over the CPU
+        torch.set_num_threads(config.threads or max(1, min(threads_before, (os.cpu_count() or 2) - 1)))
         try:
             scored, scored_frames = len(todo), _score_all(reader, model, mapping, todo, partial, config.batch_size, progress)
         except HeadwayError:
@@ -625,6 +633,8 @@ def label_dataset(config: LabelConfig, resume: bool = False, overwrite: bool = F
                 if not out_existed and out.exists() and not any(out.iterdir()):
                     out.rmdir()
             raise
+        finally:
+            torch.set_num_threads(threads_before)
         assembled = _assemble(partial, episodes, identity, tuple(model.stage_names))
         os.replace(assembled["table_tmp"], out / TABLE_FILE)
         os.replace(assembled["progress_tmp"], out / PROGRESS_FILE)

@@ -22,6 +22,7 @@ def _label(args: argparse.Namespace) -> int:
         plots=args.plots,
         write_dataset=args.write_dataset,
         allow_download=args.allow_download,
+        threads=args.threads,
     )
     summary = label_dataset(config, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet)
     print(summary.render())
@@ -48,6 +49,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     label.add_argument("--chunk-size", type=int, default=50, help="RA-BC action-chunk length H in frames (default 50, as lerobot)")
     label.add_argument("--batch-size", type=int, default=256, help="frames per model batch (default 256)")
     label.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
+    label.add_argument("--threads", type=int, default=None, help="torch threads for scoring (default: all cores but one, which decodes)")
     label.add_argument("--plots", type=int, default=0, metavar="N", help="draw a PNG and an MP4 for the first N episodes")
     label.add_argument("--write-dataset", type=Path, default=None, metavar="OUT", help="also write a copy of the dataset with the labels as features")
     label.add_argument("--resume", action="store_true", help="finish an interrupted run in --out")
