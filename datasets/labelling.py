@@ -156,6 +156,7 @@ class LabelSummary:
     plots: list[Path] = field(default_factory=list)
     dataset_copy: Path | None = None
     total_seconds: float = 0.0  # with plots and the dataset copy
+    scoring_seconds: float = 0.0  # decoding + scoring + staging only (no start-up, no assembly)
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -170,7 +171,9 @@ class LabelSummary:
     def render(self) -> str:
         lines = [
             f"labelled {self.episodes} episodes, {self.frames} frames in {self.seconds:.1f} s "
-            + (f"({self.frames_per_second:,.0f} frames/s; {self.scored_episodes} episodes scored by this run)"
+            + (f"({self.frames_per_second:,.0f} frames/s with start-up and assembly, "
+               f"{self.scored_frames / max(self.scoring_seconds, 1e-9):,.0f} frames/s decoding and scoring; "
+               f"{self.scored_episodes} episodes scored by this run)"
                if self.scored_frames else "(all already labelled)"),
             f"views (model <- dataset): {', '.join(f'{m} <- {d}' for m, d in self.views.items())}",
         ]
@@ -613,7 +616,7 @@ def label_dataset(config: LabelConfig, resume: bool = False, overwrite: bool = F
     }
     state = _prepare_out(out, identity, resume, overwrite)
     partial = out / PARTIAL_DIR
-    scored, scored_frames = 0, 0
+    scored, scored_frames, scoring_seconds = 0, 0, 0.0
     if state != "complete":
         out_existed = out.exists()
         if state == "fresh":
@@ -626,6 +629,7 @@ def label_dataset(config: LabelConfig, resume: bool = False, overwrite: bool = F
         # decoding runs in its own thread: leave it a core, or torch's threads and it fight over the CPU
         torch.set_num_threads(config.threads or max(1, min(threads_before, (os.cpu_count() or 2) - 1)))
         try:
+            scoring_started = time.perf_counter()
             scored, scored_frames = len(todo), _score_all(reader, model, mapping, todo, partial, config.batch_size, progress)
         except HeadwayError:
             if not any((partial / "episodes").glob("episode_*.npz")):  # nothing worth resuming: leave no trace
@@ -635,6 +639,7 @@ def label_dataset(config: LabelConfig, resume: bool = False, overwrite: bool = F
             raise
         finally:
             torch.set_num_threads(threads_before)
+        scoring_seconds = time.perf_counter() - scoring_started
         assembled = _assemble(partial, episodes, identity, tuple(model.stage_names))
         os.replace(assembled["table_tmp"], out / TABLE_FILE)
         os.replace(assembled["progress_tmp"], out / PROGRESS_FILE)
@@ -664,6 +669,7 @@ def label_dataset(config: LabelConfig, resume: bool = False, overwrite: bool = F
         seconds=label_seconds,
         scored_episodes=scored,
         scored_frames=scored_frames,
+        scoring_seconds=scoring_seconds,
         views=mapping,
         mean_final_progress_success=float(np.mean(finals["success"])) if finals["success"] else None,
         mean_final_progress_failure=float(np.mean(finals["failure"])) if finals["failure"] else None,
