@@ -347,6 +347,7 @@ def _prepare_out(out: Path, identity: dict, resume: bool, overwrite: bool) -> st
             return "fresh"
         if not resume:
             raise HeadwayError(f"{out} already holds these labels; pass --resume to keep them or --overwrite to redo them")
+        shutil.rmtree(partial, ignore_errors=True)  # a run killed after its card was written, before cleaning up
         return "complete"
     if partial.exists():
         staged_card = partial / CARD_FILE
