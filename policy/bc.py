@@ -10,7 +10,9 @@ Execution: temporal ensembling as in ACT (Zhao et al. 2023) by default: the poli
 step and the overlapping predictions for the current step are averaged with weights exp(-m i),
 i = 0 for the oldest. It stays closed-loop (reacts to the current state every step, which matters
 when imitating noisy demonstrations) while the chunks keep actions smooth; an MLP query costs well
-under a millisecond. `execution="open_loop"` plays each chunk to its end instead.
+under a millisecond. `execution="open_loop"` plays each chunk to its end instead. Measured on lift
+(bench/rabc.py checkpoints of seed 0, 30 held-out episodes) the two are within one episode of each
+other (BC 90% ensembled vs 93% open loop, RA-BC 100% vs 97%), so the default rests on the argument above.
 
 The loss is an L1 per sample, averaged over the valid steps of its chunk, then weighted per sample
 (RA-BC weights normalised to sum to the batch size, LeRobot's convention), so the same weighting
