@@ -31,6 +31,11 @@ STATE_NAMES = ["eef_x", "eef_y", "eef_z", "eef_qx", "eef_qy", "eef_qz", "eef_qw"
 ACTION_NAMES = ["dx", "dy", "dz", "dax", "day", "daz", "gripper"]
 OUTCOME_COLUMNS = ("headway_success", "headway_mode", "headway_quality", "headway_seed", "headway_success_frame")
 
+# Frames lerobot's streaming encoder may hold per camera. Episodes are written from staged frames,
+# faster than the encoder runs under load; lerobot drops frames from a full queue (a video shorter
+# than its data), so the queue holds a whole episode: a slow encoder delays, never drops.
+ENCODER_QUEUE_FRAMES = 4096
+
 
 def frame_features(
     views: tuple[str, ...], image_size: int, object_dim: int, keypoint_names: tuple[str, ...] = ()
@@ -100,6 +105,7 @@ def write_dataset(
         use_videos=True,
         vcodec=vcodec,
         streaming_encoding=True,
+        encoder_queue_maxsize=ENCODER_QUEUE_FRAMES,
     )
     per_episode: list[dict] = []
     annotations = []

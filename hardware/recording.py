@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from headway.atomic import atomic_write_bytes, atomic_write_json
+from headway.datasets.writer import ENCODER_QUEUE_FRAMES
 
 STAGING = "episodes"
 SESSION_FILE = "rollout.json"
@@ -180,6 +181,7 @@ def write_rollout_dataset(
         use_videos=True,
         vcodec=vcodec,
         streaming_encoding=True,
+        encoder_queue_maxsize=ENCODER_QUEUE_FRAMES,
     )
     warnings.filterwarnings("ignore", message="Converting input from bool", category=RuntimeWarning)
     try:
