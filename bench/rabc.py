@@ -2,7 +2,7 @@
 
     uv run python bench/rabc.py [--dataset DIR] [--model REWARD_CKPT] [--work DIR]
 
-1. Dataset: `--dataset`, else collect 40 lift episodes (50% expert, 25% noisy, 25% failed) into the work folder.
+1. Dataset: `--dataset`, else collect 50 lift episodes (50% expert, 25% noisy, 25% failed) into the work folder.
 2. Reward model: `--model`, else train a small headway stage reward model on that dataset.
 3. Score every frame with the reward model and write `<work>/labels/sarm_progress.parquet` (LeRobot's schema).
 4. Train, with the same network, seed, batch sampling and number of steps (once per training seed,
@@ -89,7 +89,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="training seed (when --seeds is not given)")
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated training seeds; every row is trained once per seed")
     parser.add_argument("--videos", type=int, default=1, help="rollout videos per policy")
-    parser.add_argument("--collect-episodes", type=int, default=40)
+    parser.add_argument("--collect-episodes", type=int, default=50)
     parser.add_argument("--data-seed", type=int, default=3)
     parser.add_argument("--reward-steps", type=int, default=1500)
     parser.add_argument("--relabel", action="store_true", help="score the dataset again even if labels exist")
