@@ -12,7 +12,6 @@ Checkpoints are folders with `config.json` (format "headway.keypoints") and `mod
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -21,13 +20,11 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from headway import __version__
+from headway.checkpoint import load_state, read_checked_config, save_checkpoint
 from headway.errors import HeadwayError, unknown_name
 
 FORMAT = "headway.keypoints"
 FORMAT_VERSION = 1
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "model.safetensors"
 
 
 @dataclass
@@ -244,54 +241,17 @@ class KeypointModel:
     # -- persistence -------------------------------------------------------------------------------
     def save(self, path: Path) -> None:
         """Write `config.json` and `model.safetensors` to the folder `path` (each atomically)."""
-        from safetensors.torch import save_file
-
-        from headway.atomic import atomic_write_json
-
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().cpu().contiguous() for k, v in self.net.state_dict().items()}
-        temporary = path / f".{WEIGHTS_FILE}.tmp"
-        save_file(state, str(temporary))
-        temporary.replace(path / WEIGHTS_FILE)
-        atomic_write_json(
-            path / CONFIG_FILE,
-            {"format": FORMAT, "format_version": FORMAT_VERSION, "headway_version": __version__, "model": self.config.to_dict()},
-        )
+        save_checkpoint(path, self.net.state_dict(), FORMAT, FORMAT_VERSION, {"model": self.config.to_dict()})
 
     @classmethod
     def load(cls, path: Path, device: str | None = None) -> KeypointModel:
         """Load a checkpoint folder, checking its format and version first."""
-        from safetensors.torch import load_file
-
-        path = Path(path)
-        config_path, weights_path = path / CONFIG_FILE, path / WEIGHTS_FILE
-        if not config_path.exists() or not weights_path.exists():
-            raise HeadwayError(
-                f"{path} is not a headway keypoint checkpoint: it needs {CONFIG_FILE} and {WEIGHTS_FILE} "
-                "(written by `headway keypoints train`)"
-            )
-        try:
-            meta = json.loads(config_path.read_text())
-        except json.JSONDecodeError as error:
-            raise HeadwayError(f"{config_path} is not valid JSON ({error}); the checkpoint is damaged") from None
-        if meta.get("format") != FORMAT:
-            raise HeadwayError(f"{path} holds a {meta.get('format')!r} checkpoint, not a keypoint model ({FORMAT})")
-        if meta.get("format_version") != FORMAT_VERSION:
-            raise HeadwayError(
-                f"{path} is keypoint checkpoint format {meta.get('format_version')} (headway {meta.get('headway_version')}); "
-                f"this headway reads format {FORMAT_VERSION}. Retrain with `headway keypoints train`"
-            )
+        fix = "Retrain it with `headway keypoints train`"
+        meta = read_checked_config(path, FORMAT, FORMAT_VERSION, "keypoint model", fix)
         try:
             config = KeypointModelConfig(**meta["model"])
         except TypeError as error:
-            raise HeadwayError(f"{config_path} has an invalid model config ({error})") from None
+            raise HeadwayError(f"{Path(path) / 'config.json'} has an invalid model config ({error}). {fix}") from None
         net = KeypointNet(config)
-        try:
-            state = load_file(str(weights_path))
-        except Exception as error:  # safetensors raises its own error types for damaged files
-            raise HeadwayError(f"{weights_path} cannot be read ({error}); the checkpoint is damaged") from None
-        missing, unexpected = net.load_state_dict(state, strict=False)
-        if missing or unexpected:
-            raise HeadwayError(f"{weights_path} does not match its config (missing {missing[:3]}, unexpected {unexpected[:3]})")
+        load_state(net, path)
         return cls(net, device)

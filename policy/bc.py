@@ -21,7 +21,6 @@ works for any policy that yields a per-sample loss.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Iterator
@@ -35,6 +34,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from headway.checkpoint import load_state, read_checked_config, save_checkpoint
 from headway.errors import HeadwayError, unknown_name
 from headway.policy.bc_data import OBJECT_KEY, STATE_KEY, BCSamples, load_bc_samples, read_progress
 from headway.reward.rabc import KAPPA, normalise_batch_weights, rabc_weights
@@ -310,41 +310,20 @@ class BCPolicy:
         return np.asarray(action, dtype=np.float32)
 
     def save(self, path: Path) -> None:
-        from safetensors.torch import save_file
-
-        from headway.atomic import atomic_write_json
-
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        tensors = {k: v.detach().cpu().contiguous() for k, v in self.net.state_dict().items()}
-        temporary = path / ".model.safetensors.tmp"
-        save_file(tensors, str(temporary))
-        temporary.replace(path / "model.safetensors")
-        atomic_write_json(path / "config.json", {"format": FORMAT, "format_version": FORMAT_VERSION, **self.meta})
+        save_checkpoint(path, self.net.state_dict(), FORMAT, FORMAT_VERSION, self.meta)
 
     @classmethod
     def load(cls, path: Path | str, device: str | None = None, task: str | None = None) -> BCPolicy:
         """Open a `headway.bc` checkpoint, checking it is whole and (if `task` is given) for that task."""
-        from safetensors.torch import load_file
-
         path = Path(path)
-        config_path, weights_path = path / "config.json", path / "model.safetensors"
-        if not config_path.exists() or not weights_path.exists():
-            raise HeadwayError(f"{path} is not a BC checkpoint: it needs config.json and model.safetensors")
-        meta = json.loads(config_path.read_text())
-        if meta.get("format") != FORMAT:
-            raise HeadwayError(f"{path} holds a {meta.get('format')!r} checkpoint, not {FORMAT!r}; load it with its own loader")
-        if meta.get("format_version") != FORMAT_VERSION:
-            raise HeadwayError(
-                f"{path} is BC checkpoint version {meta.get('format_version')}; this headway reads version {FORMAT_VERSION}. Retrain it"
-            )
+        meta = read_checked_config(path, FORMAT, FORMAT_VERSION, "BC policy", "Retrain it with `headway policy bc`")
         needed = ("task", "views", "state_keys", "state_dims", "action_dim", "chunk", "hidden", "layers", "image_dim")
         missing = [k for k in needed if k not in meta]
         if missing:
-            raise HeadwayError(f"{config_path} lacks {missing}; the checkpoint is damaged. Retrain it")
+            raise HeadwayError(f"{path / 'config.json'} lacks {missing}; the checkpoint is damaged. Retrain it")
         if task is not None and meta["task"] != task:
             raise HeadwayError(f"{path} is a policy for task {meta['task']!r}, not {task!r}; pass a checkpoint trained on {task}")
-        meta = {k: v for k, v in meta.items() if k not in ("format", "format_version")}
+        meta = {k: v for k, v in meta.items() if k not in ("format", "format_version", "headway_version")}
         net = BCNet(
             int(sum(meta["state_dims"])),
             int(meta["action_dim"]),
@@ -354,13 +333,7 @@ class BCPolicy:
             int(meta["layers"]),
             int(meta["image_dim"]),
         )
-        try:
-            net.load_state_dict(load_file(str(weights_path)))
-        except RuntimeError as error:
-            raise HeadwayError(
-                f"{weights_path} does not fit its config.json (state {meta['state_dims']}, action {meta['action_dim']}, "
-                f"views {meta['views']}): {str(error).splitlines()[0]}. The checkpoint is damaged; retrain it"
-            ) from None
+        load_state(net, path)
         return cls(net, meta, device)
 
 

@@ -9,14 +9,13 @@ callers see one action per control step.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from headway.errors import HeadwayError
+from headway.checkpoint import load_by_format
 from headway.registry import Registry
 
 Observation = dict[str, Any]
@@ -77,15 +76,5 @@ POLICY_FORMATS.register("headway.sac", _load_sac)
 
 def load_policy(path: Path | str, device: str | None = None) -> Policy:
     """Open a policy checkpoint of any registered format."""
-    path = Path(path)
-    config_path = path / "config.json"
-    if not config_path.exists():
-        raise HeadwayError(
-            f"{path} is not a headway policy checkpoint: {config_path.name} is missing. "
-            "Pass the folder written by `headway policy bc` or `headway rl train`"
-        )
-    try:
-        meta = json.loads(config_path.read_text())
-    except json.JSONDecodeError as error:
-        raise HeadwayError(f"{config_path} is not valid JSON ({error}); the checkpoint is damaged") from None
-    return POLICY_FORMATS.get(str(meta.get("format")))(path, device)
+    fix = "Pass the folder written by `headway policy bc` or `headway rl train`"
+    return load_by_format(path, POLICY_FORMATS, device, "policy", fix)

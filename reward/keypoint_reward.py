@@ -19,7 +19,6 @@ model) and `progress/` (any registered reward-model checkpoint, loaded with `loa
 
 from __future__ import annotations
 
-import json
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from headway import __version__
+from headway.checkpoint import CONFIG_FILE, read_checked_config
 from headway.errors import HeadwayError
 from headway.perception.geometry import Camera, triangulate
 from headway.perception.keypoint_model import KeypointModel
@@ -35,7 +35,6 @@ from headway.reward.interface import RewardModel, RewardOutput
 
 FORMAT = "headway.keypoint_reward"
 FORMAT_VERSION = 1
-CONFIG_FILE = "config.json"
 KEYPOINTS_DIR = "keypoints"
 PROGRESS_DIR = "progress"
 GRIPPER = "gripper"
@@ -164,20 +163,8 @@ class KeypointRewardModel:
         from headway.reward.loading import load_reward_model
 
         path = Path(path)
-        config_path = path / CONFIG_FILE
-        if not config_path.exists():
-            raise HeadwayError(f"{path} is not a keypoint reward checkpoint: {CONFIG_FILE} is missing")
-        try:
-            meta = json.loads(config_path.read_text())
-        except json.JSONDecodeError as error:
-            raise HeadwayError(f"{config_path} is not valid JSON ({error}); the checkpoint is damaged") from None
-        if meta.get("format") != FORMAT:
-            raise HeadwayError(f"{path} holds a {meta.get('format')!r} checkpoint, not a keypoint reward ({FORMAT})")
-        if meta.get("format_version") != FORMAT_VERSION:
-            raise HeadwayError(
-                f"{path} is keypoint-reward format {meta.get('format_version')}; this headway ({__version__}) reads "
-                f"format {FORMAT_VERSION}. Rebuild it with `headway keypoints fuse`"
-            )
+        fix = "Rebuild it with `headway keypoints fuse`"
+        meta = read_checked_config(path, FORMAT, FORMAT_VERSION, "keypoint reward", fix, needs_weights=False)
         for sub in (KEYPOINTS_DIR, PROGRESS_DIR):
             if not (path / sub).is_dir():
                 raise HeadwayError(f"{path} is missing its {sub}/ sub-model; rebuild it with `headway keypoints fuse`")

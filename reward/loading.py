@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 
-from headway.errors import HeadwayError
+from headway.checkpoint import load_by_format
 from headway.registry import Registry
 from headway.reward.interface import RewardModel
 
@@ -34,15 +33,5 @@ REWARD_MODEL_FORMATS.register("headway.keypoint_reward", _load_keypoint_reward)
 
 def load_reward_model(path: Path | str, device: str | None = None) -> RewardModel:
     """Open a reward-model checkpoint of any registered kind."""
-    path = Path(path)
-    config_path = path / "config.json"
-    if not config_path.exists():
-        raise HeadwayError(
-            f"{path} is not a headway reward checkpoint: {config_path.name} is missing. "
-            "Pass the folder written by `headway reward train` (or another headway reward model)"
-        )
-    try:
-        meta = json.loads(config_path.read_text())
-    except json.JSONDecodeError as error:
-        raise HeadwayError(f"{config_path} is not valid JSON ({error}); the checkpoint is damaged") from None
-    return REWARD_MODEL_FORMATS.get(str(meta.get("format")))(path, device)
+    fix = "Pass the folder written by `headway reward train` (or another headway reward model)"
+    return load_by_format(path, REWARD_MODEL_FORMATS, device, "reward model", fix)

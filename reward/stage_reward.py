@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-import json
 from collections import deque
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from headway import __version__
+from headway.checkpoint import load_state, read_checked_config, save_checkpoint
 from headway.errors import HeadwayError, unknown_name
 from headway.reward.interface import RewardOutput
 from headway.reward.stage_model import StageModelConfig, StageRewardNet, task_tensors, window_indices
 
 FORMAT = "headway.stage_reward"
 FORMAT_VERSION = 1
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "model.safetensors"
 
 
 def default_device(device: str | torch.device | None = None) -> torch.device:
@@ -163,54 +160,19 @@ class StageRewardModel:
     # -- persistence ---------------------------------------------------------------------------------
     def save(self, path: Path) -> None:
         """Write `config.json` and `model.safetensors` to the folder `path` (atomically per file)."""
-        from safetensors.torch import save_file
-
-        from headway.atomic import atomic_write_json
-
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().cpu().contiguous() for k, v in self.net.state_dict().items()}
+        state = self.net.state_dict()
         if not self.net.encoder.trainable:  # frozen towers reload from their own path or hub id
             state = {k: v for k, v in state.items() if not k.startswith("encoder.")}
-        temporary = path / f".{WEIGHTS_FILE}.tmp"
-        save_file(state, str(temporary))
-        temporary.replace(path / WEIGHTS_FILE)
-        atomic_write_json(
-            path / CONFIG_FILE,
-            {"format": FORMAT, "format_version": FORMAT_VERSION, "headway_version": __version__, "model": self.config.to_dict()},
-        )
+        save_checkpoint(path, state, FORMAT, FORMAT_VERSION, {"model": self.config.to_dict()})
 
     @classmethod
     def load(cls, path: Path, device: str | None = None) -> StageRewardModel:
         """Load a checkpoint folder, checking its format and version first."""
-        from safetensors.torch import load_file
-
-        path = Path(path)
-        config_path, weights_path = path / CONFIG_FILE, path / WEIGHTS_FILE
-        if not config_path.exists() or not weights_path.exists():
-            raise HeadwayError(f"{path} is not a headway reward checkpoint: it needs {CONFIG_FILE} and {WEIGHTS_FILE}")
-        try:
-            meta = json.loads(config_path.read_text())
-        except json.JSONDecodeError as error:
-            raise HeadwayError(f"{config_path} is not valid JSON ({error})") from None
-        if meta.get("format") != FORMAT:
-            raise HeadwayError(f"{path} holds a {meta.get('format')!r} checkpoint, not a stage-aware reward model")
-        if meta.get("format_version") != FORMAT_VERSION:
-            raise HeadwayError(
-                f"{path} was written by headway {meta.get('headway_version')} in checkpoint format "
-                f"{meta.get('format_version')}; this headway ({__version__}) reads format {FORMAT_VERSION}. "
-                "Retrain the model or use the headway version that wrote it"
-            )
+        meta = read_checked_config(path, FORMAT, FORMAT_VERSION, "stage-aware reward model", "Retrain it with `headway reward train`")
         settings = {"elapsed_time": True, **meta["model"]}  # format-1 checkpoints before the option saw time
         net = StageRewardNet(StageModelConfig(**settings))
-        try:
-            state = load_file(str(weights_path))
-        except Exception as error:  # safetensors raises its own error types for damaged files
-            raise HeadwayError(f"{weights_path} cannot be read ({error}); the checkpoint is damaged") from None
-        missing, unexpected = net.load_state_dict(state, strict=False)
-        missing = [k for k in missing if not (k.startswith("encoder.") and not net.encoder.trainable)]
-        if missing or unexpected:
-            raise HeadwayError(f"{weights_path} does not match its config (missing {missing[:3]}, unexpected {unexpected[:3]})")
+        frozen_tower = not net.encoder.trainable
+        load_state(net, path, ignore=lambda key: frozen_tower and key.startswith("encoder."))
         return cls(net, device)
 
 

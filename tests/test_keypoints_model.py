@@ -87,7 +87,7 @@ def test_save_load_round_trip(tmp_path):
     (tmp_path / "kp" / "config.json").write_text(json.dumps({**meta, "format": "headway.stage_reward"}))
     with pytest.raises(HeadwayError, match="not a keypoint model"):
         KeypointModel.load(tmp_path / "kp")
-    with pytest.raises(HeadwayError, match="needs config.json"):
+    with pytest.raises(HeadwayError, match="config.json is missing"):
         KeypointModel.load(tmp_path / "missing")
     with pytest.raises(HeadwayError, match="valid camera view.*agentview"):
         model.predict(images, "frontview")

@@ -137,7 +137,7 @@ def test_wrong_task_or_layout_is_a_clear_error(trained, samples, tmp_path):
         check_policy_fits(policy, "lift", fake_env(policy.object_dim, 6))
     meta["task"], meta["state_dims"] = "lift", [9, 3]
     (other / "config.json").write_text(json.dumps(meta))
-    with pytest.raises(HeadwayError, match="does not fit its config.json"):
+    with pytest.raises(HeadwayError, match="does not match its config"):
         BCPolicy.load(other)
 
 

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from headway.errors import HeadwayError
+from headway.reward.loading import load_reward_model
 from headway.reward.interface import RewardModel
 from headway.reward.stage_model import StageModelConfig, StageRewardNet
 from headway.reward.stage_reward import StageRewardModel
@@ -111,8 +112,15 @@ def test_loading_checks_format_version_and_files(model, tmp_path):
     (path / "config.json").write_text(json.dumps(meta))
     with pytest.raises(HeadwayError, match="format 99"):
         StageRewardModel.load(path)
-    with pytest.raises(HeadwayError, match="not a headway reward checkpoint"):
+    with pytest.raises(HeadwayError, match="not a headway stage-aware reward model checkpoint.*headway reward train"):
         StageRewardModel.load(tmp_path / "nothing")
+    (path / "model.safetensors").write_bytes(b"not tensors")
+    meta["format_version"] = 1
+    (path / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(HeadwayError, match="cannot be read.*damaged"):
+        StageRewardModel.load(path)
+    with pytest.raises(HeadwayError, match="not a headway reward model checkpoint"):
+        load_reward_model(tmp_path / "nothing")
 
 
 def test_training_resumes_after_an_interruption_to_the_same_model(tiny_dataset, tmp_path, monkeypatch):
