@@ -34,6 +34,7 @@ class ReplayBuffer:
         self.terminated = np.zeros(capacity, np.float32)
         self.size = 0
         self.cursor = 0
+        self.cloneable: np.ndarray | None = None  # per transition, for demonstration buffers (see mixed_batch)
 
     def __len__(self) -> int:
         return self.size
@@ -87,19 +88,22 @@ def mixed_batch(
     device: torch.device | str = "cpu",
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """A batch with `demo_ratio` of its rows from demonstrations (RLPD's symmetric sampling) and a
-    boolean mask of those rows."""
+    boolean mask of the rows a behaviour-cloning term may imitate: demonstration rows, and only those
+    from successful episodes when the demo buffer carries a `cloneable` flag per transition."""
     n_demo = int(round(batch_size * demo_ratio)) if demos is not None and len(demos) else 0
     if len(online) == 0:
         n_demo = batch_size
     parts = []
     if batch_size - n_demo:
         parts.append(online.sample(batch_size - n_demo, rng))
+    mask = np.zeros(batch_size, dtype=bool)
     if n_demo:
-        parts.append(demos.sample(n_demo, rng))  # type: ignore[union-attr]
+        indices = demos.sample_indices(n_demo, rng)  # type: ignore[union-attr]
+        parts.append(demos.arrays(indices))  # type: ignore[union-attr]
+        cloneable = demos.cloneable  # type: ignore[union-attr]
+        mask[batch_size - n_demo :] = True if cloneable is None else cloneable[indices]
     batch = {k: torch.as_tensor(np.concatenate([p[k] for p in parts]), device=device) for k in FIELDS}
-    mask = torch.zeros(batch_size, dtype=torch.bool, device=device)
-    mask[batch_size - n_demo :] = True
-    return batch, mask
+    return batch, torch.as_tensor(mask, device=device)
 
 
 # -- demonstrations ------------------------------------------------------------------------------------
@@ -173,7 +177,7 @@ def fill_demo_buffer(
     rewards: Callable[[DemoEpisode, np.ndarray, np.ndarray], np.ndarray],
 ) -> ReplayBuffer:
     """A buffer of every demo transition, with rewards from `rewards(episode, frames, terminated)`."""
-    rows = []
+    rows, cloneable = [], []
     for episode in episodes:
         frames, terminated = demo_transitions(episode)
         if len(frames) == 0:
@@ -181,9 +185,11 @@ def fill_demo_buffer(
         reward = np.asarray(rewards(episode, frames, terminated), np.float32)
         following = np.minimum(frames + 1, len(episode.obs) - 1)
         rows.append((episode.obs[frames], episode.action[frames], reward, episode.obs[following], terminated))
+        cloneable.append(np.full(len(frames), bool(episode.success.any())))
     if not rows:
         raise HeadwayError("the demonstrations yield no transitions (every episode has a single frame)")
     columns = [np.concatenate(c) for c in zip(*rows)]
     buffer = ReplayBuffer(len(columns[0]), columns[0].shape[1], columns[1].shape[1])
     buffer.extend(*columns)
+    buffer.cloneable = np.concatenate(cloneable)  # transitions of successful episodes: what a BC term may imitate
     return buffer

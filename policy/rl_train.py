@@ -22,9 +22,10 @@ its action and the actor regresses onto those actions for `distill_steps`. Witho
 `critic_pretrain` critic-only updates on the demonstrations run before the first env step and the
 first `critic_warmup` online updates train the critics only, so a random critic cannot undo the
 initialisation; `sac.bc_weight` > 0 keeps a behaviour-cloning term on demonstration rows (TD3+BC
-style). Measured on lift (bench/rl.py): without that term, or with a weak one (2.5), the actor
-drifts off a 75%-success clone within a few hundred updates and reaches 0% (the critic is still
-poor so early); the bench fine-tunes with bc_weight 10, init_alpha 0.005, actor_lr 1e-4.
+style; only transitions of successful demonstration episodes are imitated). Measured on lift
+(bench/rl.py, 1,000 env steps): fine-tuning still degrades a 75-100%-success clone (to 0-40% with
+bc_weight 10, init_alpha 0.005, actor_lr 1e-4; to 0% without the BC term): the critic is poor so
+early and the stochastic actor's exploration rarely succeeds. Known weakness, see the README.
 
 An interrupted episode is not resumed mid-way: after `--resume` the next episode starts from a
 fresh reset (its seed continues the sequence), which off-policy learning does not mind.
@@ -401,6 +402,8 @@ def train_rl(config: RLConfig, resume: bool = False) -> dict:
         if demo_file.exists() and checkpoint is not None:
             with np.load(demo_file) as data:
                 demos = ReplayBuffer.from_state({k: data[k] for k in data.files})
+                if "cloneable" in data.files:
+                    demos.cloneable = data["cloneable"]
         else:
             views = tuple(source.views) if source.has_potential else ()
             if config.init is not None:
@@ -415,7 +418,7 @@ def train_rl(config: RLConfig, resume: bool = False) -> dict:
                 )
             demos = fill_demo_buffer(episodes, online_reward.demo_rewards)
             tmp = out / ".demo_buffer.tmp.npz"
-            np.savez(tmp, **demos.state())
+            np.savez(tmp, **demos.state(), cloneable=demos.cloneable)
             os.replace(tmp, demo_file)
         info["demo_transitions"] = len(demos)
         stats = demos.obs[: len(demos)]

@@ -91,6 +91,7 @@ def test_demonstrations_end_at_their_first_success_and_drop_an_unstored_next_sta
     assert frames.tolist() == [0, 1, 2, 3, 4] and not terminated.any()
     buffer = fill_demo_buffer([won, lost], lambda e, f, d: e.success[f].astype(np.float32))
     assert len(buffer) == 8 and buffer.terminated.sum() == 1
+    assert buffer.cloneable.tolist() == [True] * 3 + [False] * 5
     np.testing.assert_array_equal(buffer.next_obs[0], obs[1])
 
 
@@ -102,6 +103,11 @@ def test_batches_draw_half_from_demonstrations():
     batch, mask = mixed_batch(online, demos, 32, np.random.default_rng(0))
     assert mask.sum().item() == 16
     assert torch.all(batch["reward"][mask] == 1) and torch.all(batch["reward"][~mask] == 0)
+    demos.cloneable = np.arange(10) < 5  # a BC term imitates only transitions of successful episodes
+    demos.action[:, 0] = np.arange(10)
+    batch, mask = mixed_batch(online, demos, 64, np.random.default_rng(1))
+    assert 0 < mask.sum().item() < 32
+    assert torch.all(batch["action"][mask, 0] < 5) and torch.all(batch["action"][32:][~mask[32:], 0] >= 5)
 
 
 # -- reward sources ------------------------------------------------------------------------------------
