@@ -33,17 +33,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from machine import load_note  # bench/ is on sys.path
 
 E2E_TARGET_FPS = 1000.0
 RATIO_TARGET = 0.5
-
-
-def load_note() -> str:
-    try:
-        one, five, _ = os.getloadavg()
-    except OSError:
-        return "load average unknown"
-    return f"load average {one:.2f} (1 min) / {five:.2f} (5 min) on {os.cpu_count()} CPUs"
 
 
 def prepare(work: Path, episodes: int, steps: int) -> tuple[Path, Path]:

@@ -62,6 +62,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from sarm_peer import SARM_VIEW, build_sarm, sarm_offline, sarm_window  # noqa: F401  (bench/ is on sys.path)
+from machine import load_note  # bench/ is on sys.path
 
 VIEWS = ("agentview", "robot0_eye_in_hand")
 STAGES = ("reach the cube", "grasp the cube", "lift the cube")
@@ -168,14 +169,6 @@ def sarm_online(model, encoder, frames: np.ndarray, state: np.ndarray, task: str
 # -- report ------------------------------------------------------------------------------------------
 def rate(value: float) -> str:
     return f"{value:,.1f}" if value >= 10 else f"{value:.3g}"
-
-
-def load_note() -> str:
-    try:
-        one, five, _ = os.getloadavg()
-    except OSError:
-        return "load average unknown"
-    return f"load average {one:.2f} (1 min) / {five:.2f} (5 min) on {os.cpu_count()} CPUs"
 
 
 def main() -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from headway.atomic import atomic_write_json, read_json
+from headway.atomic import atomic_write_json, read_json, replace_folder
 from headway.errors import HeadwayError, unknown_name
 from headway.sim.env import DEFAULT_VIEWS, EnvConfig, HeadwayEnv
 from headway.sim.expert import FAILURES, MODES, Behaviour, sample_behaviour
@@ -208,7 +208,7 @@ def collect(config: CollectConfig, resume: bool = False, overwrite: bool = False
     card = {"task": config.task, "views": list(config.views), "image_size": config.image_size, "collect": config.identity()}
     object_dim = _object_dim(partial, plan)
     write_dataset(build, staged_records(), get_task(config.task), config.views, config.image_size, object_dim, card, config.vcodec)
-    _publish(build, config.out)
+    replace_folder(build, config.out)
     shutil.rmtree(partial)
     by_mode = Counter(mode for mode, _, _ in records_meta)
     successes = Counter(mode for mode, success, _ in records_meta if success)
@@ -226,15 +226,3 @@ def collect(config: CollectConfig, resume: bool = False, overwrite: bool = False
 def _object_dim(partial: Path, plan: list[PlannedEpisode]) -> int:
     with np.load(partial / STAGING / f"episode_{plan[0].index:06d}.npz") as data:
         return int(data["object_state"].shape[1])
-
-
-def _publish(build: Path, out: Path) -> None:
-    """Move the finished dataset to `out`, replacing an old one only once the new one is whole."""
-    old = out.with_name(out.name + ".old")
-    if out.exists():
-        if old.exists():
-            shutil.rmtree(old)
-        out.rename(old)
-    build.rename(out)
-    if old.exists():
-        shutil.rmtree(old)

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from headway.atomic import atomic_write_json, read_json
+from headway.atomic import atomic_write_json, read_json, replace_folder
 from headway.errors import HeadwayError
 from headway.hardware.protocols import Arm, CameraError
 from headway.hardware.rate import LoopStats, RateLoop
@@ -34,7 +34,6 @@ from headway.hardware.recording import (
     STAGING,
     EpisodeLog,
     load_staged,
-    publish,
     stage_episode,
     staged_path,
     staged_outcome,
@@ -323,7 +322,7 @@ class RolloutController:
                 build, episodes, 1.0 / self.dt, config.robot.replace(":", "_"), f"headway/rollout_{config.robot.split(':', 1)[1]}",
                 list(state_names), list(self.arm.limits.names), card, config.vcodec,
             )
-            publish(build, config.record)
+            replace_folder(build, config.record)
             if config.video:
                 chosen = next((e for e in episodes if e.success), episodes[0])
                 try:

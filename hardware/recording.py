@@ -12,7 +12,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import shutil
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -219,18 +218,6 @@ def write_rollout_dataset(
         ],
     )
     atomic_write_json(root / "meta" / "headway.json", {**card, "episodes": [e.meta() for e in episodes]})
-
-
-def publish(build: Path, out: Path) -> None:
-    """Move the finished dataset `build` to `out`, replacing an old one only once the new one is whole."""
-    old = out.with_name(out.name + ".old")
-    if out.exists():
-        if old.exists():
-            shutil.rmtree(old)
-        out.rename(old)
-    build.rename(out)
-    if old.exists():
-        shutil.rmtree(old)
 
 
 def write_progress_video(path: Path, episode: EpisodeLog, stage_names: tuple[str, ...], fps: float, height: int = 240) -> Path:

@@ -31,3 +31,18 @@ def atomic_write_json(path: Path, payload: Any) -> None:
 
 def read_json(path: Path) -> Any:
     return json.loads(Path(path).read_text())
+
+
+def replace_folder(build: Path, out: Path) -> None:
+    """Move the finished folder `build` to `out`, replacing an old one only once the new one is whole."""
+    import shutil
+
+    build, out = Path(build), Path(out)
+    old = out.with_name(out.name + ".old")
+    if out.exists():
+        if old.exists():
+            shutil.rmtree(old)
+        out.rename(old)
+    build.rename(out)
+    if old.exists():
+        shutil.rmtree(old)
