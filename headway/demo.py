@@ -127,10 +127,11 @@ def run_demo(config: DemoConfig) -> dict:
     results: dict[str, dict] = {}
     for name, stage in STAGES:
         results[name] = log.run(name, lambda stage=stage: stage(config, settings, paths))
-    from headway.demo_report import write_demo_report
+    from headway.demo_report import write_demo_report, write_report_figure
 
     report_path = write_demo_report(config, paths, results, log.data["stages"])
-    print(f"[demo] finished; report: {report_path}")
+    figure_path = write_report_figure(config, paths, results)
+    print(f"[demo] finished; report: {report_path} (summary picture: {figure_path})")
     return log.data
 
 

@@ -83,6 +83,65 @@ def write_demo_report(config, paths, results: dict[str, dict], stages: dict[str,
     return write_report(paths.out / "report.html", f"headway demo: {config.task} ({config.size})", sections)
 
 
+def write_report_figure(config, paths, results: dict[str, dict]) -> Path:
+    """`<out>/report.png`: the report's key figures on one picture (for a README or a chat)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    reward = results["evaluate the reward model on held-out episodes"]
+    policies = _runs(results["train and evaluate BC and RA-BC policies"])
+    rl = _runs(results["fine-tune with online RL: reward model + pbrs vs sparse"])
+    keypoints = results["evaluate the keypoint model on held-out episodes"]
+    figure, axes = plt.subplots(2, 3, figsize=(15, 8.5))
+    metrics = ("voc", "stage_accuracy", "success_auroc", "kendall_tau", "succ_fail_gap")
+    rows = {"headway PRM": reward["metrics"], **reward["baselines"]}
+    width = 0.8 / len(rows)
+    for i, (name, row) in enumerate(rows.items()):
+        axes[0, 0].bar([m + i * width for m in range(len(metrics))], [row[k] for k in metrics], width, label=name)
+    axes[0, 0].set_xticks([m + 0.4 - width / 2 for m in range(len(metrics))], [k.replace("_", " ") for k in metrics], fontsize=8)
+    axes[0, 0].set_title("reward model on held-out episodes")
+    axes[0, 0].legend(fontsize=7)
+    _picture(axes[0, 1], sorted((paths.plots / "progress").glob("*.png")), "progress of a held-out episode")
+    triangulation = keypoints["triangulation"]
+    axes[0, 2].bar(list(triangulation), [row["median"] for row in triangulation.values()], color="tab:purple")
+    axes[0, 2].set_ylabel("median 3D error (cm)")
+    axes[0, 2].set_title("keypoints triangulated across views")
+    axes[0, 2].tick_params(axis="x", labelsize=7, rotation=15)
+    axes[1, 0].bar(list(policies), [100 * row["success_rate"] for row in policies.values()], color=["tab:gray", "tab:green"])
+    axes[1, 0].set_ylabel("success (%)")
+    axes[1, 0].set_title("behaviour cloning: plain vs reward-aligned")
+    for name, row in rl.items():
+        axes[1, 1].plot(row["eval_steps"], [100 * v for v in row["eval_success"]], marker="o", label=name)
+    axes[1, 1].set_xlabel("environment steps")
+    axes[1, 1].set_ylabel("success (%)")
+    axes[1, 1].set_title("online RL from the RA-BC policy")
+    axes[1, 1].legend(fontsize=8)
+    times = {name: result.get("seconds", 0.0) / 60 for name, result in results.items()}
+    axes[1, 2].barh(list(times)[::-1], list(times.values())[::-1], color="tab:orange")
+    axes[1, 2].set_xlabel("minutes")
+    axes[1, 2].set_title("time per stage")
+    axes[1, 2].tick_params(axis="y", labelsize=6)
+    figure.suptitle(f"headway demo: {config.task} ({config.size})")
+    figure.tight_layout()
+    path = paths.out / "report.png"
+    temporary = path.with_name(".report.png.tmp.png")
+    figure.savefig(temporary, dpi=80)
+    plt.close(figure)
+    temporary.replace(path)
+    return path
+
+
+def _picture(axis, candidates: list[Path], title: str) -> None:
+    import matplotlib.image
+
+    axis.axis("off")
+    axis.set_title(title)
+    if candidates:
+        axis.imshow(matplotlib.image.imread(candidates[0]))
+
+
 def _runs(result: dict) -> dict[str, dict]:
     """A stage result's per-run entries (the stage log adds scalars such as `seconds`)."""
     return {name: row for name, row in result.items() if isinstance(row, dict)}

@@ -36,6 +36,7 @@ def test_demo_runs_end_to_end_then_skips_finished_stages(tmp_path, capsys):
     for heading in ("Keypoint model", "Labelled training dataset", "RA-BC", "Online RL", "hardware layer"):
         assert heading in report
     assert (tmp_path / "demo" / "labels" / "sarm_progress.parquet").exists()
+    assert (tmp_path / "demo" / "report.png").stat().st_size > 10_000
     assert (tmp_path / "demo" / "rollout" / "meta" / "info.json").exists()
     assert json.loads((tmp_path / "demo" / "stages.json").read_text())["stages"].keys() == stages.keys()
 
