@@ -9,7 +9,6 @@ asked. `SACPolicy` is the actor alone as a headway `Policy` (format "headway.sac
 from __future__ import annotations
 
 import copy
-import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,9 +18,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from headway import __version__
+from headway.checkpoint import load_state, read_checked_config, save_checkpoint
 from headway.errors import HeadwayError
-from headway.policy.interface import POLICY_FORMATS, Observation
+from headway.policy.interface import Observation
 
 FORMAT = "headway.sac"
 FORMAT_VERSION = 1
@@ -295,47 +294,14 @@ class SACPolicy:
 
     def save(self, path: Path) -> None:
         """`config.json` + `model.safetensors` (each written atomically)."""
-        from safetensors.torch import save_file
-
-        from headway.atomic import atomic_write_json
-
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().cpu().contiguous() for k, v in self.actor.state_dict().items()}
-        temporary = path / ".model.safetensors.tmp"
-        save_file(state, str(temporary))
-        temporary.replace(path / "model.safetensors")
         config = asdict(self.config)
         config["hidden"] = list(config["hidden"])
-        atomic_write_json(
-            path / "config.json",
-            {"format": FORMAT, "format_version": FORMAT_VERSION, "headway_version": __version__, "policy": config},
-        )
+        save_checkpoint(path, self.actor.state_dict(), FORMAT, FORMAT_VERSION, {"policy": config})
 
     @classmethod
     def load(cls, path: Path, device: str | None = None) -> SACPolicy:
-        from safetensors.torch import load_file
-
-        path = Path(path)
-        meta = json.loads((path / "config.json").read_text())
-        if meta.get("format") != FORMAT:
-            raise HeadwayError(f"{path} holds a {meta.get('format')!r} checkpoint, not a SAC policy")
-        if meta.get("format_version") != FORMAT_VERSION:
-            raise HeadwayError(
-                f"{path} is SAC checkpoint format {meta.get('format_version')}; this headway ({__version__}) reads "
-                f"format {FORMAT_VERSION}. Retrain with `headway rl train` or use the headway version that wrote it"
-            )
+        meta = read_checked_config(path, FORMAT, FORMAT_VERSION, "SAC policy", "Retrain it with `headway rl train`")
         config = SACPolicyConfig(**{**meta["policy"], "hidden": tuple(meta["policy"]["hidden"])})
         policy = cls(config, device=device)
-        weights = path / "model.safetensors"
-        if not weights.exists():
-            raise HeadwayError(f"{path} has no model.safetensors; the checkpoint is incomplete")
-        try:
-            policy.actor.load_state_dict(load_file(str(weights)))
-        except Exception as error:  # damaged file or mismatched shapes
-            raise HeadwayError(f"{weights} cannot be loaded ({error}); the checkpoint is damaged") from None
+        load_state(policy.actor, path)
         return policy
-
-
-if FORMAT not in POLICY_FORMATS:
-    POLICY_FORMATS.register(FORMAT, lambda path, device: SACPolicy.load(path, device))
