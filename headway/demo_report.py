@@ -94,13 +94,13 @@ def write_report_figure(config, paths, results: dict[str, dict]) -> Path:
     policies = _runs(results["train and evaluate BC and RA-BC policies"])
     rl = _runs(results["fine-tune with online RL: reward model + pbrs vs sparse"])
     keypoints = results["evaluate the keypoint model on held-out episodes"]
-    figure, axes = plt.subplots(2, 3, figsize=(15, 8.5))
+    figure, axes = plt.subplots(2, 3, figsize=(15, 8.5), gridspec_kw={"width_ratios": [1, 1.3, 1]})
     metrics = ("voc", "stage_accuracy", "success_auroc", "kendall_tau", "succ_fail_gap")
     rows = {"headway PRM": reward["metrics"], **reward["baselines"]}
     width = 0.8 / len(rows)
     for i, (name, row) in enumerate(rows.items()):
         axes[0, 0].bar([m + i * width for m in range(len(metrics))], [row[k] for k in metrics], width, label=name)
-    axes[0, 0].set_xticks([m + 0.4 - width / 2 for m in range(len(metrics))], [k.replace("_", " ") for k in metrics], fontsize=8)
+    axes[0, 0].set_xticks([m + 0.4 - width / 2 for m in range(len(metrics))], [k.replace("_", " ") for k in metrics], fontsize=8, rotation=20)
     axes[0, 0].set_title("reward model on held-out episodes")
     axes[0, 0].legend(fontsize=7)
     _picture(axes[0, 1], sorted((paths.plots / "progress").glob("*.png")), "progress of a held-out episode")

@@ -146,11 +146,12 @@ def test_an_exception_ends_held_with_a_closed_valid_dataset(tmp_path, where):
 
 def test_a_signal_during_an_episode_is_an_emergency_stop(tmp_path):
     arm = FakeArm()
+    handler_before = signal.getsignal(signal.SIGINT)  # the default, or ignored under nohup
     policy = FakePolicy(fault_step=3, fault=lambda: os.kill(os.getpid(), signal.SIGINT))
     summary = RolloutController(arm, policy, ScriptedRewardModel(), config(tmp_path, episodes=2), INSTRUCTION).run()
     assert summary["stopped"] == "signal SIGINT" and summary["outcomes"] == {"estop": 1}
     assert_held_and_closed(arm)
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.getsignal(signal.SIGINT) is handler_before
 
 
 def test_crash_then_resume_keeps_finished_episodes(tmp_path):

@@ -172,6 +172,7 @@ def test_emergency_stop_from_code_replaces_every_later_command_by_a_hold():
 
 def test_a_signal_ends_in_the_safe_state():
     arm = FakeArm()
+    handler_before = signal.getsignal(signal.SIGINT)  # the default, or ignored under nohup
     with SafetyLayer(arm, SafetyConfig(watchdog_timeout=1.0)) as safety, stop_on_signals(safety):
         safety.get_observation()
         safety.send_action([0.1, 0.0, 0.0, 1.0])
@@ -181,7 +182,7 @@ def test_a_signal_ends_in_the_safe_state():
             time.sleep(0.01)
         assert safety.stopped == "signal SIGINT"  # held by the watchdog thread, not in the handler
         np.testing.assert_allclose(arm.received[-1][0][:3], arm.received[-1][1][:3], atol=1e-6)
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.getsignal(signal.SIGINT) is handler_before
 
 
 def test_bad_safety_settings_are_refused():
