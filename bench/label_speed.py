@@ -26,13 +26,13 @@ from __future__ import annotations
 import argparse
 import os
 import resource
-import shutil
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from fixtures import simulated_dataset, trained_reward_model  # bench/ is on sys.path
 from machine import load_note  # bench/ is on sys.path
 
 E2E_TARGET_FPS = 1000.0
@@ -41,17 +41,8 @@ RATIO_TARGET = 0.5
 
 def prepare(work: Path, episodes: int, steps: int) -> tuple[Path, Path]:
     """A small lift dataset (two 84x84 views) and a small reward model trained on it, made once in `work`."""
-    from headway.datasets.collect import CollectConfig, collect
-    from headway.reward.train import TrainConfig, train_reward_model
-
-    data, model = work / "lift", work / "model"
-    if not (data / "meta" / "info.json").exists():
-        print(f"collecting {episodes} lift episodes (two 84x84 views) into {data} ...", flush=True)
-        shutil.rmtree(data, ignore_errors=True)
-        collect(CollectConfig(task="lift", episodes=episodes, image_size=84, seed=0, out=data), progress=False)
-    if not (model / "config.json").exists():
-        print(f"training a small reward model for {steps} steps into {model} ...", flush=True)
-        train_reward_model(TrainConfig(datasets=[data], out=model, steps=steps, device="cpu"), progress=False)
+    data = simulated_dataset(work / "lift", progress=False, task="lift", episodes=episodes, image_size=84, seed=0)
+    model = trained_reward_model(work / "model", [data], progress=False, steps=steps, device="cpu")
     return data, model
 
 

@@ -27,6 +27,7 @@ from headway.datasets.reader import DatasetReader
 from headway.policy.bc import BCConfig, BCPolicy, sample_weights, train_bc, weight_summary
 from headway.policy.bc_data import load_bc_samples, write_progress
 from headway.policy.evaluate import evaluate_policy
+from fixtures import simulated_dataset, trained_reward_model  # bench/ is on sys.path
 
 MIX = {"expert": 0.5, "noisy": 0.25, "fail": 0.25}
 
@@ -34,25 +35,14 @@ MIX = {"expert": 0.5, "noisy": 0.25, "fail": 0.25}
 def ensure_dataset(args: argparse.Namespace) -> Path:
     if args.dataset:
         return Path(args.dataset)
-    from headway.datasets.collect import CollectConfig, collect
-
     out = args.work / "data" / "lift_mixed"
-    if not (out / "meta" / "info.json").exists():
-        config = CollectConfig(task="lift", episodes=args.collect_episodes, mix=MIX, image_size=84, seed=args.data_seed, out=out)
-        print(collect(config, resume=(args.work / "data" / "lift_mixed.partial").exists()).render())
-    return out
+    return simulated_dataset(out, task="lift", episodes=args.collect_episodes, mix=MIX, image_size=84, seed=args.data_seed)
 
 
 def ensure_model(args: argparse.Namespace, dataset: Path) -> Path:
     if args.model:
         return Path(args.model)
-    from headway.reward.train import TrainConfig, train_reward_model
-
-    out = args.work / "reward"
-    if not (out / "config.json").exists():
-        summary = train_reward_model(TrainConfig(datasets=[dataset], out=out, steps=args.reward_steps, seed=args.seed), resume=out.exists())
-        print(f"reward model: {summary['steps']} steps, final loss {summary['final_loss']:.3f}, {summary['seconds']:.0f} s")
-    return out
+    return trained_reward_model(args.work / "reward", [dataset], steps=args.reward_steps, seed=args.seed)
 
 
 def ensure_labels(args: argparse.Namespace, dataset: Path, model_path: Path) -> Path:

@@ -14,10 +14,9 @@ import json
 import time
 from pathlib import Path
 
-from headway.datasets.collect import CollectConfig, collect
 from headway.reward.evaluate import evaluate, render_table
 from headway.reward.stage_reward import StageRewardModel
-from headway.reward.train import TrainConfig, train_reward_model
+from fixtures import simulated_dataset, trained_reward_model  # bench/ is on sys.path
 
 TARGETS = {
     "voc": ">= 0.95",
@@ -30,10 +29,7 @@ TARGETS = {
 
 
 def dataset(work: Path, task: str, split: str, episodes: int, seed: int) -> Path:
-    out = work / "data" / f"{task}_{split}"
-    if not (out / "meta" / "info.json").exists():
-        print(collect(CollectConfig(task=task, episodes=episodes, seed=seed, out=out), resume=True).render())
-    return out
+    return simulated_dataset(work / "data" / f"{task}_{split}", task=task, episodes=episodes, seed=seed)
 
 
 def main() -> None:
@@ -51,10 +47,7 @@ def main() -> None:
         train_dir = dataset(args.work, task, "train", args.train, seed=0)
         eval_dir = dataset(args.work, task, "eval", args.eval, seed=1)
         checkpoint = args.work / "models" / f"{task}_{args.steps}_{args.prior}"
-        if not (checkpoint / "model.safetensors").exists():
-            started = time.perf_counter()
-            summary = train_reward_model(TrainConfig(datasets=[train_dir], out=checkpoint, steps=args.steps, prior=args.prior), resume=True)
-            print(f"trained {task} in {time.perf_counter() - started:.0f} s ({summary['steps']} steps)")
+        trained_reward_model(checkpoint, [train_dir], steps=args.steps, prior=args.prior)
         model = StageRewardModel.load(checkpoint)
         report = evaluate(model, [eval_dir])
         print(f"\n== {task}: {report['episodes']} held-out episodes, views {', '.join(report['views'])}")

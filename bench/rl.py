@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from headway.atomic import atomic_write_json
+from fixtures import simulated_dataset, trained_reward_model  # bench/ is on sys.path
 from headway.policy.rl_train import RLConfig, train_rl
 from headway.policy.sac import SACConfig
 
@@ -35,19 +36,9 @@ def prepare(args: argparse.Namespace) -> tuple[Path, Path]:
     """The demonstrations and the reward model, made here when not given."""
     demos, model = args.demos, args.model
     if demos is None:
-        from headway.datasets.collect import CollectConfig, collect
-
-        demos = args.out / "data" / "lift"
-        if not (demos / "meta" / "info.json").exists():
-            print(f"collecting {args.collect_episodes} lift demonstrations into {demos} ...")
-            collect(CollectConfig(task="lift", episodes=args.collect_episodes, image_size=84, seed=0, out=demos), resume=True)
+        demos = simulated_dataset(args.out / "data" / "lift", task="lift", episodes=args.collect_episodes, image_size=84, seed=0)
     if model is None:
-        from headway.reward.train import TrainConfig, train_reward_model
-
-        model = args.out / "reward_model"
-        if not (model / "model.safetensors").exists():
-            print(f"training a reward model ({args.reward_steps} steps) into {model} ...")
-            train_reward_model(TrainConfig(datasets=[demos], out=model, steps=args.reward_steps, seed=0), resume=True)
+        model = trained_reward_model(args.out / "reward_model", [Path(demos)], steps=args.reward_steps, seed=0)
     return Path(demos), Path(model)
 
 

@@ -1,0 +1,26 @@
+"""Data and models the bench scripts make for themselves when none are given, kept for reruns."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def simulated_dataset(out: Path, progress: bool = True, **settings) -> Path:
+    """A dataset collected by `headway sim collect` with `settings` (CollectConfig fields), made once."""
+    from headway.datasets.collect import CollectConfig, collect
+
+    if not (out / "meta" / "info.json").exists():
+        print(f"collecting {settings.get('episodes')} {settings.get('task', 'lift')} episodes into {out} ...", flush=True)
+        print(collect(CollectConfig(out=out, **settings), resume=True, progress=progress).render())
+    return out
+
+
+def trained_reward_model(out: Path, datasets: list[Path], progress: bool = True, **settings) -> Path:
+    """A stage-aware reward model trained with `settings` (TrainConfig fields), made once."""
+    from headway.reward.train import TrainConfig, train_reward_model
+
+    if not (out / "config.json").exists():  # written last, once the model is whole
+        print(f"training a reward model ({settings.get('steps')} steps) into {out} ...", flush=True)
+        summary = train_reward_model(TrainConfig(datasets=datasets, out=out, **settings), resume=True, progress=progress)
+        print(f"reward model: {summary['steps']} steps, final loss {summary['final_loss']:.3f}, {summary['seconds']:.0f} s")
+    return out
