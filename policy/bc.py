@@ -36,6 +36,7 @@ from tqdm import tqdm
 
 from headway.checkpoint import load_state, read_checked_config, save_checkpoint
 from headway.errors import HeadwayError, unknown_name
+from headway.perception.preprocess import random_shift
 from headway.policy.bc_data import OBJECT_KEY, STATE_KEY, BCSamples, load_bc_samples, read_progress
 from headway.reward.rabc import KAPPA, normalise_batch_weights, rabc_weights
 
@@ -195,13 +196,8 @@ def _image_batch(images: dict[str, np.ndarray], index: np.ndarray, device: torch
     """uint8 (N, H, W, 3) per view -> float (B, 3, H, W) in [0, 1]; `shift` applies DrQ's random-shift augmentation."""
     batch = {}
     for view, frames in images.items():
-        x = torch.from_numpy(frames[index]).to(device).permute(0, 3, 1, 2).float() / 255.0
-        if shift:
-            size = x.shape[-1]
-            padded = nn.functional.pad(x, (shift,) * 4, mode="replicate")
-            dx, dy = np.random.randint(0, 2 * shift + 1, size=2)
-            x = padded[..., dy : dy + size, dx : dx + size]
-        batch[view] = x
+        x = random_shift(torch.from_numpy(frames[index]).to(device).permute(0, 3, 1, 2), shift)
+        batch[view] = x.float() / 255.0
     return batch
 
 

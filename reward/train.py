@@ -16,6 +16,7 @@ from headway.datasets.annotations import temporal_proportions
 from headway.datasets.reader import DatasetReader
 from headway.errors import HeadwayError
 from headway.perception.encoders import build_encoder
+from headway.perception.preprocess import random_shift
 from headway.reward.labels import StagePrior
 from headway.reward.stage_model import StageModelConfig, StageRewardNet, task_tensors
 from headway.reward.stage_reward import StageRewardModel, default_device
@@ -45,6 +46,7 @@ class TrainConfig:
     rewind_prob: float = 0.8
     mismatch_prob: float = 0.2
     view_dropout: float = 0.3
+    image_shift: int = 4  # pixels of DrQ random-shift augmentation per training image (0: none)
     linear_if_missing: bool = False
     prior: str = "dataset"  # stage shares of progress: "dataset" (SARM: mean share of time) or "equal"
     elapsed_time: bool = False  # let the model see absolute episode time (it then learns the pace)
@@ -64,6 +66,8 @@ class TrainConfig:
             raise HeadwayError(f"unknown stage prior {self.prior!r}; choose one of {', '.join(PRIORS)}")
         if self.steps < 1 or self.segments < 1 or self.segment < 1:
             raise HeadwayError("--steps, segments and segment length must be positive")
+        if self.image_shift < 0:
+            raise HeadwayError(f"image_shift must be >= 0 pixels, got {self.image_shift}")
 
 
 def _losses(prediction: dict[str, torch.Tensor], batch, member_masks: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -153,7 +157,9 @@ def train_reward_model(config: TrainConfig, resume: bool = False, progress: bool
         batch = sampler.sample(config.segments)
         with autocast:
             if net.encoder.trainable:
-                features = net.view_features(batch.frames.to(device).float() / 255.0)
+                frames = batch.frames.to(device)
+                frames = random_shift(frames.flatten(0, 1), config.image_shift).view(frames.shape)
+                features = net.view_features(frames.float() / 255.0)
             else:
                 features = batch.frames.to(device).float()
             tokens = net.frame_tokens(features, batch.present.to(device))
