@@ -2,7 +2,7 @@
 held-out seeds, against the linear-in-time and robosuite-dense baselines, plus the cost of dropping
 each view at test time.
 
-    uv run python bench/reward_quality.py [--tasks lift,stack] [--train 40] [--eval 20] [--steps 4000] [--prior dataset|equal]
+    uv run python bench/reward_quality.py [--tasks lift,stack] [--train 40] [--train-seeds 0,2] [--eval 20] [--steps 4000] [--prior dataset|equal]
 
 Datasets and checkpoints are kept under --work (default runs/bench/reward_quality) and reused.
 """
@@ -35,19 +35,23 @@ def dataset(work: Path, task: str, split: str, episodes: int, seed: int) -> Path
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", default="lift,stack")
-    parser.add_argument("--train", type=int, default=40, help="training episodes per task (seed 0)")
+    parser.add_argument("--train", type=int, default=40, help="episodes per training collection")
+    parser.add_argument("--train-seeds", default="0,2", help="one training collection per seed (seed 1 is held out)")
     parser.add_argument("--eval", type=int, default=20, help="held-out episodes per task (seed 1)")
     parser.add_argument("--steps", type=int, default=4000)
     parser.add_argument("--prior", default="dataset", choices=("dataset", "equal"), help="stage shares of progress")
     parser.add_argument("--work", type=Path, default=Path("runs/bench/reward_quality"))
     args = parser.parse_args()
 
+    seeds = [int(s) for s in args.train_seeds.split(",")]
+    if 1 in seeds:
+        parser.error("--train-seeds: seed 1 is the held-out evaluation collection")
     results = {}
     for task in args.tasks.split(","):
-        train_dir = dataset(args.work, task, "train", args.train, seed=0)
+        train_dirs = [dataset(args.work, task, "train" if seed == 0 else f"train_s{seed}", args.train, seed=seed) for seed in seeds]
         eval_dir = dataset(args.work, task, "eval", args.eval, seed=1)
-        checkpoint = args.work / "models" / f"{task}_{args.steps}_{args.prior}"
-        trained_reward_model(checkpoint, [train_dir], steps=args.steps, prior=args.prior)
+        checkpoint = args.work / "models" / f"{task}_{args.steps}_{args.prior}_seeds{'-'.join(map(str, seeds))}"
+        trained_reward_model(checkpoint, train_dirs, steps=args.steps, prior=args.prior)
         model = StageRewardModel.load(checkpoint)
         report = evaluate(model, [eval_dir])
         print(f"\n== {task}: {report['episodes']} held-out episodes, views {', '.join(report['views'])}")
