@@ -22,10 +22,20 @@ its action and the actor regresses onto those actions for `distill_steps`. Witho
 `critic_pretrain` critic-only updates on the demonstrations run before the first env step and the
 first `critic_warmup` online updates train the critics only, so a random critic cannot undo the
 initialisation; `sac.bc_weight` > 0 keeps a behaviour-cloning term on demonstration rows (TD3+BC
-style; only transitions of successful demonstration episodes are imitated). Measured on lift
-(bench/rl.py, 1,000 env steps): fine-tuning still degrades a 75-100%-success clone (to 0-40% with
-bc_weight 10, init_alpha 0.005, actor_lr 1e-4; to 0% without the BC term): the critic is poor so
-early and the stochastic actor's exploration rarely succeeds. Known weakness, see the README.
+style; only transitions of successful demonstration episodes are imitated). Without more, fine-tuning
+degrades a 75-100%-success clone on lift (to 0-40% within 1,000 env steps with bc_weight 10,
+init_alpha 0.005, actor_lr 1e-4; to 0% without the BC term): the critic is poor so early and the
+stochastic actor's exploration rarely succeeds. Two fixes keep the initial actor frozen as a
+reference (policy/sac.py): `sac.ibrl` (IBRL: act and bootstrap with the reference's action wherever
+the critics value it more) and `sac.residual` (the actor learns a bounded correction to the
+reference's action); the exported policy keeps what it needs to act the same way. Measured on lift
+(bench/rl.py, sparse reward, a clone at 60% on the 5 held-out seeds, 1,000 env steps, success at
+steps 0/250/500/750/1000): plain 0.6/0/0/0.2/0.2; IBRL 0.6/0/0.4/0.2/0.2 (the critics rate the
+actor's Q-climbing actions above the reference's on 60-90% of steps, so its degraded actions are
+executed); IBRL without the BC term 0.6/0/0/0/0; residual 0.1 0.6/0.6/0.4/0/0; residual 0.2
+0.6/0.2/0.2/0.4/0.8, the best, so bench/rl.py uses it. Five seeds make one episode 0.2: all noisy.
+Over 2,500 steps with residual 0.2 only robosuite-dense reaches 90% (at step 750, then 60-100%);
+the others end at or below the 60% start: a known weakness.
 
 An interrupted episode is not resumed mid-way: after `--resume` the next episode starts from a
 fresh reset (its seed continues the sequence), which off-policy learning does not mind.
@@ -110,6 +120,8 @@ class RLConfig:
             raise HeadwayError("--init needs --demos: the actor is distilled from the init policy on the demonstration states")
         if self.pretrain_steps and self.demos is None:
             raise HeadwayError("pretraining clones demonstrations; give --demos")
+        if self.sac.uses_reference and not self.initialised:
+            raise HeadwayError("IBRL and residual keep the initial actor as their reference; initialise it with --init or pretrain steps > 0")
         if self.init is not None and not (self.init / "config.json").exists():
             raise HeadwayError(f"--init {self.init} is not a headway policy checkpoint (no config.json)")
         if self.demos is not None and not (self.demos / "meta" / "info.json").exists():
@@ -251,10 +263,11 @@ def evaluate_agent(agent: SACAgent, env, episodes: int, base_seed: int = EVAL_SE
 
 # -- checkpoints --------------------------------------------------------------------------------------
 def _policy(agent: SACAgent, config: RLConfig, state_dim: int, object_dim: int) -> SACPolicy:
-    policy_config = SACPolicyConfig(config.task, state_dim, object_dim, agent.action_dim, config.sac.hidden, {"reward": config.reward})
-    policy = SACPolicy(policy_config)
-    policy.actor.load_state_dict(agent.actor.state_dict())
-    return policy
+    c = config.sac
+    policy_config = SACPolicyConfig(
+        config.task, state_dim, object_dim, agent.action_dim, c.hidden, {"reward": config.reward}, c.ibrl, c.critics, c.critic_layer_norm, c.ibrl_q, c.residual
+    )
+    return SACPolicy.from_agent(agent, policy_config)
 
 
 def _save_checkpoint(out: Path, step: int, payload: dict, replay: ReplayBuffer, policy: SACPolicy) -> Path:
@@ -440,6 +453,8 @@ def train_rl(config: RLConfig, resume: bool = False) -> dict:
             info.update(_distil(agent, config, episodes, state_dim, device))
         elif config.pretrain_steps:
             info.update(_pretrain(agent, config, episodes, device))
+        if config.sac.uses_reference:
+            agent.freeze_reference()
         if config.critic_pretrain and demos is not None:
             empty = ReplayBuffer(1, state_dim + object_dim, action_dim)
             for _ in range(config.critic_pretrain):

@@ -2,8 +2,22 @@
 
 RLPD-style defaults (Ball et al. 2023): LayerNorm in the critics, a symmetric sampling of online
 and demonstration transitions (see `policy/replay.py`), several critic updates per env step when
-asked. `SACPolicy` is the actor alone as a headway `Policy` (format "headway.sac"), loadable with
-`headway.policy.interface.load_policy` by the rollout controller and `headway policy eval`.
+asked.
+
+IBRL (`SACConfig.ibrl`, Hu et al. 2023, "Imitation Bootstrapped Reinforcement Learning"): the
+initial (cloned or distilled) actor is kept frozen as a reference policy. When acting, the agent
+proposes the reference's action and its own and executes the one with the higher Q (critics
+combined by `ibrl_q`); in the TD target it bootstraps through whichever of the two next actions
+has the higher target value. The RL actor can then only take over where the critics judge it
+better, so fine-tuning starts from the reference's behaviour instead of first degrading it.
+Residual (`SACConfig.residual` = r > 0): the actor outputs a correction u in [-1, 1] and the agent
+executes clip(a_ref + r u), so it can never stray more than r from the frozen reference (the actor
+restarts as a zero correction). Both can be combined.
+
+`SACPolicy` is the acting part as a headway `Policy` (format "headway.sac"), loadable with
+`headway.policy.interface.load_policy` by the rollout controller and `headway policy eval`: the
+actor alone, or with a reference (IBRL, residual) the actor, the reference and (IBRL) the critics,
+acting exactly as the agent's evaluation does.
 """
 
 from __future__ import annotations
@@ -23,8 +37,9 @@ from headway.errors import HeadwayError
 from headway.policy.interface import Observation
 
 FORMAT = "headway.sac"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: weights under actor./reference./critics. (reference and critics when the agent used them)
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
+IBRL_Q = ("min", "mean")  # how the critics' values of a candidate action are combined to choose it
 
 
 @dataclass
@@ -42,6 +57,9 @@ class SACConfig:
     init_alpha: float = 0.1
     target_entropy: float | None = None  # None: -action_dim
     bc_weight: float = 0.0  # weight of a behaviour-cloning term (MSE to demo actions) in the actor loss
+    ibrl: bool = False  # act and bootstrap with the better of the actor and a frozen copy of its initialisation
+    ibrl_q: str = "min"  # min | mean over the critics when IBRL compares the two actions
+    residual: float = 0.0  # > 0: the actor's output is a correction of at most this size to the frozen reference's action
 
     def __post_init__(self) -> None:
         self.hidden = tuple(int(h) for h in self.hidden)
@@ -57,6 +75,14 @@ class SACConfig:
             raise HeadwayError(f"init_alpha must be positive, got {self.init_alpha}")
         if self.bc_weight < 0:
             raise HeadwayError(f"bc_weight must be >= 0, got {self.bc_weight}")
+        if self.ibrl_q not in IBRL_Q:
+            raise HeadwayError(f"ibrl_q must be one of {', '.join(IBRL_Q)}, got {self.ibrl_q!r}")
+        if not 0.0 <= self.residual <= 2.0:
+            raise HeadwayError(f"residual must be in [0, 2] (0: off; actions span [-1, 1]), got {self.residual}")
+
+    @property
+    def uses_reference(self) -> bool:
+        return self.ibrl or self.residual > 0
 
 
 def mlp(inputs: int, hidden: tuple[int, ...], outputs: int, layer_norm: bool = False) -> nn.Sequential:
@@ -110,12 +136,48 @@ class Critics(nn.Module):
 
 
 def td_targets(
-    reward: torch.Tensor, terminated: torch.Tensor, next_q: torch.Tensor, next_log_prob: torch.Tensor, alpha: float, gamma: float
+    reward: torch.Tensor,
+    terminated: torch.Tensor,
+    next_q: torch.Tensor,
+    next_log_prob: torch.Tensor,
+    alpha: float,
+    gamma: float,
+    reference_q: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """r + gamma (1 - terminated) (min Q(s', a') - alpha log pi(a'|s')): bootstraps through truncations,
-    never through true terminals."""
+    """r + gamma (1 - terminated) V(s'): bootstraps through truncations, never through true terminals.
+
+    V(s') = min Q(s', a') - alpha log pi(a'|s') for the actor's next action a'; with IBRL
+    (`reference_q`: the target critics' values of the reference's next action), the larger of that
+    and min Q(s', a_ref) (the deterministic reference has no entropy bonus)."""
     soft_value = next_q.min(0).values - alpha * next_log_prob
+    if reference_q is not None:
+        soft_value = torch.maximum(soft_value, reference_q.min(0).values)
     return reward + gamma * (1.0 - terminated) * soft_value
+
+
+def executed_action(raw: torch.Tensor, obs: torch.Tensor, reference: Actor | None, residual: float) -> torch.Tensor:
+    """The action the actor's output `raw` stands for: itself, or with `residual` > 0 a bounded
+    correction to the reference's action, clip(a_ref + residual * raw, -1, 1)."""
+    if residual <= 0:
+        return raw
+    return (reference.deterministic(obs) + residual * raw).clamp(-1.0, 1.0)
+
+
+def behaviour(raw: torch.Tensor, obs: torch.Tensor, reference: Actor | None, critics: Critics | None, residual: float, ibrl_q: str) -> torch.Tensor:
+    """What is executed for the actor's output `raw`: `executed_action`, and with IBRL (`critics`
+    given) the reference's own action instead where the critics value it more."""
+    action = executed_action(raw, obs, reference, residual)
+    if critics is not None:
+        action, _ = select_actions(critics, obs, [reference.deterministic(obs), action], ibrl_q)
+    return action
+
+
+def select_actions(critics: Critics, obs: torch.Tensor, candidates: list[torch.Tensor], how: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per row, the candidate action with the highest Q (critics combined by `how`: min | mean), and
+    which candidate it was (ties go to the earlier one)."""
+    values = torch.stack([critics(obs, action).min(0).values if how == "min" else critics(obs, action).mean(0) for action in candidates])
+    chosen = values.argmax(0)
+    return torch.stack(candidates)[chosen, torch.arange(len(chosen), device=obs.device)], chosen
 
 
 class SACAgent:
@@ -134,6 +196,7 @@ class SACAgent:
         self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=c.actor_lr)
         self.critic_opt = torch.optim.Adam(self.critics.parameters(), lr=c.critic_lr)
         self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=c.alpha_lr)
+        self.reference: Actor | None = None  # frozen initial actor (IBRL, residual), set by `freeze_reference`
         self.updates = 0
 
     @property
@@ -144,37 +207,66 @@ class SACAgent:
         """Fix the observation normalisation (from demonstration states) in every network."""
         mean_t = torch.as_tensor(mean, dtype=torch.float32, device=self.device)
         std_t = torch.as_tensor(np.maximum(std, 1e-3), dtype=torch.float32, device=self.device)
-        for net in (self.actor, self.critics, self.target_critics):
-            net.obs_mean.copy_(mean_t)
-            net.obs_std.copy_(std_t)
+        for net in (self.actor, self.critics, self.target_critics, self.reference):
+            if net is not None:
+                net.obs_mean.copy_(mean_t)
+                net.obs_std.copy_(std_t)
+
+    def freeze_reference(self) -> None:
+        """Keep a frozen copy of the actor as it is now (after cloning or distillation) as the reference;
+        with `residual`, the actor then restarts as a zero correction (mean 0, unit raw std)."""
+        self.reference = copy.deepcopy(self.actor).requires_grad_(False).eval()
+        if self.config.residual > 0:
+            with torch.no_grad():
+                self.actor.net[-1].weight.zero_()
+                self.actor.net[-1].bias.zero_()
+            self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=self.config.actor_lr)  # no stale moments
+
+    def _check_reference(self) -> None:
+        if self.config.uses_reference and self.reference is None:
+            raise HeadwayError("IBRL and residual need a reference actor: initialise the actor (clone or distil), then call freeze_reference()")
+
+    def _execute(self, raw: torch.Tensor, obs: torch.Tensor) -> torch.Tensor:
+        self._check_reference()
+        return executed_action(raw, obs, self.reference, self.config.residual)
 
     @torch.no_grad()
     def act(self, obs: np.ndarray, deterministic: bool = False) -> np.ndarray:
+        """The executed action for the actor's output (its mean when `deterministic`): see `behaviour`."""
         x = torch.as_tensor(obs, dtype=torch.float32, device=self.device)[None]
-        action = self.actor.deterministic(x) if deterministic else self.actor.sample(x)[0]
+        raw = self.actor.deterministic(x) if deterministic else self.actor.sample(x)[0]
+        self._check_reference()
+        c = self.config
+        action = behaviour(raw, x, self.reference, self.critics if c.ibrl else None, c.residual, c.ibrl_q)
         return action[0].cpu().numpy().astype(np.float32)
 
     def update(self, batch: dict[str, torch.Tensor], actor: bool = True, demo_mask: torch.Tensor | None = None) -> dict[str, float]:
         """One gradient step on the critics (and, when `actor`, the actor and temperature)."""
         c = self.config
         obs, action, reward = batch["obs"], batch["action"], batch["reward"]
+        metrics = {}
         with torch.no_grad():
-            next_action, next_log_prob = self.actor.sample(batch["next_obs"])
-            next_q = self.target_critics(batch["next_obs"], next_action)
-            target = td_targets(reward, batch["terminated"], next_q, next_log_prob, self.alpha, c.gamma)
+            next_obs = batch["next_obs"]
+            next_raw, next_log_prob = self.actor.sample(next_obs)
+            next_q = self.target_critics(next_obs, self._execute(next_raw, next_obs))
+            reference_q = self.target_critics(next_obs, self.reference.deterministic(next_obs)) if c.ibrl else None
+            target = td_targets(reward, batch["terminated"], next_q, next_log_prob, self.alpha, c.gamma, reference_q)
+            if reference_q is not None:
+                rl_value = next_q.min(0).values - self.alpha * next_log_prob
+                metrics["reference_target_share"] = (reference_q.min(0).values > rl_value).float().mean().item()
         q = self.critics(obs, action)
         critic_loss = F.mse_loss(q, target.expand_as(q))
         self.critic_opt.zero_grad(set_to_none=True)
         critic_loss.backward()
         self.critic_opt.step()
-        metrics = {"critic_loss": critic_loss.item(), "q_mean": q.mean().item()}
+        metrics.update(critic_loss=critic_loss.item(), q_mean=q.mean().item())
         if actor:
-            new_action, log_prob = self.actor.sample(obs)
-            q_new = self.critics(obs, new_action).mean(0)
+            new_raw, log_prob = self.actor.sample(obs)
+            q_new = self.critics(obs, self._execute(new_raw, obs)).mean(0)
             if c.bc_weight > 0 and demo_mask is not None and bool(demo_mask.any()):
                 # TD3+BC style: the Q term is normalised by its magnitude, so bc_weight is scale-free;
                 # the entropy term is not (normalising it by a tiny sparse-reward Q would let it dominate)
-                mean_action = self.actor.deterministic(obs[demo_mask])
+                mean_action = self._execute(self.actor.deterministic(obs[demo_mask]), obs[demo_mask])
                 bc = F.mse_loss(mean_action, action[demo_mask])
                 q_scale = q_new.abs().mean().detach() + 1e-6
                 actor_loss = (self.alpha * log_prob - q_new / q_scale).mean() + c.bc_weight * bc
@@ -221,10 +313,14 @@ class SACAgent:
             "actor_opt": self.actor_opt.state_dict(),
             "critic_opt": self.critic_opt.state_dict(),
             "alpha_opt": self.alpha_opt.state_dict(),
+            "reference": None if self.reference is None else self.reference.state_dict(),
             "updates": self.updates,
         }
 
     def load_state_dict(self, state: dict) -> None:
+        if state.get("reference") is not None:
+            self.reference = copy.deepcopy(self.actor).requires_grad_(False).eval()
+            self.reference.load_state_dict(state["reference"])
         self.actor.load_state_dict(state["actor"])
         self.critics.load_state_dict(state["critics"])
         self.target_critics.load_state_dict(state["target_critics"])
@@ -243,21 +339,56 @@ def observation_vector(observation: Observation) -> np.ndarray:
 
 @dataclass
 class SACPolicyConfig:
+    """What the exported policy is: its sizes and how it uses its reference actor (IBRL choice, residual)."""
+
     task: str
     state_dim: int
     object_dim: int
     action_dim: int
     hidden: tuple[int, ...] = (256, 256)
     extra: dict = field(default_factory=dict)
+    ibrl: bool = False  # also holds the reference actor and the critics, and acts as the IBRL agent evaluates
+    critics: int = 2
+    critic_layer_norm: bool = True
+    ibrl_q: str = "min"
+    residual: float = 0.0  # > 0: also holds the reference actor; the actor's output corrects its action
+
+    def __post_init__(self) -> None:
+        self.hidden = tuple(int(h) for h in self.hidden)
+        if self.ibrl_q not in IBRL_Q:
+            raise HeadwayError(f"ibrl_q must be one of {', '.join(IBRL_Q)}, got {self.ibrl_q!r}")
 
 
 class SACPolicy:
-    """The SAC actor as a headway `Policy`: deterministic (mean) actions from state + object state."""
+    """The SAC agent's deterministic behaviour as a headway `Policy`, from state + object state: the
+    actor's mean action, as a residual correction to the reference's when so trained, and with IBRL
+    that or the reference's own, whichever the critics value more (`behaviour`)."""
 
-    def __init__(self, config: SACPolicyConfig, actor: Actor | None = None, device: str | None = None) -> None:
+    def __init__(self, config: SACPolicyConfig, device: str | None = None) -> None:
         self.config = config
         self.device = torch.device(device or "cpu")
-        self.actor = (actor or Actor(config.state_dim + config.object_dim, config.action_dim, tuple(config.hidden))).to(self.device).eval()
+        obs_dim = config.state_dim + config.object_dim
+        nets = {"actor": Actor(obs_dim, config.action_dim, config.hidden)}
+        if config.ibrl or config.residual > 0:
+            nets["reference"] = Actor(obs_dim, config.action_dim, config.hidden)
+        if config.ibrl:
+            nets["critics"] = Critics(obs_dim, config.action_dim, config.hidden, config.critics, config.critic_layer_norm)
+        self.nets = nn.ModuleDict(nets).to(self.device).eval()
+
+    @classmethod
+    def from_agent(cls, agent: SACAgent, config: SACPolicyConfig) -> SACPolicy:
+        """The agent's current acting networks, copied."""
+        policy = cls(config)
+        policy.nets["actor"].load_state_dict(agent.actor.state_dict())
+        if "reference" in policy.nets:
+            policy.nets["reference"].load_state_dict(agent.reference.state_dict())
+        if "critics" in policy.nets:
+            policy.nets["critics"].load_state_dict(agent.critics.state_dict())
+        return policy
+
+    @property
+    def actor(self) -> Actor:
+        return self.nets["actor"]
 
     @property
     def task(self) -> str:
@@ -290,18 +421,19 @@ class SACPolicy:
                 f"({self.config.state_dim} + {self.config.object_dim}) for task {self.task!r}"
             )
         x = torch.as_tensor(obs, device=self.device)[None]
-        return self.actor.deterministic(x)[0].cpu().numpy().astype(np.float32)
+        c = self.config
+        action = behaviour(self.actor.deterministic(x), x, self.nets["reference"] if "reference" in self.nets else None, self.nets["critics"] if c.ibrl else None, c.residual, c.ibrl_q)
+        return action[0].cpu().numpy().astype(np.float32)
 
     def save(self, path: Path) -> None:
         """`config.json` + `model.safetensors` (each written atomically)."""
         config = asdict(self.config)
         config["hidden"] = list(config["hidden"])
-        save_checkpoint(path, self.actor.state_dict(), FORMAT, FORMAT_VERSION, {"policy": config})
+        save_checkpoint(path, self.nets.state_dict(), FORMAT, FORMAT_VERSION, {"policy": config})
 
     @classmethod
     def load(cls, path: Path, device: str | None = None) -> SACPolicy:
         meta = read_checked_config(path, FORMAT, FORMAT_VERSION, "SAC policy", "Retrain it with `headway rl train`")
-        config = SACPolicyConfig(**{**meta["policy"], "hidden": tuple(meta["policy"]["hidden"])})
-        policy = cls(config, device=device)
-        load_state(policy.actor, path)
+        policy = cls(SACPolicyConfig(**meta["policy"]), device=device)
+        load_state(policy.nets, path)
         return policy

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from types import SimpleNamespace
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +29,7 @@ from headway.policy.reward_sources import (
     make_reward_source,
 )
 from headway.policy.rl_train import RLConfig, train_rl
-from headway.policy.sac import SACAgent, SACConfig, SACPolicy, td_targets
+from headway.policy.sac import SACAgent, SACConfig, SACPolicy, SACPolicyConfig, select_actions, td_targets
 from headway.reward.shaping import potential_based_rewards
 from headway.reward.stage_model import StageModelConfig, StageRewardNet
 from headway.reward.stage_reward import StageRewardModel
@@ -194,6 +195,23 @@ def test_prm_rewards_of_demonstrations_match_potential_based_rewards(tiny_model,
     assert any(demo_transitions(e)[1].any() for e in read_demo_episodes(tiny_dataset)), "the expert episode terminates"
 
 
+def test_demonstration_potentials_are_scored_with_the_state_like_online_ones(tiny_dataset):
+    class _Recorder:  # a reward model that remembers the state it was given
+        views, image_size = VIEWS, 32
+
+        def stream(self, task):
+            return None
+
+        def score_episode(self, images, task, state=None, batch_size=256):
+            self.state = state
+            return SimpleNamespace(progress=np.zeros(len(state)), success=np.zeros(len(state)))
+
+    model = _Recorder()
+    episode = read_demo_episodes(tiny_dataset, VIEWS, 1)[0]
+    ModelSource(model, get_task("lift").instruction).demo_potentials(episode)
+    np.testing.assert_array_equal(model.state, episode.obs[:, :9])  # observation.state, as `potential` passes it online
+
+
 # -- the loop ------------------------------------------------------------------------------------------
 def _config(out: Path, **overrides) -> RLConfig:
     settings = dict(
@@ -324,3 +342,103 @@ def test_init_distils_any_policy_into_the_actor_and_refuses_another_task(tmp_pat
     _LinearPolicy(teacher.weight, task="stack").save(tmp_path / "stack_teacher")
     with pytest.raises(HeadwayError, match="policy for task 'stack', not 'lift'"):
         train_rl(_config(tmp_path / "run2", init=tmp_path / "stack_teacher", demos=tiny_dataset))
+
+
+# -- IBRL: a frozen reference actor ---------------------------------------------------------------------
+def test_ibrl_selection_picks_the_action_with_the_higher_q():
+    def critics(obs, action):  # two heads: Q = a0 and Q = a1
+        return torch.stack([action[:, 0], action[:, 1]])
+
+    obs = torch.zeros(2, 3)
+    first = torch.tensor([[0.5, 0.5], [0.9, -0.9]])
+    second = torch.tensor([[0.1, 0.2], [0.2, 0.1]])
+    chosen, which = select_actions(critics, obs, [first, second], "min")
+    assert which.tolist() == [0, 1] and torch.equal(chosen, torch.stack([first[0], second[1]]))
+    _, which = select_actions(critics, obs, [first, second], "mean")  # mean 0.0 vs 0.15 in row 1
+    assert which.tolist() == [0, 1]
+    _, which = select_actions(critics, obs, [second, first], "mean")
+    assert which.tolist() == [1, 0]
+
+    torch.manual_seed(0)
+    agent = SACAgent(5, 2, SACConfig(hidden=(16, 16), ibrl=True))
+    agent.freeze_reference()
+    with torch.no_grad():  # the actor now differs from its frozen reference
+        agent.actor.net[-1].bias.add_(0.7)
+    for obs_np in np.random.default_rng(0).normal(size=(20, 5)).astype(np.float32):
+        x = torch.as_tensor(obs_np)[None]
+        candidates = [agent.reference.deterministic(x), agent.actor.deterministic(x)]
+        values = [agent.critics(x, a).min(0).values.item() for a in candidates]
+        expected = candidates[int(np.argmax(values))][0].detach().numpy()
+        np.testing.assert_allclose(agent.act(obs_np, deterministic=True), expected, atol=1e-6)
+
+
+def test_ibrl_target_bootstraps_through_the_better_next_action():
+    reward, terminated = torch.tensor([0.0, 0.0, 1.0]), torch.tensor([0.0, 0.0, 1.0])
+    next_q = torch.tensor([[2.0, 2.0, 2.0], [3.0, 3.0, 3.0]])  # the actor's next action: min 2
+    reference_q = torch.tensor([[5.0, 1.0, 9.0], [4.0, 1.0, 9.0]])  # the reference's: min 4, 1, 9
+    target = td_targets(reward, terminated, next_q, torch.zeros(3), alpha=0.5, gamma=0.5, reference_q=reference_q)
+    assert target.tolist() == pytest.approx([0.5 * 4.0, 0.5 * 2.0, 1.0])  # max(4, 2), max(1, 2), terminal
+
+
+def test_a_residual_actor_starts_at_its_reference_stays_within_its_bound_and_exports_the_same_behaviour():
+    torch.manual_seed(0)
+    config = SACConfig(hidden=(16, 16), residual=0.2)
+    agent = SACAgent(5, 2, config)
+    agent.freeze_reference()
+    observations = np.random.default_rng(0).normal(size=(20, 5)).astype(np.float32)
+    reference = agent.reference.deterministic(torch.as_tensor(observations)).numpy()
+    np.testing.assert_allclose([agent.act(o, deterministic=True) for o in observations], reference, atol=1e-6)
+    for _ in range(20):
+        metrics = agent.update(_batch())
+    assert np.isfinite(metrics["actor_loss"])
+    with torch.no_grad():
+        agent.actor.net[-1].bias.add_(5.0)  # a saturated correction
+    acted = np.array([agent.act(o, deterministic=True) for o in observations])
+    assert np.abs(acted - reference).max() <= 0.2 + 1e-6 and np.abs(acted - reference).max() > 0.1
+    policy = SACPolicy.from_agent(agent, SACPolicyConfig("lift", 3, 2, 2, (16, 16), residual=0.2))
+    np.testing.assert_allclose([policy.act({"state": o[:3], "object": o[3:]}) for o in observations], acted, atol=1e-6)
+
+
+def test_ibrl_settings_are_checked():
+    with pytest.raises(HeadwayError, match="ibrl_q must be one of min, mean"):
+        SACConfig(ibrl_q="max")
+    with pytest.raises(HeadwayError, match="residual must be in"):
+        SACConfig(residual=-0.1)
+    with pytest.raises(HeadwayError, match="initialise it with --init or pretrain steps"):
+        RLConfig(steps=1, sac=SACConfig(residual=0.2))
+    with pytest.raises(HeadwayError, match="initialise it with --init or pretrain steps"):
+        RLConfig(steps=1, sac=SACConfig(ibrl=True))
+    with pytest.raises(HeadwayError, match="freeze_reference"):
+        SACAgent(5, 2, SACConfig(hidden=(8,), ibrl=True)).act(np.zeros(5, np.float32))
+
+
+def test_an_ibrl_run_resumes_with_its_frozen_reference_and_exports_a_policy_that_acts_like_its_evaluation(tmp_path, tiny_dataset):
+    settings = dict(demos=tiny_dataset, pretrain_steps=50, critic_pretrain=20, random_steps=0, eval_every=40, sac=SACConfig(hidden=(32, 32), ibrl=True))
+    out = tmp_path / "run"
+    train_rl(_config(out, steps=40, **settings))
+    first = torch.load(out / "checkpoints" / "step_000000040" / "train_state.pt", weights_only=False)["agent"]
+    summary = train_rl(_config(out, steps=80, **settings), resume=True)  # an extended run continues from step 40
+    assert summary["resumed_from"] == 40 and summary["steps"] == 80
+    assert [int(line.split(",")[0]) for line in (out / "eval.csv").read_text().splitlines()[1:]] == [0, 40, 80]
+    state = torch.load(out / "checkpoints" / "step_000000080" / "train_state.pt", weights_only=False)["agent"]
+    for key, value in first["reference"].items():
+        assert torch.equal(value, state["reference"][key]), "the reference stays frozen across the resume"
+    assert state["updates"] > first["updates"]
+
+    policy = load_policy(out / "policy")
+    assert isinstance(policy, SACPolicy) and policy.config.ibrl
+    agent = SACAgent(19, 7, settings["sac"])
+    agent.load_state_dict(state)
+    for key, value in state["reference"].items():
+        assert torch.equal(policy.nets["reference"].state_dict()[key], value)
+    for x in read_demo_episodes(tiny_dataset)[0].obs[::4]:
+        np.testing.assert_allclose(policy.act({"state": x[:9], "object": x[9:]}), agent.act(x, deterministic=True), atol=1e-6)
+
+
+def test_a_policy_of_the_old_format_is_refused_with_a_fix(tmp_path):
+    policy = SACPolicy(SACPolicyConfig("lift", 9, 10, 7, (8,)))
+    policy.save(tmp_path / "policy")
+    config = json.loads((tmp_path / "policy" / "config.json").read_text())
+    (tmp_path / "policy" / "config.json").write_text(json.dumps({**config, "format_version": 1}))
+    with pytest.raises(HeadwayError, match="format 1.*Retrain it with `headway rl train`"):
+        load_policy(tmp_path / "policy")

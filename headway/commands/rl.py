@@ -27,7 +27,7 @@ def _rl_train(args: argparse.Namespace) -> int:
         pretrain_steps=args.pretrain_steps,
         distill_steps=args.distill_steps,
         critic_pretrain=args.critic_pretrain,
-        sac=SACConfig(gamma=args.gamma, bc_weight=args.bc_weight, init_alpha=args.init_alpha, actor_lr=args.actor_lr),
+        sac=SACConfig(gamma=args.gamma, bc_weight=args.bc_weight, init_alpha=args.init_alpha, actor_lr=args.actor_lr, ibrl=args.ibrl, residual=args.residual),
         device=args.device,
     )
     summary = train_rl(config, resume=args.resume)
@@ -62,6 +62,12 @@ def register(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--pretrain-steps", type=int, default=0, help="without --init: clone the successful demos first")
     train.add_argument("--distill-steps", type=int, default=2_000, help="with --init: supervised steps distilling it")
     train.add_argument("--bc-weight", type=float, default=0.0, help="behaviour-cloning term on demonstration rows (TD3+BC style)")
+    train.add_argument(
+        "--ibrl", action="store_true", help="IBRL: act and bootstrap with the better (by Q) of the actor and its frozen initialisation"
+    )
+    train.add_argument(
+        "--residual", type=float, default=0.0, help="> 0: the actor outputs a correction of at most this size to its frozen initialisation's action"
+    )
     train.add_argument("--critic-pretrain", type=int, default=0, help="critic-only updates on the demonstrations before acting")
     train.add_argument("--init-alpha", type=float, default=0.1, help="initial entropy temperature (small when fine-tuning an init)")
     train.add_argument("--actor-lr", type=float, default=3e-4)
