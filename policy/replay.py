@@ -118,6 +118,7 @@ class DemoEpisode:
     task: str
     index: int
     images: dict[str, np.ndarray] | None = None  # view -> (T, H, W, 3), only when a reward source needs them
+    state_dim: int | None = None  # obs[:, :state_dim] is observation.state (proprioception), for reward models that use it
 
 
 def read_demo_episodes(root: Path | str, views: tuple[str, ...] = (), max_episodes: int | None = None) -> list[DemoEpisode]:
@@ -151,6 +152,7 @@ def read_demo_episodes(root: Path | str, views: tuple[str, ...] = (), max_episod
                 dense=None if dense is None else np.asarray(dense, np.float32).reshape(-1),
                 task=episode.task,
                 index=index,
+                state_dim=int(arrays["observation.state"].shape[1]),
                 images=episode.images if views else None,
             )
         )

@@ -107,7 +107,9 @@ class ModelSource(RewardSource):
                 f"the demonstrations have none of the reward model's views ({', '.join(self.views)}); "
                 "record demonstrations with those cameras or use --reward sparse"
             )
-        return self._phi(self.model.score_episode(images, self.task)).astype(np.float32)
+        # the state as online (`potential`): a keypoint reward places the gripper by proprioception
+        state = None if episode.state_dim is None else episode.obs[:, : episode.state_dim]
+        return self._phi(self.model.score_episode(images, self.task, state)).astype(np.float32)
 
 
 # name -> factory(argument after "name:", task, device) -> RewardSource
