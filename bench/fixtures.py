@@ -24,3 +24,19 @@ def trained_reward_model(out: Path, datasets: list[Path], progress: bool = True,
         summary = train_reward_model(TrainConfig(datasets=datasets, out=out, **settings), resume=True, progress=progress)
         print(f"reward model: {summary['steps']} steps, final loss {summary['final_loss']:.3f}, {summary['seconds']:.0f} s")
     return out
+
+
+def trained_keypoint_model(out: Path, datasets: list[Path], progress: bool = True, **settings) -> Path:
+    """A keypoint heatmap model trained with `settings` (KeypointTrainConfig fields), made once.
+
+    Training keeps `train_state.pt` for resuming; it is removed once training ends, so a model
+    counts as made when its config.json exists and no train state is left.
+    """
+    from headway.perception.keypoint_train import STATE_FILE, KeypointTrainConfig, train_keypoint_model
+
+    if not (out / "config.json").exists() or (out / STATE_FILE).exists():
+        print(f"training a keypoint model ({settings.get('steps')} steps) into {out} ...", flush=True)
+        summary = train_keypoint_model(KeypointTrainConfig(datasets=datasets, out=out, **settings), resume=True, progress=progress)
+        (out / STATE_FILE).unlink(missing_ok=True)
+        print(f"keypoint model: {summary['steps']} steps, final loss {summary['final_loss']:.3f}, {summary['seconds']:.0f} s")
+    return out
