@@ -22,20 +22,13 @@ its action and the actor regresses onto those actions for `distill_steps`. Witho
 `critic_pretrain` critic-only updates on the demonstrations run before the first env step and the
 first `critic_warmup` online updates train the critics only, so a random critic cannot undo the
 initialisation; `sac.bc_weight` > 0 keeps a behaviour-cloning term on demonstration rows (TD3+BC
-style; only transitions of successful demonstration episodes are imitated). Without more, fine-tuning
-degrades a 75-100%-success clone on lift (to 0-40% within 1,000 env steps with bc_weight 10,
-init_alpha 0.005, actor_lr 1e-4; to 0% without the BC term): the critic is poor so early and the
-stochastic actor's exploration rarely succeeds. Two fixes keep the initial actor frozen as a
-reference (policy/sac.py): `sac.ibrl` (IBRL: act and bootstrap with the reference's action wherever
-the critics value it more) and `sac.residual` (the actor learns a bounded correction to the
-reference's action); the exported policy keeps what it needs to act the same way. Measured on lift
-(bench/rl.py, sparse reward, a clone at 60% on the 5 held-out seeds, 1,000 env steps, success at
-steps 0/250/500/750/1000): plain 0.6/0/0/0.2/0.2; IBRL 0.6/0/0.4/0.2/0.2 (the critics rate the
-actor's Q-climbing actions above the reference's on 60-90% of steps, so its degraded actions are
-executed); IBRL without the BC term 0.6/0/0/0/0; residual 0.1 0.6/0.6/0.4/0/0; residual 0.2
-0.6/0.2/0.2/0.4/0.8, the best, so bench/rl.py uses it. Five seeds make one episode 0.2: all noisy.
-Over 2,500 steps with residual 0.2 only robosuite-dense reaches 90% (at step 750, then 60-100%);
-the others end at or below the 60% start: a known weakness.
+style; only transitions of successful demonstration episodes are imitated). Even so, plain
+fine-tuning degrades a good clone on lift (the critic is poor early and exploration rarely
+succeeds). Two options keep the initial actor frozen as a reference (policy/sac.py): `sac.residual`
+(the actor learns a bounded correction to the reference's action; the one that kept and sometimes
+improved the start in bench/rl.py) and `sac.ibrl` (IBRL: act and bootstrap with the reference's
+action wherever the critics value it more); the exported policy acts the same way. Measurements:
+README, "Online RL".
 
 An interrupted episode is not resumed mid-way: after `--resume` the next episode starts from a
 fresh reset (its seed continues the sequence), which off-policy learning does not mind.
