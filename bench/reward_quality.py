@@ -2,7 +2,7 @@
 held-out seeds, against the linear-in-time and robosuite-dense baselines, plus the cost of dropping
 each view at test time.
 
-    uv run python bench/reward_quality.py [--tasks lift,stack] [--train 40] [--train-seeds 0,2] [--eval 20] [--steps 4000] [--prior dataset|equal]
+    uv run python bench/reward_quality.py [--tasks lift,stack] [--train 40] [--train-seeds 0,2] [--eval 20] [--steps 4000] [--prior dataset|equal] [--image-shift 2]
 
 Datasets and checkpoints are kept under --work (default runs/bench/reward_quality) and reused.
 """
@@ -16,6 +16,7 @@ from pathlib import Path
 
 from headway.reward.evaluate import evaluate, render_table
 from headway.reward.stage_reward import StageRewardModel
+from headway.reward.train import TrainConfig
 from fixtures import simulated_dataset, trained_reward_model  # bench/ is on sys.path
 
 TARGETS = {
@@ -40,6 +41,7 @@ def main() -> None:
     parser.add_argument("--eval", type=int, default=20, help="held-out episodes per task (seed 1)")
     parser.add_argument("--steps", type=int, default=4000)
     parser.add_argument("--prior", default="dataset", choices=("dataset", "equal"), help="stage shares of progress")
+    parser.add_argument("--image-shift", type=int, default=TrainConfig.image_shift, help="random-shift augmentation, pixels")
     parser.add_argument("--work", type=Path, default=Path("runs/bench/reward_quality"))
     args = parser.parse_args()
 
@@ -50,8 +52,8 @@ def main() -> None:
     for task in args.tasks.split(","):
         train_dirs = [dataset(args.work, task, "train" if seed == 0 else f"train_s{seed}", args.train, seed=seed) for seed in seeds]
         eval_dir = dataset(args.work, task, "eval", args.eval, seed=1)
-        checkpoint = args.work / "models" / f"{task}_{args.steps}_{args.prior}_seeds{'-'.join(map(str, seeds))}"
-        trained_reward_model(checkpoint, train_dirs, steps=args.steps, prior=args.prior)
+        checkpoint = args.work / "models" / f"{task}_{args.steps}_{args.prior}_seeds{'-'.join(map(str, seeds))}_shift{args.image_shift}"
+        trained_reward_model(checkpoint, train_dirs, steps=args.steps, prior=args.prior, image_shift=args.image_shift)
         model = StageRewardModel.load(checkpoint)
         report = evaluate(model, [eval_dir])
         print(f"\n== {task}: {report['episodes']} held-out episodes, views {', '.join(report['views'])}")

@@ -46,7 +46,7 @@ class TrainConfig:
     rewind_prob: float = 0.8
     mismatch_prob: float = 0.2
     view_dropout: float = 0.3
-    image_shift: int = 4  # pixels of DrQ random-shift augmentation per training image (0: none)
+    image_shift: int = 2  # pixels of DrQ random-shift augmentation per training image (0: none)
     linear_if_missing: bool = False
     prior: str = "dataset"  # stage shares of progress: "dataset" (SARM: mean share of time) or "equal"
     elapsed_time: bool = False  # let the model see absolute episode time (it then learns the pace)

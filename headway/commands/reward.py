@@ -62,7 +62,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--steps", type=int, default=3000)
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--prior", default="dataset", choices=("dataset", "equal"), help="stage shares of progress: SARM's mean share of time (dataset) or equal shares")
-    train.add_argument("--image-shift", type=int, default=4, help="random-shift augmentation in pixels (0: none; conv encoder only)")
+    train.add_argument("--image-shift", type=int, default=2, help="random-shift augmentation in pixels (0: none; conv encoder only)")
     train.add_argument("--linear-targets", action="store_true", help="train unannotated episodes on linear-in-time progress")
     train.add_argument("--allow-download", action="store_true", help="let --encoder hf:<hub id> fetch weights not in the local cache")
     train.add_argument("--resume", action="store_true", help="continue an interrupted training in --out")
