@@ -179,3 +179,10 @@ def test_a_frozen_hf_tower_trains_from_features_cached_once(tiny_dataset, tmp_pa
     assert not model.net.encoder.trainable
     frames = {v: np.zeros((5, SIZE, SIZE, 3), np.uint8) for v in VIEWS}
     assert len(model.score_episode(frames, "lift")) == 5
+
+
+def test_training_settings_are_checked_before_any_work(tmp_path):
+    with pytest.raises(HeadwayError, match="image_shift"):
+        TrainConfig(datasets=[tmp_path], out=tmp_path / "m", image_shift=-1)
+    with pytest.raises(HeadwayError, match="unknown stage prior"):
+        TrainConfig(datasets=[tmp_path], out=tmp_path / "m", prior="uniform")
