@@ -28,7 +28,7 @@ SIZES = {
         "keypoint_steps": 600,
         "bc_steps": 1500,
         "policy_eval_episodes": 10,
-        "rl_steps": 1500,
+        "rl_steps": 1000,
         "rl_eval_every": 500,
         "rl_eval_episodes": 5,
         "rollout_episodes": 2,
@@ -236,6 +236,7 @@ def _policies(config: DemoConfig, settings: dict, paths: DemoPaths) -> dict:
 
 def _reinforce(config: DemoConfig, settings: dict, paths: DemoPaths) -> dict:
     from headway.policy.rl_train import RLConfig, train_rl
+    from headway.policy.sac import SACConfig
 
     runs = {}
     for name, reward in (("PRM + pbrs", f"prm:{paths.reward_model}"), ("sparse", "sparse")):
@@ -251,6 +252,8 @@ def _reinforce(config: DemoConfig, settings: dict, paths: DemoPaths) -> dict:
                 eval_episodes=settings["rl_eval_episodes"],
                 horizon=settings["horizon"],
                 out=out,
+                # bench/rl.py's fine-tuning: the distilled actor frozen, a bounded residual learned on top
+                sac=SACConfig(residual=0.2, bc_weight=10.0, init_alpha=0.005, actor_lr=1e-4),
             ),
             resume=True,
         )
