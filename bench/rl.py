@@ -22,7 +22,6 @@ and prm+keypoints / prm+pbrs steps to 90%.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -187,7 +186,7 @@ def main() -> None:
     fig.tight_layout()
     fig.savefig(args.out / "curves.png", dpi=110)
 
-    print(f"\n| variant | final success | area under success curve | steps to 90% | wall s |")
+    print("\n| variant | final success | area under success curve | steps to 90% | wall s |")
     print("|---|---|---|---|---|")
     for name, s in results.items():
         reached = steps_to(s, 0.9)

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+if TYPE_CHECKING:
+    import torch
 
 
 def resize_frames(frames: np.ndarray, size: int) -> np.ndarray:
@@ -14,7 +19,7 @@ def resize_frames(frames: np.ndarray, size: int) -> np.ndarray:
     return np.stack([cv2.resize(f, (size, size), interpolation=cv2.INTER_AREA) for f in frames])
 
 
-def random_shift(images: "torch.Tensor", pad: int) -> "torch.Tensor":
+def random_shift(images: torch.Tensor, pad: int) -> torch.Tensor:
     """DrQ's augmentation: each image (N, C, H, W) moved by its own random whole-pixel offset of up to
     `pad` pixels, borders repeated. Small training sets of rendered scenes are otherwise memorised
     pixel by pixel. Any dtype (uint8 is cheapest); draws from torch's global generator, so seeded
