@@ -2,7 +2,7 @@
 held-out seeds, against the linear-in-time and robosuite-dense baselines, plus the cost of dropping
 each view at test time.
 
-    uv run python bench/reward_quality.py [--tasks lift,stack] [--train 40] [--train-seeds 0,2] [--eval 20] [--steps 4000] [--prior dataset|equal] [--image-shift 2]
+    uv run python bench/reward_quality.py [--tasks lift,stack] [--train 40] [--train-seeds 0,2] [--eval 20] [--steps 4000] [--prior dataset|equal] [--image-shift 2] [--stride 1]
 
 Datasets and checkpoints are kept under --work (default runs/bench/reward_quality) and reused.
 """
@@ -41,6 +41,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=4000)
     parser.add_argument("--prior", default="dataset", choices=("dataset", "equal"), help="stage shares of progress")
     parser.add_argument("--image-shift", type=int, default=TrainConfig.image_shift, help="random-shift augmentation, pixels")
+    parser.add_argument("--stride", type=int, default=TrainConfig.stride, help="frames between the causal window's recent frames")
     parser.add_argument("--work", type=Path, default=Path("runs/bench/reward_quality"))
     args = parser.parse_args()
 
@@ -52,7 +53,9 @@ def main() -> None:
         train_dirs = [dataset(args.work, task, "train" if seed == 0 else f"train_s{seed}", args.train, seed=seed) for seed in seeds]
         eval_dir = dataset(args.work, task, "eval", args.eval, seed=1)
         checkpoint = args.work / "models" / f"{task}_{args.steps}_{args.prior}_seeds{'-'.join(map(str, seeds))}_shift{args.image_shift}"
-        trained_reward_model(checkpoint, train_dirs, steps=args.steps, prior=args.prior, image_shift=args.image_shift)
+        if args.stride != 1:
+            checkpoint = checkpoint.with_name(f"{checkpoint.name}_stride{args.stride}")
+        trained_reward_model(checkpoint, train_dirs, steps=args.steps, prior=args.prior, image_shift=args.image_shift, stride=args.stride)
         model = StageRewardModel.load(checkpoint)
         report = evaluate(model, [eval_dir])
         print(f"\n== {task}: {report['episodes']} held-out episodes, views {', '.join(report['views'])}")

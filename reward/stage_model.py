@@ -2,8 +2,9 @@
 
 Per frame: each view is encoded, tagged with a learned view embedding, and fused by attention
 across whichever views are present (so any non-empty subset of the trained views can be scored).
-Per time step t: a transformer reads the episode's first frame plus the W most recent frames
-(t-W+1 .. t, never later), with the task text and the frames' time offsets (and, only if
+Per time step t: a transformer reads the episode's first frame plus W recent frames taken every
+`stride` frames (t-(W-1)*stride .. t, never later; a stride above 1 lets the same W slots see long
+enough to tell a stalled robot from one about to move), with the task text and the frames' time offsets (and, only if
 configured, the absolute elapsed time, which lets a model learn the demonstrator's pace instead
 of the scene), and heads predict the stage,
 the progress within each stage, and success. An ensemble of heads gives an uncertainty.
@@ -34,6 +35,7 @@ class StageModelConfig:
     encoder: str = "conv"
     dim: int = 128
     window: int = 8
+    stride: int = 1  # frames between consecutive recent-window slots
     layers: int = 2
     heads: int = 4
     ensemble: int = 3
@@ -48,8 +50,10 @@ class StageModelConfig:
         self.tasks = tuple(self.tasks)
         if not self.views:
             raise HeadwayError("a reward model needs at least one camera view")
-        if self.window < 1 or self.ensemble < 1 or self.dim % self.heads:
-            raise HeadwayError(f"bad model sizes: window={self.window}, ensemble={self.ensemble}, dim={self.dim}, heads={self.heads}")
+        if self.window < 1 or self.stride < 1 or self.ensemble < 1 or self.dim % self.heads:
+            raise HeadwayError(
+                f"bad model sizes: window={self.window}, stride={self.stride}, ensemble={self.ensemble}, dim={self.dim}, heads={self.heads}"
+            )
         self.prior  # validates the proportions
 
     @property
@@ -149,13 +153,14 @@ class StageRewardNet(nn.Module):
         }
 
 
-def window_indices(times: np.ndarray | int, window: int) -> tuple[np.ndarray, np.ndarray]:
-    """For each time step t: frame indices [0, t-W+1, ..., t] (W+1 slots) and which slots are real.
+def window_indices(times: np.ndarray | int, window: int, stride: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """For each time step t: frame indices [0, t-(W-1)*stride, ..., t-stride, t] (W+1 slots) and which
+    slots are real.
 
     Slots before the episode start are marked invalid (their index is clamped to 0 and masked).
     """
     t = np.atleast_1d(np.asarray(times))[:, None]
-    recent = t - np.arange(window - 1, -1, -1)[None, :]
+    recent = t - stride * np.arange(window - 1, -1, -1)[None, :]
     valid_recent = recent >= 0
     indices = np.concatenate([np.zeros_like(t), np.maximum(recent, 0)], axis=1)
     valid = np.concatenate([np.ones_like(t, dtype=bool), valid_recent], axis=1)

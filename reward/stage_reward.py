@@ -121,7 +121,7 @@ class StageRewardModel:
     def score_tokens(self, tokens: torch.Tensor, task: str, batch_size: int = 1024) -> RewardOutput:
         """Score every time step from its causal window of frame tokens."""
         length = tokens.shape[0]
-        indices, valid = window_indices(np.arange(length), self.config.window)
+        indices, valid = window_indices(np.arange(length), self.config.window, self.config.stride)
         parts = []
         for start in range(0, length, batch_size):
             stop = min(start + batch_size, length)
@@ -177,7 +177,8 @@ class StageRewardModel:
 
 
 class StageStreamingScorer:
-    """Online scoring: the first frame and the last W frame tokens, one new observation per step."""
+    """Online scoring: the first frame and the frame tokens the recent window still needs, one new
+    observation per step."""
 
     def __init__(self, model: StageRewardModel, task: str) -> None:
         self.model = model
@@ -187,7 +188,8 @@ class StageStreamingScorer:
     def reset(self) -> None:
         self.t = 0
         self.first: torch.Tensor | None = None
-        self.recent: deque[torch.Tensor] = deque(maxlen=self.model.config.window)
+        config = self.model.config
+        self.recent: deque[torch.Tensor] = deque(maxlen=(config.window - 1) * config.stride + 1)
 
     @torch.no_grad()
     def step(self, images: dict[str, np.ndarray], state: np.ndarray | None = None) -> RewardOutput:
@@ -199,9 +201,11 @@ class StageStreamingScorer:
         if self.first is None:
             self.first = token
         self.recent.append(token)
-        indices, valid = window_indices(self.t, model.config.window)
-        window = [self.first] + [self.recent[0]] * (model.config.window - len(self.recent)) + list(self.recent)
-        windows = torch.stack(window)[None]
+        indices, valid = window_indices(self.t, model.config.window, model.config.stride)
+        oldest_kept = self.t - len(self.recent) + 1
+        # slots before the episode start are masked; they hold the first frame, as offline scoring's do
+        window = [self.recent[i - oldest_kept] if i >= oldest_kept else self.first for i in indices[0, 1:]]
+        windows = torch.stack([self.first, *window])[None]
         times = torch.from_numpy(indices).float().to(model.device) / model.config.fps
         task_ids, offsets = task_tensors([self.task], model.device)
         prediction = model.net.temporal_forward(windows, torch.from_numpy(valid).to(model.device), times, task_ids, offsets)

@@ -41,6 +41,7 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 1e-4
     window: int = 8
+    stride: int = 1  # frames between recent-window slots (the window spans (window - 1) * stride + 1 frames)
     dim: int = 128
     ensemble: int = 3
     rewind_prob: float = 0.8
@@ -64,8 +65,8 @@ class TrainConfig:
             raise HeadwayError("give at least one --dataset to train on")
         if self.prior not in PRIORS:
             raise HeadwayError(f"unknown stage prior {self.prior!r}; choose one of {', '.join(PRIORS)}")
-        if self.steps < 1 or self.segments < 1 or self.segment < 1:
-            raise HeadwayError("--steps, segments and segment length must be positive")
+        if self.steps < 1 or self.segments < 1 or self.segment < 1 or self.window < 1 or self.stride < 1:
+            raise HeadwayError("--steps, --window, --stride, segments and segment length must be positive")
         if self.image_shift < 0:
             raise HeadwayError(f"image_shift must be >= 0 pixels, got {self.image_shift}")
 
@@ -117,6 +118,7 @@ def train_reward_model(config: TrainConfig, resume: bool = False, progress: bool
         encoder=config.encoder,
         dim=config.dim,
         window=config.window,
+        stride=config.stride,
         ensemble=config.ensemble,
         fps=readers[0].fps,
         elapsed_time=config.elapsed_time,
@@ -130,8 +132,8 @@ def train_reward_model(config: TrainConfig, resume: bool = False, progress: bool
         lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, config.steps) / config.steps)),
     )
     sampler = SegmentSampler(
-        episodes, config.window, model_config.fps, config.segment, config.rewind_prob, config.mismatch_prob,
-        config.view_dropout, config.seed,
+        episodes, config.window, model_config.fps, config.stride, config.segment, config.rewind_prob,
+        config.mismatch_prob, config.view_dropout, config.seed,
     )
     step = 0
     state_path = config.out / TRAIN_STATE

@@ -177,6 +177,7 @@ class SegmentSampler:
         episodes: list[EpisodeData],
         window: int,
         fps: float,
+        stride: int = 1,
         segment: int = 24,
         rewind_prob: float = 0.8,
         mismatch_prob: float = 0.2,
@@ -185,6 +186,7 @@ class SegmentSampler:
     ) -> None:
         self.episodes = episodes
         self.window = window
+        self.stride = stride
         self.fps = fps
         self.segment = segment
         self.rewind_prob = rewind_prob
@@ -207,9 +209,9 @@ class SegmentSampler:
             task, matched = episode.task, True
             if self.rng.random() < self.mismatch_prob:
                 task, matched = str(self.rng.choice([t for t in self.negatives if t != episode.task])), False
-            starts_at_zero = sequence[0] == 0
+            nothing_before = sequence[0] < self.stride  # no earlier frame on this segment's stride
             for position in range(len(sequence)):
-                if position < self.window - 1 and not starts_at_zero:
+                if position < self.window - 1 and not nothing_before:
                     continue  # its window would reach before the segment: not what inference sees
                 recent = position - np.arange(self.window - 1, -1, -1)
                 valid_recent = recent >= 0
@@ -245,14 +247,17 @@ class SegmentSampler:
         )
 
     def _sequence(self, length: int) -> tuple[np.ndarray, np.ndarray]:
-        """Frame indices of a segment (maybe ending with a rewind) and their elapsed times in seconds."""
+        """Frame indices of a segment, every `stride` frames (maybe ending with a rewind), and their
+        elapsed times in seconds: consecutive positions are one window slot apart, as at inference."""
         end = int(self.rng.integers(length))
-        start = max(0, end - self.segment + 1)
-        sequence = np.arange(start, end + 1)
+        start = end - self.stride * (self.segment - 1)
+        if start < 0:
+            start = end % self.stride
+        sequence = np.arange(start, end + 1, self.stride)
         if self.rng.random() < self.rewind_prob and end > 0:
             back = int(self.rng.integers(1, 5))
-            sequence = np.concatenate([sequence, np.maximum(end - np.arange(1, back + 1), 0)])
-        times = (start + np.arange(len(sequence))) / self.fps  # time goes on while the video rewinds
+            sequence = np.concatenate([sequence, np.maximum(end - self.stride * np.arange(1, back + 1), 0)])
+        times = (start + self.stride * np.arange(len(sequence))) / self.fps  # time goes on while the video rewinds
         return sequence, times
 
     def _view_mask(self, present: torch.Tensor) -> torch.Tensor:

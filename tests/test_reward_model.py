@@ -19,13 +19,23 @@ VIEWS = ("agentview", "robot0_eye_in_hand")
 SIZE = 32
 
 
-@pytest.fixture(scope="module")
-def model() -> StageRewardModel:
+def build_model(stride: int = 1) -> StageRewardModel:
     torch.manual_seed(0)
     config = StageModelConfig(
-        views=VIEWS, stage_names=("a", "b", "c"), stage_proportions=(0.5, 0.2, 0.3), image_size=SIZE, dim=32, window=4, ensemble=3
+        views=VIEWS, stage_names=("a", "b", "c"), stage_proportions=(0.5, 0.2, 0.3), image_size=SIZE, dim=32, window=4,
+        stride=stride, ensemble=3,
     )
     return StageRewardModel(StageRewardNet(config), device="cpu")
+
+
+@pytest.fixture(scope="module")
+def model() -> StageRewardModel:
+    return build_model()
+
+
+@pytest.fixture(scope="module", params=[1, 3], ids=["stride1", "stride3"])
+def any_stride_model(request) -> StageRewardModel:
+    return build_model(request.param)
 
 
 def episode(length: int = 12, seed: int = 0) -> dict[str, np.ndarray]:
@@ -42,7 +52,8 @@ def test_implements_the_reward_model_protocol(model):
     assert np.all(out.uncertainty > 0), "an ensemble of three heads disagrees a little"
 
 
-def test_no_future_frame_changes_a_past_score(model):
+def test_no_future_frame_changes_a_past_score(any_stride_model):
+    model = any_stride_model
     frames = episode(16)
     changed = {v: f.copy() for v, f in frames.items()}
     for view in VIEWS:
@@ -52,7 +63,8 @@ def test_no_future_frame_changes_a_past_score(model):
     assert not np.allclose(before.progress[9:], after.progress[9:])
 
 
-def test_offline_and_online_scoring_agree(model):
+def test_offline_and_online_scoring_agree(any_stride_model):
+    model = any_stride_model
     frames = episode(14, seed=1)
     offline = model.score_episode(frames, "lift")
     scorer = model.stream("lift")
@@ -121,6 +133,26 @@ def test_loading_checks_format_version_and_files(model, tmp_path):
         StageRewardModel.load(path)
     with pytest.raises(HeadwayError, match="not a headway reward model checkpoint"):
         load_reward_model(tmp_path / "nothing")
+
+
+def test_training_windows_are_spaced_as_at_inference():
+    from headway.reward.stage_model import window_indices
+    from headway.reward.training_data import EpisodeData, SegmentSampler
+
+    length, stride, window = 40, 3, 4
+    frames = torch.arange(length, dtype=torch.uint8)[:, None, None, None, None].expand(length, 1, 3, 2, 2)
+    targets = np.arange(length)
+    episode_data = EpisodeData("t", frames.contiguous(), torch.ones(1, dtype=torch.bool), targets, targets, targets, targets)
+    sampler = SegmentSampler([episode_data], window, fps=10.0, stride=stride, segment=6, rewind_prob=0.0, mismatch_prob=0.0)
+    for _ in range(20):
+        batch = sampler.sample(3)
+        frame_of_slot = batch.frames[:, 0, 0, 0, 0].long()[batch.windows]  # (P, W+1) episode frame per slot
+        target_frame = torch.from_numpy(np.asarray(batch.stage))
+        assert torch.equal(frame_of_slot[:, -1], target_frame), "the newest slot is the scored frame"
+        expected, valid = window_indices(target_frame.numpy(), window, stride)
+        assert np.array_equal(batch.valid.numpy(), valid)
+        assert np.array_equal(np.where(valid, frame_of_slot.numpy(), 0), np.where(valid, expected, 0))
+        np.testing.assert_allclose(batch.times.numpy()[valid], expected[valid] / 10.0, atol=1e-6)
 
 
 def test_training_resumes_after_an_interruption_to_the_same_model(tiny_dataset, tmp_path, monkeypatch):

@@ -21,6 +21,8 @@ def _reward_train(args: argparse.Namespace) -> int:
         linear_if_missing=args.linear_targets,
         prior=args.prior,
         image_shift=args.image_shift,
+        window=args.window,
+        stride=args.stride,
         allow_download=args.allow_download,
         seed=args.seed,
         device=args.device,
@@ -63,6 +65,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--prior", default="dataset", choices=("dataset", "equal"), help="stage shares of progress: SARM's mean share of time (dataset) or equal shares")
     train.add_argument("--image-shift", type=int, default=2, help="random-shift augmentation in pixels (0: none; conv encoder only)")
+    train.add_argument("--window", type=int, default=8, help="recent frames the causal model reads (plus the first frame)")
+    train.add_argument("--stride", type=int, default=1, help="frames between those recent frames")
     train.add_argument("--linear-targets", action="store_true", help="train unannotated episodes on linear-in-time progress")
     train.add_argument("--allow-download", action="store_true", help="let --encoder hf:<hub id> fetch weights not in the local cache")
     train.add_argument("--resume", action="store_true", help="continue an interrupted training in --out")
