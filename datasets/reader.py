@@ -53,6 +53,13 @@ class Episode:
     def action(self) -> np.ndarray | None:
         return self.arrays.get("action")
 
+    @property
+    def scene(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """Per frame (stage, tau) the simulated scene showed, when the collection recorded it."""
+        if "oracle.scene_stage" not in self.arrays or "oracle.scene_tau" not in self.arrays:
+            return None
+        return self.arrays["oracle.scene_stage"].reshape(-1), self.arrays["oracle.scene_tau"].reshape(-1)
+
 
 @dataclass
 class DatasetReader:

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from headway.atomic import atomic_write_bytes
+from headway.errors import HeadwayError
 from headway.sim.expert import Behaviour
 from headway.sim.rollout import EpisodeRecord
 from headway.stages import Subtask
@@ -24,6 +25,8 @@ _ARRAYS = (
     "expert_stage",
     "oracle_stage",
     "oracle_tau",
+    "scene_stage",
+    "scene_tau",
 )
 
 
@@ -58,6 +61,11 @@ def stage_episode(path: Path, record: EpisodeRecord) -> None:
 
 def load_staged_episode(path: Path) -> EpisodeRecord:
     with np.load(path) as data:
+        missing = [name for name in _ARRAYS if name not in data.files]
+        if missing:
+            raise HeadwayError(
+                f"{path} was staged by an older headway (no {', '.join(missing)}); delete its .partial folder and collect again"
+            )
         meta = json.loads(bytes(data["meta"]).decode())
         views = meta["views"]
         behaviour = meta["behaviour"]

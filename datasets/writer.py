@@ -61,6 +61,8 @@ def frame_features(
             "next.done": {"dtype": "bool", **scalar},
             "oracle.stage": {"dtype": "int64", **scalar},
             "oracle.tau": {"dtype": "float32", **scalar},
+            "oracle.scene_stage": {"dtype": "int64", **scalar},
+            "oracle.scene_tau": {"dtype": "float32", **scalar},
         }
     )
     if keypoint_names:
@@ -124,6 +126,8 @@ def write_dataset(
                     "next.done": np.array([t == episode.length - 1]),
                     "oracle.stage": episode.oracle_stage[t : t + 1],
                     "oracle.tau": episode.oracle_tau[t : t + 1],
+                    "oracle.scene_stage": episode.scene_stage[t : t + 1],
+                    "oracle.scene_tau": episode.scene_tau[t : t + 1],
                     "task": episode.instruction,
                 }
                 for view in views:

@@ -1,8 +1,9 @@
 """Honest evaluation of a reward model on held-out episodes, with baselines on the same episodes.
 
 Metrics (keys as in the JSON): `voc` (mean Spearman of progress with time over expert episodes),
-`stage_accuracy` and `progress_mae` (all annotated frames, against SARM targets from the
-annotations), `success_auroc` / `success_f1` (final-frame success probability against the
+`stage_accuracy` and `progress_mae` (all annotated frames, against the training targets: SARM's
+from the annotations, failure tails lowered to the recorded scene where it fell back),
+`success_auroc` / `success_f1` (final-frame success probability against the
 episode outcome), `kendall_tau` (tau_a between each episode's predicted return -- mean progress
 over the task horizon, the episode padded with its final value -- and its true quality),
 `succ_fail_gap` (mean final progress of successes minus failures), `frames_per_second`
@@ -69,7 +70,7 @@ def score_dataset(model, root: Path, views: list[str] | None = None, progress: b
         seconds += time.perf_counter() - started
         target_stage = target_progress = None
         if episode.subtasks is not None:
-            stage, tau = stage_targets(episode.subtasks, episode.length, model.stage_names, index)
+            stage, tau = stage_targets(episode.subtasks, episode.length, model.stage_names, index, scene=episode.scene)
             target_stage, target_progress = stage, prior.progress(stage, tau)
         outcome = episode.outcome
         success = outcome.success if outcome else bool(episode.subtasks and len(episode.subtasks) == len(model.stage_names))

@@ -3,6 +3,9 @@
 Per frame: stage k and within-stage progress tau = (t - s_k) / (e_k - s_k) clipped to [0, 1];
 before the first subtask stage 0 with tau 0; in a gap, the previous stage with tau 1.
 Normalised progress = P_{k-1} + alpha_k * tau with the dataset prior alpha (stage proportions).
+An unfinished episode's tail (after its last annotated stage) is on the next stage with tau 0; where
+the collection recorded what the scene showed (simulation), a tail whose scene fell back -- a dropped
+cube, a gripper that left the object -- follows the scene down, since annotations cannot go backwards.
 """
 
 from __future__ import annotations
@@ -94,12 +97,14 @@ def stage_targets(
     episode: int,
     prior: StagePrior | None = None,
     linear_if_missing: bool = False,
+    scene: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per-frame (stage index, tau) for one episode.
 
     `subtasks` None means the episode was never annotated: an error unless `linear_if_missing`,
     which uses progress linear in time (mapped to stages through `prior`). An empty list is an
-    annotation saying no stage was achieved (all frames stage 0, tau 0).
+    annotation saying no stage was achieved (all frames stage 0, tau 0). `scene` (per-frame stage
+    and tau the scene showed) lowers an unfinished episode's tail wherever the scene fell below it.
     """
     if length < 1:
         raise LabelError(f"episode {episode} is empty")
@@ -133,4 +138,18 @@ def stage_targets(
         tail = frames > subtasks[-1].end
         stage[tail] = last + 1
         tau[tail] = 0.0
+        if scene is not None:
+            scene_stage, scene_tau = _checked_scene(scene, length, len(stage_names), episode)
+            lower = tail & ((scene_stage < stage) | ((scene_stage == stage) & (scene_tau < tau)))
+            stage[lower] = scene_stage[lower]
+            tau[lower] = scene_tau[lower]
     return stage, tau
+
+
+def _checked_scene(scene: tuple[np.ndarray, np.ndarray], length: int, stages: int, episode: int) -> tuple[np.ndarray, np.ndarray]:
+    scene_stage, scene_tau = (np.asarray(a).reshape(-1) for a in scene)
+    if scene_stage.shape != (length,) or scene_tau.shape != (length,):
+        raise LabelError(f"episode {episode}: the recorded scene stages have {scene_stage.size} frames, the episode {length}")
+    if np.any((scene_stage < 0) | (scene_stage >= stages)) or not np.all(np.isfinite(scene_tau)):
+        raise LabelError(f"episode {episode}: recorded scene stages are outside 0-{stages - 1} or NaN")
+    return scene_stage.astype(np.int64), np.clip(scene_tau, 0.0, 1.0).astype(np.float32)

@@ -113,7 +113,9 @@ def load_episodes(
             episode = reader.episode(index, views=have, decode=features is None)
             where = f"{root} episode {index}"
             try:
-                stage, tau = stage_targets(episode.subtasks, episode.length, stage_names, index, prior, linear_if_missing)
+                stage, tau = stage_targets(
+                    episode.subtasks, episode.length, stage_names, index, prior, linear_if_missing, episode.scene
+                )
             except HeadwayError as error:
                 raise type(error)(f"{root}: {error}") from None
             if features is not None:

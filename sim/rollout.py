@@ -32,6 +32,8 @@ class EpisodeRecord:
     expert_stage: np.ndarray  # (T,) stage the expert worked on
     oracle_stage: np.ndarray  # (T,) ground-truth stage (never past the first stage not achieved)
     oracle_tau: np.ndarray  # (T,) ground-truth within-stage progress in [0, 1]
+    scene_stage: np.ndarray  # (T,) the stage the scene shows now: falls when achieved work is undone (a drop)
+    scene_tau: np.ndarray  # (T,) within-stage progress of scene_stage, by distance, in [0, 1]
     extrinsics: dict[str, np.ndarray]  # view -> (T, 4, 4) camera-to-world
     intrinsics: dict[str, np.ndarray]  # view -> (3, 3)
     subtasks: list[Subtask] = field(default_factory=list)
@@ -70,7 +72,8 @@ def run_episode(env: HeadwayEnv, behaviour: Behaviour, seed: int) -> EpisodeReco
     frames: dict[str, list[np.ndarray]] = {v: [] for v in views}
     poses: dict[str, list[np.ndarray]] = {v: [] for v in views}
     rows: dict[str, list] = {
-        k: [] for k in ("state", "object", "action", "success", "dense", "stage", "oracle_stage", "oracle_tau")
+        k: []
+        for k in ("state", "object", "action", "success", "dense", "stage", "oracle_stage", "oracle_tau", "scene_stage", "scene_tau")
     }
     affordances = AFFORDANCES.get(task.name)
     keypoints: list[np.ndarray] = []
@@ -96,6 +99,10 @@ def run_episode(env: HeadwayEnv, behaviour: Behaviour, seed: int) -> EpisodeReco
         start = start_distance.setdefault(oracle_stage, max(distance, 1e-6))
         rows["oracle_stage"].append(oracle_stage)
         rows["oracle_tau"].append(float(np.clip(1.0 - distance / start, 0.0, 1.0)))
+        scene_stage = min(scene_stage_now(task, state, env), oracle_stage)
+        scene_distance = task.stage_distance(scene_stage, state)
+        rows["scene_stage"].append(scene_stage)
+        rows["scene_tau"].append(float(np.clip(1.0 - scene_distance / start_distance.get(scene_stage, max(scene_distance, 1e-6)), 0.0, 1.0)))
         rows["stage"].append(stage)
 
         action = expert.act(state)
@@ -123,9 +130,12 @@ def run_episode(env: HeadwayEnv, behaviour: Behaviour, seed: int) -> EpisodeReco
     expert_stage = np.array(rows["stage"], dtype=np.int64)
     oracle_stage = np.array(rows["oracle_stage"], dtype=np.int64)
     oracle_tau = np.array(rows["oracle_tau"], dtype=np.float32)
+    scene_stage = np.array(rows["scene_stage"], dtype=np.int64)
+    scene_tau = np.array(rows["scene_tau"], dtype=np.float32)
     if success_frame is not None:
-        oracle_stage[success_frame:] = stage_count - 1
-        oracle_tau[success_frame:] = 1.0
+        for stages, taus in ((oracle_stage, oracle_tau), (scene_stage, scene_tau)):
+            stages[success_frame:] = stage_count - 1
+            taus[success_frame:] = 1.0
     subtasks = annotate(task.stages, expert_stage, verdicts, success_frame)
     final_progress = (oracle_stage[-1] + oracle_tau[-1]) / stage_count
     return EpisodeRecord(
@@ -143,6 +153,8 @@ def run_episode(env: HeadwayEnv, behaviour: Behaviour, seed: int) -> EpisodeReco
         expert_stage=expert_stage,
         oracle_stage=oracle_stage,
         oracle_tau=oracle_tau,
+        scene_stage=scene_stage,
+        scene_tau=scene_tau,
         extrinsics={v: np.stack(poses[v]) for v in views},
         intrinsics={v: env.intrinsics(v) for v in views},
         subtasks=subtasks,
@@ -153,6 +165,18 @@ def run_episode(env: HeadwayEnv, behaviour: Behaviour, seed: int) -> EpisodeReco
         keypoints=np.stack(keypoints).astype(np.float32) if keypoints else None,
         keypoint_visibility={v: np.stack(keypoint_visibility[v]) for v in views} if keypoints else {},
     )
+
+
+def scene_stage_now(task, state, env: HeadwayEnv) -> int:
+    """One past the furthest stage whose completion condition holds in the scene right now.
+
+    Unlike the annotations, this goes back when achieved work is undone: a dropped cube lies on the
+    table with the gripper away from it, so no stage holds and the scene is back at the first.
+    """
+    for stage in range(len(task.stages) - 1, -1, -1):
+        if task.stage_completed(stage, state, env.robosuite_env):
+            return min(stage + 1, len(task.stages) - 1)
+    return 0
 
 
 def annotate(

@@ -31,7 +31,7 @@ def test_lerobot_loads_the_dataset_with_every_feature(tiny_dataset):
     assert item["observation.images.agentview"].shape == (3, TINY_SIZE, TINY_SIZE)
     assert item["observation.state"].shape == (9,) and item["action"].shape == (7,)
     assert item["task"] == "pick up the red cube and lift it"
-    for key in ("next.reward", "next.success", "next.done", "oracle.stage", "oracle.tau"):
+    for key in ("next.reward", "next.success", "next.done", "oracle.stage", "oracle.tau", "oracle.scene_stage", "oracle.scene_tau"):
         assert key in item
     assert bool(item["next.done"]), "the last frame of an episode is done"
 

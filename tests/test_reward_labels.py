@@ -31,6 +31,23 @@ def test_an_unfinished_episodes_tail_is_the_next_stage_not_started_with_unchange
     np.testing.assert_allclose(prior.progress(stage, tau)[5:], 0.7)
 
 
+def test_a_tail_follows_the_recorded_scene_down_never_up():
+    subtasks = [Subtask("reach", 0, 3), Subtask("grasp", 4, 5)]
+    # the scene: reached and grasped, then the cube is dropped (back to reach, partly), later
+    # the scene claims more than was achieved (lift half done) -- that must not raise the label
+    scene_stage = np.array([0, 0, 0, 1, 1, 2, 0, 0, 2, 2])
+    scene_tau = np.array([0, 0.3, 0.6, 0, 0.5, 0, 0.4, 0.2, 0.5, 0.0])
+    stage, tau = stage_targets(subtasks, 10, STAGES, episode=0, scene=(scene_stage, scene_tau))
+    assert stage.tolist() == [0, 0, 0, 0, 1, 1, 0, 0, 2, 2], "annotated frames keep SARM's targets"
+    np.testing.assert_allclose(tau[6:], [0.4, 0.2, 0.0, 0.0])
+    finished = [Subtask("reach", 0, 3), Subtask("grasp", 4, 5), Subtask("lift", 6, 9)]
+    assert stage_targets(finished, 10, STAGES, 0, scene=(scene_stage, scene_tau))[0].tolist() == [0, 0, 0, 0, 1, 1, 2, 2, 2, 2]
+    with pytest.raises(LabelError, match="episode 4.*9 frames, the episode 10"):
+        stage_targets(subtasks, 10, STAGES, 4, scene=(scene_stage[:9], scene_tau[:9]))
+    with pytest.raises(LabelError, match="episode 4.*outside"):
+        stage_targets(subtasks, 10, STAGES, 4, scene=(scene_stage + 3, scene_tau))
+
+
 def test_prior_gives_piecewise_linear_progress_and_inverts():
     prior = StagePrior(STAGES, (0.5, 0.2, 0.3))
     np.testing.assert_allclose(prior.cumulative, [0, 0.5, 0.7, 1.0])
