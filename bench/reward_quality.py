@@ -2,7 +2,7 @@
 held-out seeds, against the linear-in-time and robosuite-dense baselines, plus the cost of dropping
 each view at test time.
 
-    uv run python bench/reward_quality.py [--tasks lift,stack] [--train 40] [--train-seeds 0,2] [--eval 20] [--steps 4000] [--prior dataset|equal] [--image-shift 2] [--stride 1]
+    uv run python bench/reward_quality.py [--tasks lift,stack] [--train 40] [--train-seeds 0,2] [--eval 20] [--steps 4000] [--prior dataset|equal] [--image-shift 2] [--stride 3]
 
 Datasets and checkpoints are kept under --work (default runs/bench/reward_quality) and reused.
 """
@@ -53,8 +53,7 @@ def main() -> None:
         train_dirs = [dataset(args.work, task, "train" if seed == 0 else f"train_s{seed}", args.train, seed=seed) for seed in seeds]
         eval_dir = dataset(args.work, task, "eval", args.eval, seed=1)
         checkpoint = args.work / "models" / f"{task}_{args.steps}_{args.prior}_seeds{'-'.join(map(str, seeds))}_shift{args.image_shift}"
-        if args.stride != 1:
-            checkpoint = checkpoint.with_name(f"{checkpoint.name}_stride{args.stride}")
+        checkpoint = checkpoint.with_name(f"{checkpoint.name}_stride{args.stride}")
         trained_reward_model(checkpoint, train_dirs, steps=args.steps, prior=args.prior, image_shift=args.image_shift, stride=args.stride)
         model = StageRewardModel.load(checkpoint)
         report = evaluate(model, [eval_dir])
