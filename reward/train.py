@@ -41,7 +41,7 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 1e-4
     window: int = 8
-    stride: int = 3  # frames between recent-window slots: 8 slots span 22 frames (1.1 s at 20 fps)
+    stride: int = 5  # frames between recent-window slots: 8 slots span 36 frames (1.8 s at 20 fps)
     dim: int = 128
     ensemble: int = 3
     rewind_prob: float = 0.8

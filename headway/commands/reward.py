@@ -66,7 +66,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--prior", default="dataset", choices=("dataset", "equal"), help="stage shares of progress: SARM's mean share of time (dataset) or equal shares")
     train.add_argument("--image-shift", type=int, default=2, help="random-shift augmentation in pixels (0: none; conv encoder only)")
     train.add_argument("--window", type=int, default=8, help="recent frames the causal model reads (plus the first frame)")
-    train.add_argument("--stride", type=int, default=3, help="frames between those recent frames")
+    train.add_argument("--stride", type=int, default=5, help="frames between those recent frames")
     train.add_argument("--linear-targets", action="store_true", help="train unannotated episodes on linear-in-time progress")
     train.add_argument("--allow-download", action="store_true", help="let --encoder hf:<hub id> fetch weights not in the local cache")
     train.add_argument("--resume", action="store_true", help="continue an interrupted training in --out")
