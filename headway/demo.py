@@ -24,8 +24,8 @@ SIZES = {
     "quick": {
         "episodes": 16,
         "eval_episodes": 8,
-        "reward_steps": 1200,
-        "keypoint_steps": 600,
+        "reward_steps": 1000,
+        "keypoint_steps": 500,
         "bc_steps": 1500,
         "policy_eval_episodes": 10,
         "rl_steps": 1000,
