@@ -52,8 +52,8 @@ def main() -> None:
     for task in args.tasks.split(","):
         train_dirs = [dataset(args.work, task, "train" if seed == 0 else f"train_s{seed}", args.train, seed=seed) for seed in seeds]
         eval_dir = dataset(args.work, task, "eval", args.eval, seed=1)
-        checkpoint = args.work / "models" / f"{task}_{args.steps}_{args.prior}_seeds{'-'.join(map(str, seeds))}_shift{args.image_shift}"
-        checkpoint = checkpoint.with_name(f"{checkpoint.name}_stride{args.stride}")
+        name = f"{task}_{args.steps}_{args.prior}_seeds{'-'.join(map(str, seeds))}_shift{args.image_shift}_stride{args.stride}"
+        checkpoint = args.work / "models" / name
         trained_reward_model(checkpoint, train_dirs, steps=args.steps, prior=args.prior, image_shift=args.image_shift, stride=args.stride)
         model = StageRewardModel.load(checkpoint)
         report = evaluate(model, [eval_dir])

@@ -132,8 +132,8 @@ def train_reward_model(config: TrainConfig, resume: bool = False, progress: bool
         lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, config.steps) / config.steps)),
     )
     sampler = SegmentSampler(
-        episodes, config.window, model_config.fps, config.stride, config.segment, config.rewind_prob,
-        config.mismatch_prob, config.view_dropout, config.seed,
+        episodes, config.window, model_config.fps, stride=config.stride, segment=config.segment,
+        rewind_prob=config.rewind_prob, mismatch_prob=config.mismatch_prob, view_dropout=config.view_dropout, seed=config.seed,
     )
     step = 0
     state_path = config.out / TRAIN_STATE

@@ -20,6 +20,7 @@ from headway.datasets.reader import DatasetReader
 from headway.errors import HeadwayError
 from headway.perception.preprocess import resize_frames
 from headway.reward.labels import StagePrior, stage_targets
+from headway.reward.stage_model import window_indices
 from headway.stages import Subtask
 
 # Instructions used as mismatched-task negatives when the data has a single task.
@@ -212,19 +213,21 @@ class SegmentSampler:
             if self.rng.random() < self.mismatch_prob:
                 task, matched = str(self.rng.choice([t for t in self.negatives if t != episode.task])), False
             nothing_before = sequence[0] < self.stride  # no earlier frame on this segment's stride
+            # windows over the segment's own positions, which are one window slot apart; slot 0 is the first frame
+            positions, valid = window_indices(np.arange(len(sequence)), self.window)
+            slots = np.where(valid, positions + 1, 0)
+            slots[:, 0] = 0
+            slot_times = np.where(valid, times[positions], 0.0)
+            slot_times[:, 0] = 0.0
             for position in range(len(sequence)):
                 if position < self.window - 1 and not nothing_before:
                     continue  # its window would reach before the segment: not what inference sees
-                recent = position - np.arange(self.window - 1, -1, -1)
-                valid_recent = recent >= 0
-                slots = np.concatenate([[0], np.where(valid_recent, recent + 1, 0)])
-                slot_times = np.concatenate([[0.0], np.where(valid_recent, times[np.maximum(recent, 0)], 0.0)])
                 frame = sequence[position]
                 rows.append(
                     (
-                        slots + offset,
-                        np.concatenate([[True], valid_recent]),
-                        slot_times,
+                        slots[position] + offset,
+                        valid[position],
+                        slot_times[position],
                         task,
                         matched,
                         (episode.stage[frame], episode.tau[frame], episode.progress[frame], episode.success[frame]),
