@@ -36,12 +36,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", default="lift,stack")
     parser.add_argument("--train", type=int, default=40, help="episodes per training collection")
-    parser.add_argument("--train-seeds", default="0,2", help="one training collection per seed (seed 1 is held out)")
+    parser.add_argument("--train-seeds", default="0,2,3,4", help="one training collection per seed (seed 1 is held out)")
     parser.add_argument("--eval", type=int, default=20, help="held-out episodes per task (seed 1)")
     parser.add_argument("--steps", type=int, default=4000)
     parser.add_argument("--prior", default="dataset", choices=("dataset", "equal"), help="stage shares of progress")
     parser.add_argument("--image-shift", type=int, default=TrainConfig.image_shift, help="random-shift augmentation, pixels")
     parser.add_argument("--stride", type=int, default=TrainConfig.stride, help="frames between the causal window's recent frames")
+    parser.add_argument("--view-dropout", type=float, default=TrainConfig.view_dropout, help="share of training segments shown a strict subset of views")
     parser.add_argument("--work", type=Path, default=Path("runs/bench/reward_quality"))
     args = parser.parse_args()
 
@@ -52,9 +53,9 @@ def main() -> None:
     for task in args.tasks.split(","):
         train_dirs = [dataset(args.work, task, "train" if seed == 0 else f"train_s{seed}", args.train, seed=seed) for seed in seeds]
         eval_dir = dataset(args.work, task, "eval", args.eval, seed=1)
-        name = f"{task}_{args.steps}_{args.prior}_seeds{'-'.join(map(str, seeds))}_shift{args.image_shift}_stride{args.stride}"
+        name = f"{task}_{args.steps}_{args.prior}_seeds{'-'.join(map(str, seeds))}_shift{args.image_shift}_stride{args.stride}_dropout{args.view_dropout:g}"
         checkpoint = args.work / "models" / name
-        trained_reward_model(checkpoint, train_dirs, steps=args.steps, prior=args.prior, image_shift=args.image_shift, stride=args.stride)
+        trained_reward_model(checkpoint, train_dirs, steps=args.steps, prior=args.prior, image_shift=args.image_shift, stride=args.stride, view_dropout=args.view_dropout)
         model = StageRewardModel.load(checkpoint)
         report = evaluate(model, [eval_dir])
         print(f"\n== {task}: {report['episodes']} held-out episodes, views {', '.join(report['views'])}")

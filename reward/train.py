@@ -46,7 +46,7 @@ class TrainConfig:
     ensemble: int = 3
     rewind_prob: float = 0.8
     mismatch_prob: float = 0.2
-    view_dropout: float = 0.3
+    view_dropout: float = 0.4  # share of training segments shown a random strict subset of the views
     image_shift: int = 2  # pixels of DrQ random-shift augmentation per training image (0: none)
     linear_if_missing: bool = False
     prior: str = "dataset"  # stage shares of progress: "dataset" (SARM: mean share of time) or "equal"
@@ -69,6 +69,9 @@ class TrainConfig:
             raise HeadwayError("--steps, --window, --stride, segments and segment length must be positive")
         if self.image_shift < 0:
             raise HeadwayError(f"image_shift must be >= 0 pixels, got {self.image_shift}")
+        for name in ("rewind_prob", "mismatch_prob", "view_dropout"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise HeadwayError(f"{name} is a probability and must be in [0, 1], got {getattr(self, name)}")
 
 
 def _losses(prediction: dict[str, torch.Tensor], batch, member_masks: torch.Tensor) -> dict[str, torch.Tensor]:

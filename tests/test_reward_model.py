@@ -218,3 +218,5 @@ def test_training_settings_are_checked_before_any_work(tmp_path):
         TrainConfig(datasets=[tmp_path], out=tmp_path / "m", image_shift=-1)
     with pytest.raises(HeadwayError, match="unknown stage prior"):
         TrainConfig(datasets=[tmp_path], out=tmp_path / "m", prior="uniform")
+    with pytest.raises(HeadwayError, match="view_dropout is a probability"):
+        TrainConfig(datasets=[tmp_path], out=tmp_path / "m", view_dropout=1.5)

@@ -23,6 +23,7 @@ def _reward_train(args: argparse.Namespace) -> int:
         image_shift=args.image_shift,
         window=args.window,
         stride=args.stride,
+        view_dropout=args.view_dropout,
         allow_download=args.allow_download,
         seed=args.seed,
         device=args.device,
@@ -67,6 +68,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--image-shift", type=int, default=2, help="random-shift augmentation in pixels (0: none; conv encoder only)")
     train.add_argument("--window", type=int, default=8, help="recent frames the causal model reads (plus the first frame)")
     train.add_argument("--stride", type=int, default=5, help="frames between those recent frames")
+    train.add_argument("--view-dropout", type=float, default=0.4, help="share of training segments shown a random strict subset of the views")
     train.add_argument("--linear-targets", action="store_true", help="train unannotated episodes on linear-in-time progress")
     train.add_argument("--allow-download", action="store_true", help="let --encoder hf:<hub id> fetch weights not in the local cache")
     train.add_argument("--resume", action="store_true", help="continue an interrupted training in --out")
