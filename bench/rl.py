@@ -1,16 +1,17 @@
-"""Online RL on lift with different rewards, same budget, same seed, same start.
+"""Online RL on lift or stack with different rewards, same budget, same seed, same start.
 
-    uv run python bench/rl.py [--model REWARD_CKPT] [--demos DATASET] [--fused-model FUSED_CKPT] [--steps 2000] [--out runs/bench_rl]
+    uv run python bench/rl.py [--task lift|stack] [--model REWARD_CKPT] [--demos DATASET] [--fused-model FUSED_CKPT] [--steps 2000] [--out runs/bench_rl]
 
 Variants: sparse, robosuite-dense, prm+pbrs, prm+delta, prm+keypoints (choose with --variants).
 prm+keypoints is the fused potential (stage-aware progress + keypoint closeness, `headway keypoints
 fuse`) with PBRS. Every run starts from the same initialisation (the actor cloned from the
 successful demonstrations among the first --demo-episodes with the same seed, those demonstrations
-in replay) and is evaluated on the same held-out seeds. The default start (4 demo episodes, 1,000
-cloning steps, seed 0) succeeds on 3 of the 5 held-out seeds, so reaching 90% takes learning.
+in replay) and is evaluated on the same held-out seeds. On lift the default start (4 demo episodes,
+1,000 cloning steps, seed 0) succeeds on 3 of the first 5 held-out seeds, so reaching 90% takes
+learning; on stack it succeeds on none.
 Fine-tuning keeps the clone frozen and learns a residual correction of at most --residual per
 action dimension (--residual 0 for plain SAC from the clone; --ibrl for IBRL, which did worse here,
-see policy/rl_train.py). Without --model / --demos, a small lift dataset (agentview, wrist and sideview
+see policy/rl_train.py). Without --model / --demos, a small dataset of the task (agentview, wrist and sideview
 cameras) is collected and a small reward model trained first (fresh machine); without
 --fused-model, a keypoint model is trained on the same demos (or --keypoint-model is used) and fused
 with the reward model, triangulating from the static agentview and sideview cameras.
@@ -51,7 +52,7 @@ def prepare(args: argparse.Namespace, fused: bool) -> tuple[Path, Path, Path | N
     demos, model, fused_model = args.demos, args.model, args.fused_model
     if demos is None:
         views = tuple(dict.fromkeys(PRM_VIEWS + KEYPOINT_VIEWS))
-        demos = simulated_dataset(args.out / "data" / "lift", task="lift", episodes=args.collect_episodes, views=views, image_size=84, seed=0)
+        demos = simulated_dataset(args.out / "data" / args.task, task=args.task, episodes=args.collect_episodes, views=views, image_size=84, seed=0)
     if model is None:
         model = trained_reward_model(args.out / "reward_model", [Path(demos)], views=PRM_VIEWS, steps=args.reward_steps, seed=0)
     if fused and fused_model is None:
@@ -65,15 +66,15 @@ def prepare(args: argparse.Namespace, fused: bool) -> tuple[Path, Path, Path | N
     return Path(demos), Path(model), None if fused_model is None else Path(fused_model)
 
 
-def prm_cost(model_path: Path, steps: int = 40) -> dict:
+def prm_cost(model_path: Path, task: str, steps: int = 40) -> dict:
     """Median wall time of an env step rendering the model's views, and of the streaming scorer's step."""
     from headway.reward.loading import load_reward_model
     from headway.sim.env import EnvConfig, HeadwayEnv
     from headway.sim.task import get_task
 
     model = load_reward_model(model_path, device="cpu")
-    env = HeadwayEnv(EnvConfig("lift", views=model.views, image_size=model.image_size, terminate_on_success=True))
-    scorer = model.stream(get_task("lift").instruction)
+    env = HeadwayEnv(EnvConfig(task, views=model.views, image_size=model.image_size, terminate_on_success=True))
+    scorer = model.stream(get_task(task).instruction)
     obs, _ = env.reset(seed=123)
     rng = np.random.default_rng(0)
     env_times, model_times = [], []
@@ -101,10 +102,11 @@ def steps_to(summary: dict, level: float) -> int | None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--task", default="lift", choices=("lift", "stack"))
     parser.add_argument("--model", type=Path, default=None, help="reward-model checkpoint (default: train one)")
     parser.add_argument("--fused-model", type=Path, default=None, help="fused keypoint reward from `headway keypoints fuse` (default: build one)")
     parser.add_argument("--keypoint-model", type=Path, default=None, help="keypoint model fused with --model (default: train one)")
-    parser.add_argument("--demos", type=Path, default=None, help="lift LeRobot dataset (default: collect one)")
+    parser.add_argument("--demos", type=Path, default=None, help="LeRobot dataset of the task (default: collect one)")
     parser.add_argument("--out", type=Path, default=Path("runs/bench_rl"))
     parser.add_argument("--steps", type=int, default=2000, help="environment steps per run")
     parser.add_argument("--eval-every", type=int, default=250)
@@ -138,7 +140,7 @@ def main() -> None:
     demos, model, fused_model = prepare(args, fused="prm+keypoints" in names)
     checkpoints = {"prm": model, "fused": fused_model}
 
-    cost = prm_cost(model)
+    cost = prm_cost(model, args.task)
     print(
         f"PRM in the loop: env step with rendering {cost['env_step_ms']:.1f} ms, PRM step {cost['prm_step_ms']:.1f} ms "
         f"= {100 * cost['prm_share_of_env_step']:.0f}% of an env step (target <= 25%)"
@@ -147,7 +149,7 @@ def main() -> None:
     for name in names:
         reward, shaping = VARIANTS[name]
         config = RLConfig(
-            task="lift",
+            task=args.task,
             reward=f"prm:{checkpoints[reward]}" if reward in checkpoints else reward,
             shaping=shaping,
             demos=demos,
@@ -181,7 +183,7 @@ def main() -> None:
     fig, ax = plt.subplots(figsize=(6.5, 4))
     for name, summary in results.items():
         ax.plot(summary["eval_steps"], summary["eval_success"], marker="o", label=name)
-    ax.set(xlabel="environment steps", ylabel=f"success rate ({args.eval_episodes} held-out seeds)", ylim=(-0.05, 1.05), title="lift: online RL by reward source")
+    ax.set(xlabel="environment steps", ylabel=f"success rate ({args.eval_episodes} held-out seeds)", ylim=(-0.05, 1.05), title=f"{args.task}: online RL by reward source")
     ax.legend()
     fig.tight_layout()
     fig.savefig(args.out / "curves.png", dpi=110)
