@@ -2,7 +2,7 @@
 held-out seeds, against the linear-in-time and robosuite-dense baselines, plus the cost of dropping
 each view at test time.
 
-    uv run python bench/reward_quality.py [--tasks lift,stack] [--train 40] [--train-seeds 0,2] [--eval 20] [--steps 4000] [--prior dataset|equal] [--image-shift 2] [--stride 5]
+    uv run python bench/reward_quality.py [--tasks lift,stack] [--train 40] [--train-seeds 0,2,3,4] [--eval 20] [--steps 4000] [--prior dataset|equal] [--image-shift 2] [--stride 5] [--view-dropout 0.4]
 
 Datasets and checkpoints are kept under --work (default runs/bench/reward_quality) and reused.
 """
