@@ -220,3 +220,23 @@ def test_training_settings_are_checked_before_any_work(tmp_path):
         TrainConfig(datasets=[tmp_path], out=tmp_path / "m", prior="uniform")
     with pytest.raises(HeadwayError, match="view_dropout is a probability"):
         TrainConfig(datasets=[tmp_path], out=tmp_path / "m", view_dropout=1.5)
+
+
+def test_cli_training_recipe_defaults_come_from_the_training_config(tmp_path, monkeypatch):
+    import headway.reward.train as train_module
+    from headway.cli import main
+
+    seen = []
+
+    def capture(config, resume=False):
+        seen.append(config)
+        return {"out": config.out, "steps": 0, "episodes": 0, "frames": 0, "views": [], "final_loss": 0.0, "seconds": 0.0}
+
+    monkeypatch.setattr(train_module, "train_reward_model", capture)
+    main(["reward", "train", "--dataset", str(tmp_path), "--out", str(tmp_path / "a")])
+    main(["reward", "train", "--dataset", str(tmp_path), "--out", str(tmp_path / "b"), "--stride", "3", "--view-dropout", "0.2", "--window", "4", "--image-shift", "0"])
+    defaults = TrainConfig(datasets=[tmp_path], out=tmp_path / "a")
+    assert (seen[0].stride, seen[0].view_dropout, seen[0].window, seen[0].image_shift) == (
+        defaults.stride, defaults.view_dropout, defaults.window, defaults.image_shift
+    )
+    assert (seen[1].stride, seen[1].view_dropout, seen[1].window, seen[1].image_shift) == (3, 0.2, 4, 0)

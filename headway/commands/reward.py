@@ -7,6 +7,8 @@ from pathlib import Path
 
 from headway.commands import views_argument
 
+RECIPE = ("image_shift", "window", "stride", "view_dropout")  # TrainConfig fields the CLI overrides only when given
+
 
 def _reward_train(args: argparse.Namespace) -> int:
     from headway.reward.train import TrainConfig, train_reward_model
@@ -20,13 +22,10 @@ def _reward_train(args: argparse.Namespace) -> int:
         steps=args.steps,
         linear_if_missing=args.linear_targets,
         prior=args.prior,
-        image_shift=args.image_shift,
-        window=args.window,
-        stride=args.stride,
-        view_dropout=args.view_dropout,
         allow_download=args.allow_download,
         seed=args.seed,
         device=args.device,
+        **{name: getattr(args, name) for name in RECIPE if getattr(args, name) is not None},
     )
     summary = train_reward_model(config, resume=args.resume)
     print(
@@ -65,10 +64,10 @@ def register(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--steps", type=int, default=3000)
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--prior", default="dataset", choices=("dataset", "equal"), help="stage shares of progress: SARM's mean share of time (dataset) or equal shares")
-    train.add_argument("--image-shift", type=int, default=2, help="random-shift augmentation in pixels (0: none; conv encoder only)")
-    train.add_argument("--window", type=int, default=8, help="recent frames the causal model reads (plus the first frame)")
-    train.add_argument("--stride", type=int, default=5, help="frames between those recent frames")
-    train.add_argument("--view-dropout", type=float, default=0.4, help="share of training segments shown a random strict subset of the views")
+    train.add_argument("--image-shift", type=int, default=None, help="random-shift augmentation in pixels (0: none; conv encoder only)")
+    train.add_argument("--window", type=int, default=None, help="recent frames the causal model reads (plus the first frame)")
+    train.add_argument("--stride", type=int, default=None, help="frames between those recent frames")
+    train.add_argument("--view-dropout", type=float, default=None, help="share of training segments shown a random strict subset of the views")
     train.add_argument("--linear-targets", action="store_true", help="train unannotated episodes on linear-in-time progress")
     train.add_argument("--allow-download", action="store_true", help="let --encoder hf:<hub id> fetch weights not in the local cache")
     train.add_argument("--resume", action="store_true", help="continue an interrupted training in --out")
