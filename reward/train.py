@@ -24,6 +24,7 @@ from headway.reward.training_data import SegmentSampler, dataset_stage_names, lo
 
 TRAIN_STATE = "train_state.pt"
 PRIORS = ("dataset", "equal")
+SHIFT_PER = ("segment", "frame")
 
 
 @dataclass
@@ -48,6 +49,7 @@ class TrainConfig:
     mismatch_prob: float = 0.2
     view_dropout: float = 0.4  # share of training segments shown a random strict subset of the views
     image_shift: int = 2  # pixels of DrQ random-shift augmentation per training image (0: none)
+    shift_per: str = "segment"  # one shift per segment and view (motion survives) or per "frame"
     linear_if_missing: bool = False
     prior: str = "dataset"  # stage shares of progress: "dataset" (SARM: mean share of time) or "equal"
     elapsed_time: bool = False  # let the model see absolute episode time (it then learns the pace)
@@ -67,6 +69,8 @@ class TrainConfig:
             raise HeadwayError(f"unknown stage prior {self.prior!r}; choose one of {', '.join(PRIORS)}")
         if self.steps < 1 or self.segments < 1 or self.segment < 1 or self.window < 1 or self.stride < 1:
             raise HeadwayError("--steps, --window, --stride, segments and segment length must be positive")
+        if self.shift_per not in SHIFT_PER:
+            raise HeadwayError(f"unknown shift_per {self.shift_per!r}; choose one of {', '.join(SHIFT_PER)}")
         if self.image_shift < 0:
             raise HeadwayError(f"image_shift must be >= 0 pixels, got {self.image_shift}")
         for name in ("rewind_prob", "mismatch_prob", "view_dropout"):
@@ -163,7 +167,7 @@ def train_reward_model(config: TrainConfig, resume: bool = False, progress: bool
         with autocast:
             if net.encoder.trainable:
                 frames = batch.frames.to(device)
-                frames = random_shift(frames.flatten(0, 1), config.image_shift).view(frames.shape)
+                frames = random_shift(frames.flatten(0, 1), config.image_shift, _shift_groups(batch, config.shift_per)).view(frames.shape)
                 features = net.view_features(frames.float() / 255.0)
             else:
                 features = batch.frames.to(device).float()
@@ -200,6 +204,14 @@ def train_reward_model(config: TrainConfig, resume: bool = False, progress: bool
         "final_loss": float(np.mean([h["total"] for h in recent])) if recent else float("nan"),
         "seconds": seconds,
     }
+
+
+def _shift_groups(batch, shift_per: str) -> torch.Tensor | None:
+    """Which images share a random shift: each (segment, view) pair, or none (every frame its own)."""
+    if shift_per == "frame":
+        return None
+    views = batch.frames.shape[1]
+    return (batch.frame_segment[:, None] * views + torch.arange(views)).flatten()
 
 
 def cached_features(readers, encoder, views, cache_root: Path | None, progress: bool):

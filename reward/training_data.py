@@ -160,6 +160,7 @@ def _stack_views(per_view: dict[str, np.ndarray], views: tuple[str, ...], dtype:
 @dataclass
 class Batch:
     frames: torch.Tensor  # (N, V, 3, H, W) uint8: every frame the batch needs, once
+    frame_segment: torch.Tensor  # (N,) which of the batch's segments each frame belongs to
     present: torch.Tensor  # (N, V) bool
     windows: torch.Tensor  # (P, W+1) indices into frames
     valid: torch.Tensor  # (P, W+1) bool
@@ -200,14 +201,15 @@ class SegmentSampler:
         self.negatives = [t for t in NEGATIVE_TASKS if t not in own] + own
 
     def sample(self, segments: int) -> Batch:
-        frames, present, rows = [], [], []
+        frames, present, rows, frame_segment = [], [], [], []
         offset = 0
-        for _ in range(segments):
+        for segment_index in range(segments):
             episode = self.episodes[int(self.rng.integers(len(self.episodes)))]
             sequence, times = self._sequence(len(episode.stage))
             view_mask = self._view_mask(episode.present)
             chosen = np.concatenate([[0], sequence])  # slot 0 of the list: the episode's first frame
             frames.append(episode.frames[torch.from_numpy(chosen)])
+            frame_segment.append(torch.full((len(chosen),), segment_index))
             present.append(view_mask.expand(len(chosen), -1))
             task, matched = episode.task, True
             if self.rng.random() < self.mismatch_prob:
@@ -239,6 +241,7 @@ class SegmentSampler:
         matched_array = np.array(matched)
         return Batch(
             frames=torch.cat(frames),
+            frame_segment=torch.cat(frame_segment),
             present=torch.cat(present),
             windows=torch.from_numpy(np.stack(slots)),
             valid=torch.from_numpy(np.stack(valid)),

@@ -35,3 +35,15 @@ def test_random_shift_moves_each_image_by_its_own_whole_pixel_offset_within_the_
     torch.manual_seed(0)
     assert torch.equal(random_shift(images, pad), shifted)  # seeded: repeatable
     assert random_shift(images, 0) is images
+
+
+def test_random_shift_moves_a_group_of_images_by_one_offset():
+    height, width, pad = 12, 12, 2
+    images = torch.arange(height * width, dtype=torch.int64).view(1, 1, height, width).expand(40, 1, height, width).contiguous()
+    groups = torch.arange(40) // 4  # ten groups of four images
+    torch.manual_seed(1)
+    shifted = random_shift(images, pad, groups)
+    for group in range(10):
+        members = shifted[groups == group]
+        assert all(torch.equal(members[0], member) for member in members[1:])  # one offset per group
+    assert len({shifted[i].sum().item() for i in range(0, 40, 4)}) > 3  # groups differ

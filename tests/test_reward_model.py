@@ -155,6 +155,25 @@ def test_training_windows_are_spaced_as_at_inference():
         np.testing.assert_allclose(batch.times.numpy()[valid], expected[valid] / 10.0, atol=1e-6)
 
 
+def test_training_shifts_a_segment_s_frames_of_one_view_alike():
+    from headway.reward.train import _shift_groups
+    from headway.reward.training_data import EpisodeData, SegmentSampler
+
+    length, views = 30, 2
+    frames = torch.zeros(length, views, 3, 2, 2, dtype=torch.uint8)
+    targets = np.arange(length)
+    episode_data = EpisodeData("t", frames, torch.ones(views, dtype=torch.bool), targets, targets, targets, targets)
+    batch = SegmentSampler([episode_data], 4, fps=10.0, segment=5, view_dropout=0.0).sample(3)
+    groups = _shift_groups(batch, "segment").view(-1, views)  # (N, V): one id per image
+    for frame in range(len(groups)):
+        same_segment = batch.frame_segment == batch.frame_segment[frame]
+        for view in range(views):
+            assert torch.all(groups[same_segment, view] == groups[frame, view])  # the segment's frames share
+            assert not torch.any(groups[~same_segment, view] == groups[frame, view])  # other segments do not
+        assert groups[frame, 0] != groups[frame, 1]  # each camera has its own
+    assert _shift_groups(batch, "frame") is None
+
+
 def test_training_resumes_after_an_interruption_to_the_same_model(tiny_dataset, tmp_path, monkeypatch):
     from headway.reward.training_data import SegmentSampler
 
@@ -220,6 +239,8 @@ def test_training_settings_are_checked_before_any_work(tmp_path):
         TrainConfig(datasets=[tmp_path], out=tmp_path / "m", prior="uniform")
     with pytest.raises(HeadwayError, match="view_dropout is a probability"):
         TrainConfig(datasets=[tmp_path], out=tmp_path / "m", view_dropout=1.5)
+    with pytest.raises(HeadwayError, match="unknown shift_per 'episode'; choose one of segment, frame"):
+        TrainConfig(datasets=[tmp_path], out=tmp_path / "m", shift_per="episode")
 
 
 def test_cli_training_recipe_defaults_come_from_the_training_config(tmp_path, monkeypatch):
@@ -234,9 +255,8 @@ def test_cli_training_recipe_defaults_come_from_the_training_config(tmp_path, mo
 
     monkeypatch.setattr(train_module, "train_reward_model", capture)
     main(["reward", "train", "--dataset", str(tmp_path), "--out", str(tmp_path / "a")])
-    main(["reward", "train", "--dataset", str(tmp_path), "--out", str(tmp_path / "b"), "--stride", "3", "--view-dropout", "0.2", "--window", "4", "--image-shift", "0"])
+    main(["reward", "train", "--dataset", str(tmp_path), "--out", str(tmp_path / "b"), "--stride", "3", "--view-dropout", "0.2", "--window", "4", "--image-shift", "0", "--shift-per", "frame"])
     defaults = TrainConfig(datasets=[tmp_path], out=tmp_path / "a")
-    assert (seen[0].stride, seen[0].view_dropout, seen[0].window, seen[0].image_shift) == (
-        defaults.stride, defaults.view_dropout, defaults.window, defaults.image_shift
-    )
-    assert (seen[1].stride, seen[1].view_dropout, seen[1].window, seen[1].image_shift) == (3, 0.2, 4, 0)
+    recipe = ("stride", "view_dropout", "window", "image_shift", "shift_per")
+    assert [getattr(seen[0], name) for name in recipe] == [getattr(defaults, name) for name in recipe]
+    assert [getattr(seen[1], name) for name in recipe] == [3, 0.2, 4, 0, "frame"]

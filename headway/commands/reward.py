@@ -7,7 +7,7 @@ from pathlib import Path
 
 from headway.commands import views_argument
 
-RECIPE = ("image_shift", "window", "stride", "view_dropout")  # TrainConfig fields the CLI overrides only when given
+RECIPE = ("image_shift", "shift_per", "window", "stride", "view_dropout")  # TrainConfig fields the CLI overrides only when given
 
 
 def _reward_train(args: argparse.Namespace) -> int:
@@ -65,6 +65,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--prior", default="dataset", choices=("dataset", "equal"), help="stage shares of progress: SARM's mean share of time (dataset) or equal shares")
     train.add_argument("--image-shift", type=int, default=None, help="random-shift augmentation in pixels (0: none; conv encoder only)")
+    train.add_argument("--shift-per", choices=("segment", "frame"), default=None, help="one random shift per training segment and view (default) or per frame")
     train.add_argument("--window", type=int, default=None, help="recent frames the causal model reads (plus the first frame)")
     train.add_argument("--stride", type=int, default=None, help="frames between those recent frames")
     train.add_argument("--view-dropout", type=float, default=None, help="share of training segments shown a random strict subset of the views")
