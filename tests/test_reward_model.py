@@ -155,6 +155,19 @@ def test_training_windows_are_spaced_as_at_inference():
         np.testing.assert_allclose(batch.times.numpy()[valid], expected[valid] / 10.0, atol=1e-6)
 
 
+def test_training_scores_an_episode_s_last_frames_about_as_often_as_the_rest():
+    from headway.reward.training_data import EpisodeData, SegmentSampler
+
+    for length in (3, 53, 150):  # shorter than the stride, a lift success, a failure's long tail
+        frames = torch.zeros(length, 1, 3, 2, 2, dtype=torch.uint8)
+        targets = np.arange(length)
+        episode_data = EpisodeData("t", frames, torch.ones(1, dtype=torch.bool), targets, targets, targets, targets)
+        sampler = SegmentSampler([episode_data], 8, fps=20.0, stride=5, segment=24, rewind_prob=0.0, mismatch_prob=0.0)
+        counts = np.bincount(np.concatenate([sampler.sample(8).stage.numpy() for _ in range(300)]), minlength=length)
+        share = counts / counts.mean()
+        assert share[-min(10, length):].mean() > 0.5 and share.min() > 0.3, (length, share[-10:].round(2))
+
+
 def test_training_shifts_a_segment_s_frames_of_one_view_alike():
     from headway.reward.train import _shift_groups
     from headway.reward.training_data import EpisodeData, SegmentSampler
