@@ -22,7 +22,7 @@ from pathlib import Path
 
 from headway.reward.evaluate import evaluate, render_table
 from headway.reward.stage_reward import StageRewardModel
-from headway.reward.train import TrainConfig
+from headway.reward.train import SHIFT_PER, TrainConfig
 from fixtures import simulated_dataset, trained_reward_model  # bench/ is on sys.path
 
 TARGETS = {
@@ -67,7 +67,7 @@ def main() -> None:
     parser.add_argument("--model-seeds", default="0", help="train and evaluate one model per seed")
     parser.add_argument("--prior", default="dataset", choices=("dataset", "equal"), help="stage shares of progress")
     parser.add_argument("--image-shift", type=int, default=TrainConfig.image_shift, help="random-shift augmentation, pixels")
-    parser.add_argument("--shift-per", default=TrainConfig.shift_per, choices=("segment", "frame"), help="one shift per segment and view, or per frame")
+    parser.add_argument("--shift-per", default=TrainConfig.shift_per, choices=SHIFT_PER, help="one shift per segment and view, or per frame")
     parser.add_argument("--stride", type=int, default=TrainConfig.stride, help="frames between the causal window's recent frames")
     parser.add_argument("--view-dropout", type=float, default=TrainConfig.view_dropout, help="share of training segments shown a strict subset of views")
     parser.add_argument("--work", type=Path, default=Path("runs/bench/reward_quality"))

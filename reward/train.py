@@ -48,7 +48,7 @@ class TrainConfig:
     rewind_prob: float = 0.8
     mismatch_prob: float = 0.2
     view_dropout: float = 0.4  # share of training segments shown a random strict subset of the views
-    image_shift: int = 2  # pixels of DrQ random-shift augmentation per training image (0: none)
+    image_shift: int = 2  # pixels of DrQ random-shift augmentation (0: none)
     shift_per: str = "segment"  # one shift per segment and view (motion survives) or per "frame"
     linear_if_missing: bool = False
     prior: str = "dataset"  # stage shares of progress: "dataset" (SARM: mean share of time) or "equal"
