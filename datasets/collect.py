@@ -20,11 +20,12 @@ from tqdm import tqdm
 from headway.atomic import atomic_write_json, read_json, replace_folder
 from headway.errors import HeadwayError, unknown_name
 from headway.sim.env import DEFAULT_VIEWS, EnvConfig, HeadwayEnv
-from headway.sim.expert import FAILURES, MODES, Behaviour, sample_behaviour
+from headway.sim.expert import FAILURES, MODES, Behaviour, failable_stages, sample_behaviour
 from headway.sim.rollout import EpisodeRecord, run_episode
 from headway.sim.task import get_task
 
 DEFAULT_MIX = {"expert": 0.6, "noisy": 0.2, "fail": 0.2}
+FAILURE_STAGES = ("random", "cycle")  # where stall / away strike: drawn per episode, or every stage in turn
 STAGING = "episodes"
 CONFIG_FILE = "collect.json"
 
@@ -56,10 +57,20 @@ class CollectConfig:
     out: Path = Path("data/lift")
     fast_render: bool = True
     vcodec: str = "libsvtav1"
+    failure_kinds: tuple[str, ...] = FAILURES  # failed episodes take these kinds in turn
+    failure_stages: str = "random"
 
     def __post_init__(self) -> None:
         self.out = Path(self.out)
         self.views = tuple(self.views)
+        self.failure_kinds = tuple(self.failure_kinds)
+        if not self.failure_kinds:
+            raise HeadwayError(f"give at least one failure kind: {', '.join(FAILURES)}")
+        for kind in self.failure_kinds:
+            if kind not in FAILURES:
+                raise unknown_name("failure kind", kind, FAILURES)
+        if self.failure_stages not in FAILURE_STAGES:
+            raise unknown_name("failure-stage plan", self.failure_stages, FAILURE_STAGES)
         if self.episodes < 1:
             raise HeadwayError(f"--episodes must be at least 1, got {self.episodes}")
         for mode, share in self.mix.items():
@@ -81,6 +92,7 @@ class CollectConfig:
         data = asdict(self)
         data["out"] = str(self.out)
         data["views"] = list(self.views)
+        data["failure_kinds"] = list(self.failure_kinds)
         return data
 
 
@@ -92,8 +104,14 @@ class PlannedEpisode:
 
 
 def plan_episodes(config: CollectConfig) -> list[PlannedEpisode]:
-    """Deterministic per-episode seeds and behaviours: mode counts by largest remainder, shuffled."""
+    """Deterministic per-episode seeds and behaviours: mode counts by largest remainder, shuffled.
+
+    Failed episodes take the failure kinds in turn; with `failure_stages="cycle"` each kind also
+    strikes every failable stage in turn, so no stage is left without a stall or an away.
+    """
     task = get_task(config.task)
+    stages = failable_stages(task)
+    kinds = config.failure_kinds
     shares = {m: config.mix.get(m, 0.0) * config.episodes for m in MODES}
     counts = {m: int(np.floor(v)) for m, v in shares.items()}
     for mode in sorted(MODES, key=lambda m: shares[m] - counts[m], reverse=True):
@@ -104,12 +122,14 @@ def plan_episodes(config: CollectConfig) -> list[PlannedEpisode]:
     planned, failures = [], 0
     for index, mode in enumerate(modes):
         rng = np.random.default_rng([config.seed, index, 2])
-        failure = None
+        failure = fail_stage = None
         if mode == "fail":
-            failure = FAILURES[failures % len(FAILURES)]  # every failure kind is represented
+            failure = kinds[failures % len(kinds)]
+            if config.failure_stages == "cycle":
+                fail_stage = stages[(failures // len(kinds)) % len(stages)]
             failures += 1
         seed = config.seed * 100_000 + index
-        planned.append(PlannedEpisode(index, seed, sample_behaviour(mode, task, rng, failure)))
+        planned.append(PlannedEpisode(index, seed, sample_behaviour(mode, task, rng, failure, fail_stage)))
     return planned
 
 

@@ -46,8 +46,15 @@ class Behaviour:
         return self.failure if self.mode == "fail" else self.mode
 
 
-def sample_behaviour(mode: str, task: Task, rng: np.random.Generator, failure: str | None = None) -> Behaviour:
-    """A random behaviour of `mode` for `task` (failure kind drawn uniformly unless given)."""
+def failable_stages(task: Task) -> tuple[int, ...]:
+    """The stages where `stall` / `away` may strike: the task's own list, else every stage but the first."""
+    return tuple(task.failable_stages) or tuple(range(1, len(task.stages)))
+
+
+def sample_behaviour(
+    mode: str, task: Task, rng: np.random.Generator, failure: str | None = None, fail_stage: int | None = None
+) -> Behaviour:
+    """A random behaviour of `mode` for `task` (failure kind and the stage it strikes drawn uniformly unless given)."""
     if mode == "expert":
         return Behaviour()
     if mode == "noisy":
@@ -58,7 +65,7 @@ def sample_behaviour(mode: str, task: Task, rng: np.random.Generator, failure: s
     return Behaviour(
         "fail",
         failure=failure,
-        fail_stage=int(rng.choice(task.failable_stages or range(1, len(task.stages)))),
+        fail_stage=int(rng.choice(failable_stages(task))) if fail_stage is None else fail_stage,
         fail_after=int(rng.integers(2, 6)),
         miss_offset=float(rng.choice([-1.0, 1.0]) * rng.uniform(0.04, 0.05)),
     )

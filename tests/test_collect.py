@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -86,6 +87,46 @@ def test_plan_is_deterministic_and_respects_the_mix():
     assert (modes.count("expert"), modes.count("noisy"), modes.count("fail")) == (6, 2, 2)
     failures = {p.behaviour.failure for p in plan if p.behaviour.mode == "fail"}
     assert len(failures) == 2, "fail episodes cycle through the failure kinds"
+
+
+def test_cycled_failure_stages_give_every_kind_every_stage_equally():
+    from collections import Counter
+
+    from headway.sim.expert import failable_stages
+    from headway.sim.task import get_task
+
+    stages = failable_stages(get_task("stack"))
+    config = CollectConfig(
+        task="stack", episodes=4 * len(stages), mix={"fail": 1.0}, failure_kinds=("stall", "away"),
+        failure_stages="cycle", out=Path("/nonexistent"),
+    )
+    counts = Counter((p.behaviour.failure, p.behaviour.fail_stage) for p in plan_episodes(config))
+    assert counts == {(kind, stage): 2 for kind in ("stall", "away") for stage in stages}
+    drawn = Counter(p.behaviour.fail_stage for p in plan_episodes(CollectConfig(**{**vars(config), "failure_stages": "random"})))
+    assert drawn != Counter({stage: 4 for stage in stages}), "random stages are drawn, not cycled"
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [({"failure_kinds": ("stall", "nap")}, "unknown failure kind 'nap'"), ({"failure_kinds": ()}, "at least one failure kind"),
+     ({"failure_stages": "first"}, "unknown failure-stage plan 'first'")],
+)
+def test_bad_failure_settings_are_refused(settings, message):
+    with pytest.raises(HeadwayError, match=message):
+        CollectConfig(out=Path("/nonexistent"), **settings)
+
+
+def test_cli_collect_passes_the_failure_settings(tmp_path, monkeypatch):
+    import headway.datasets.collect as collect_module
+    from headway.cli import main
+
+    seen = []
+    summary = SimpleNamespace(render=lambda: "")
+    monkeypatch.setattr(collect_module, "collect", lambda config, resume, overwrite: seen.append(config) or summary)
+    main(["sim", "collect", "--out", str(tmp_path / "a")])
+    main(["sim", "collect", "--out", str(tmp_path / "b"), "--failures", "stall,away", "--failure-stages", "cycle"])
+    assert (seen[0].failure_kinds, seen[0].failure_stages) == (CollectConfig().failure_kinds, "random")
+    assert (seen[1].failure_kinds, seen[1].failure_stages) == (("stall", "away"), "cycle")
 
 
 @pytest.mark.parametrize(

@@ -20,6 +20,8 @@ def _sim_collect(args: argparse.Namespace) -> int:
         seed=args.seed,
         out=args.out,
         fast_render=not args.full_render,
+        failure_kinds=tuple(k.strip() for k in args.failures.split(",") if k.strip()),
+        failure_stages=args.failure_stages,
     )
     summary = collect(config, resume=args.resume, overwrite=args.overwrite)
     print(summary.render())
@@ -27,8 +29,9 @@ def _sim_collect(args: argparse.Namespace) -> int:
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    from headway.datasets.collect import DEFAULT_MIX
+    from headway.datasets.collect import DEFAULT_MIX, FAILURE_STAGES
     from headway.sim.env import DEFAULT_VIEWS
+    from headway.sim.expert import FAILURES
 
     sim = commands.add_parser("sim", help="simulation: collect demonstrations")
     sim_commands = sim.add_subparsers(dest="sim_command", required=True, metavar="COMMAND")
@@ -37,6 +40,11 @@ def register(commands: argparse._SubParsersAction) -> None:
     collect.add_argument("--episodes", type=int, default=50)
     mix_text = ",".join(f"{k}={v}" for k, v in DEFAULT_MIX.items())
     collect.add_argument("--mix", default=mix_text, help=f"shares of expert/noisy/fail episodes (default {mix_text})")
+    collect.add_argument("--failures", default=",".join(FAILURES), help="failure kinds that failed episodes take in turn")
+    collect.add_argument(
+        "--failure-stages", default="random", choices=FAILURE_STAGES,
+        help="where stall/away strike: a random stage per episode, or every stage in turn",
+    )
     collect.add_argument("--views", default=",".join(DEFAULT_VIEWS), help="comma-separated camera names")
     collect.add_argument("--size", type=int, default=84, help="square image size in pixels")
     collect.add_argument("--seed", type=int, default=0)
