@@ -3,13 +3,15 @@ held-out seeds, against the linear-in-time and robosuite-dense baselines, plus t
 each view at test time.
 
     uv run python bench/reward_quality.py [--tasks lift,stack] [--train 40] [--train-seeds 0,2,3,4]
-        [--failure-seeds 5] [--failures 40] [--eval 20] [--steps 4000] [--model-seeds 0]
+        [--failure-seeds 5] [--failures 40] [--stall-seeds 7] [--stalls 40] [--eval 20] [--steps 4000] [--model-seeds 0]
         [--prior dataset|equal] [--image-shift 2] [--shift-per segment|frame] [--stride 5] [--view-dropout 0.4]
 
-Training data: one default-mix collection per --train-seeds seed, plus one collection of failed
+Training data: one default-mix collection per --train-seeds seed; one collection of failed
 episodes only per --failure-seeds seed (every failure kind, at random stages), so rare failure
-states are covered. Several --model-seeds train one model each on the same data and print every
-table, then each metric's mean and range over the seeds and whether every seed meets its target.
+states are covered; and one collection of stalls and aways only per --stall-seeds seed, each kind
+striking every stage in turn, so that standing still is not read as a stage of its own. Several
+--model-seeds train one model each on the same data and print every table, then each metric's
+mean and range over the seeds and whether every seed meets its target.
 
 Datasets and checkpoints are kept under --work (default runs/bench/reward_quality) and reused.
 """
@@ -62,6 +64,8 @@ def main() -> None:
     parser.add_argument("--train-seeds", default="0,2,3,4", help="one training collection per seed (seed 1 is held out)")
     parser.add_argument("--failure-seeds", default="5", help="one failures-only training collection per seed ('' for none)")
     parser.add_argument("--failures", type=int, default=40, help="episodes per failures-only collection")
+    parser.add_argument("--stall-seeds", default="7", help="one stall/away collection per seed, every stage in turn ('' for none)")
+    parser.add_argument("--stalls", type=int, default=40, help="episodes per stall/away collection")
     parser.add_argument("--eval", type=int, default=20, help="held-out episodes per task (seed 1)")
     parser.add_argument("--steps", type=int, default=4000)
     parser.add_argument("--model-seeds", default="0", help="train and evaluate one model per seed")
@@ -75,15 +79,21 @@ def main() -> None:
 
     seeds = [int(s) for s in args.train_seeds.split(",")]
     failure_seeds = [int(s) for s in args.failure_seeds.split(",") if s]
+    stall_seeds = [int(s) for s in args.stall_seeds.split(",") if s]
     model_seeds = [int(s) for s in args.model_seeds.split(",")]
-    if 1 in seeds + failure_seeds:
-        parser.error("--train-seeds/--failure-seeds: seed 1 is the held-out evaluation collection")
+    if 1 in seeds + failure_seeds + stall_seeds:
+        parser.error("--train-seeds/--failure-seeds/--stall-seeds: seed 1 is the held-out evaluation collection")
     results = {}
     for task in args.tasks.split(","):
         train_dirs = [dataset(args.work, task, "train" if seed == 0 else f"train_s{seed}", args.train, seed=seed) for seed in seeds]
         train_dirs += [dataset(args.work, task, f"failures_s{seed}", args.failures, seed=seed, mix={"fail": 1.0}) for seed in failure_seeds]
+        train_dirs += [
+            dataset(args.work, task, f"stalls_s{seed}", args.stalls, seed=seed, mix={"fail": 1.0}, failure_kinds=("stall", "away"), failure_stages="cycle")
+            for seed in stall_seeds
+        ]
         eval_dir = dataset(args.work, task, "eval", args.eval, seed=1)
         data_name = f"seeds{'-'.join(map(str, seeds))}" + (f"_failures{'-'.join(map(str, failure_seeds))}x{args.failures}" if failure_seeds else "")
+        data_name += f"_stalls{'-'.join(map(str, stall_seeds))}x{args.stalls}" if stall_seeds else ""
         name = f"{task}_{args.steps}_{args.prior}_{data_name}_shift{args.image_shift}{'' if args.shift_per == 'frame' else 'per' + args.shift_per}_stride{args.stride}_dropout{args.view_dropout:g}"
         runs = []
         for model_seed in model_seeds:
