@@ -19,6 +19,6 @@ def register_all(commands: argparse._SubParsersAction) -> None:
         importlib.import_module(f"{__name__}.{module_info.name}").register(commands)
 
 
-def views_argument(text: str) -> tuple[str, ...]:
-    """Parse a comma-separated list of camera names."""
+def names_argument(text: str) -> tuple[str, ...]:
+    """Parse a comma-separated list of names (camera views, failure kinds)."""
     return tuple(v.strip() for v in text.split(",") if v.strip())

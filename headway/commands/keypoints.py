@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from headway.commands import views_argument
+from headway.commands import names_argument
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -14,7 +14,7 @@ def _train(args: argparse.Namespace) -> int:
     config = KeypointTrainConfig(
         datasets=args.dataset,
         out=args.out,
-        views=views_argument(args.views) if args.views else None,
+        views=names_argument(args.views) if args.views else None,
         width=args.width,
         steps=args.steps,
         batch_size=args.batch_size,
@@ -56,7 +56,7 @@ def _fuse(args: argparse.Namespace) -> int:
         from headway.errors import HeadwayError
 
         raise HeadwayError(f"--weights takes PROGRESS,KEYPOINTS (two numbers), got {args.weights!r}")
-    cameras = static_cameras(args.dataset, list(views_argument(args.views)) if args.views else None)
+    cameras = static_cameras(args.dataset, list(names_argument(args.views)) if args.views else None)
     model = build_keypoint_reward(args.keypoints, args.progress, cameras, weights[0], weights[1], args.distance_scale, args.device)
     model.save(args.out)
     print(f"wrote {args.out}: keypoint reward over {', '.join(cameras)} fused with {args.progress} (weights {weights[0]:g}, {weights[1]:g})")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from headway.commands import views_argument
+from headway.commands import names_argument
 
 
 def _policy_bc(args: argparse.Namespace) -> int:
@@ -19,7 +19,7 @@ def _policy_bc(args: argparse.Namespace) -> int:
         steps=args.steps,
         batch_size=args.batch_size,
         lr=args.lr,
-        views=views_argument(args.views) if args.views else None,
+        views=names_argument(args.views) if args.views else None,
         image_size=args.size,
         weights=args.weights,
         labels=args.labels,

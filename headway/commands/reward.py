@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from headway.commands import views_argument
+from headway.commands import names_argument
 
 RECIPE = ("image_shift", "shift_per", "window", "stride", "view_dropout")  # TrainConfig fields the CLI overrides only when given
 
@@ -17,7 +17,7 @@ def _reward_train(args: argparse.Namespace) -> int:
         datasets=args.dataset,
         out=args.out,
         encoder=args.encoder,
-        views=views_argument(args.views) if args.views else None,
+        views=names_argument(args.views) if args.views else None,
         image_size=args.size,
         steps=args.steps,
         linear_if_missing=args.linear_targets,
@@ -42,7 +42,7 @@ def _reward_eval(args: argparse.Namespace) -> int:
     from headway.reward.loading import load_reward_model
 
     model = load_reward_model(args.model, device=args.device)
-    report = evaluate(model, args.dataset, views_argument(args.views) if args.views else None, args.plots)
+    report = evaluate(model, args.dataset, names_argument(args.views) if args.views else None, args.plots)
     print(render_table(report))
     if args.json:
         atomic_write_json(args.json, report)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from headway.commands import views_argument
+from headway.commands import names_argument
 
 
 def _sim_collect(args: argparse.Namespace) -> int:
@@ -15,12 +15,12 @@ def _sim_collect(args: argparse.Namespace) -> int:
         task=args.task,
         episodes=args.episodes,
         mix=parse_mix(args.mix),
-        views=views_argument(args.views),
+        views=names_argument(args.views),
         image_size=args.size,
         seed=args.seed,
         out=args.out,
         fast_render=not args.full_render,
-        failure_kinds=tuple(k.strip() for k in args.failures.split(",") if k.strip()),
+        failure_kinds=names_argument(args.failures),
         failure_stages=args.failure_stages,
     )
     summary = collect(config, resume=args.resume, overwrite=args.overwrite)
