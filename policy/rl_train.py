@@ -27,8 +27,10 @@ fine-tuning degrades a good clone on lift (the critic is poor early and explorat
 succeeds). Two options keep the initial actor frozen as a reference (policy/sac.py): `sac.residual`
 (the actor learns a bounded correction to the reference's action; the one that kept and sometimes
 improved the start in bench/rl.py) and `sac.ibrl` (IBRL: act and bootstrap with the reference's
-action wherever the critics value it more); the exported policy acts the same way. Measurements:
-README, "Online RL".
+action wherever the critics value it more); the exported policy acts the same way. A third option
+changes the actor's objective instead: `sac.actor_update = "awac"` imitates replay actions weighted
+by their advantage, so the actor never follows the critics toward actions nobody took.
+Measurements: README, "Online RL".
 
 An interrupted episode is not resumed mid-way: after `--resume` the next episode starts from a
 fresh reset (its seed continues the sequence), which off-policy learning does not mind.
@@ -138,6 +140,13 @@ class RLConfig:
 
 
 # -- small helpers ------------------------------------------------------------------------------------
+def _with_defaults(saved: dict) -> dict:
+    """A saved identity with the settings added since it was written filled in at their defaults
+    (a new setting's default keeps the old behaviour), so older runs still resume."""
+    defaults = RLConfig().identity()
+    return defaults | saved | {"sac": defaults["sac"] | saved.get("sac", {})}
+
+
 def _check_names(reward: str, shaping: str | None) -> None:
     """Unknown reward-source or shaping names fail before any work, listing the valid ones."""
     from headway.policy.reward_sources import REWARD_SOURCES
@@ -380,7 +389,7 @@ def train_rl(config: RLConfig, resume: bool = False) -> dict:
             raise HeadwayError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
         saved = out / "config.json"
         if saved.exists():
-            previous = json.loads(saved.read_text())
+            previous = _with_defaults(json.loads(saved.read_text()))
             differing = sorted(k for k in identity if previous.get(k) != identity[k])
             if differing:
                 raise HeadwayError(f"{out} holds a run with different settings ({', '.join(differing)}); use another --out")

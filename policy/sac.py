@@ -13,6 +13,13 @@ better, so fine-tuning starts from the reference's behaviour instead of first de
 Residual (`SACConfig.residual` = r > 0): the actor outputs a correction u in [-1, 1] and the agent
 executes clip(a_ref + r u), so it can never stray more than r from the frozen reference (the actor
 restarts as a zero correction). Both can be combined.
+AWAC (`SACConfig.actor_update = "awac"`, Nair et al. 2020, "Accelerating Online Reinforcement
+Learning with Offline Datasets"): the actor is not pushed up the critics' gradient; it keeps
+imitating replay actions (demonstrations and its own) with the cloning loss, each row weighted by
+exp(advantage / temperature), so it only ever moves toward actions that were taken and valued
+above its own: a critic that is wrong about actions nobody took cannot pull the actor there. On
+stack it degraded the cloned actor as the SAC update did (README, "Online RL"): the cause there is
+not only the critic's extrapolation.
 
 `SACPolicy` is the acting part as a headway `Policy` (format "headway.sac"), loadable with
 `headway.policy.interface.load_policy` by the rollout controller and `headway policy eval`: the
@@ -40,6 +47,8 @@ FORMAT = "headway.sac"
 FORMAT_VERSION = 2  # 2: weights under actor./reference./critics. (reference and critics when the agent used them)
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
 IBRL_Q = ("min", "mean")  # how the critics' values of a candidate action are combined to choose it
+ACTOR_UPDATES = ("sac", "awac")
+AWAC_MAX_WEIGHT = 20.0  # clip of exp(advantage / temperature), as AWR and AWAC do
 
 
 @dataclass
@@ -60,6 +69,8 @@ class SACConfig:
     ibrl: bool = False  # act and bootstrap with the better of the actor and a frozen copy of its initialisation
     ibrl_q: str = "min"  # min | mean over the critics when IBRL compares the two actions
     residual: float = 0.0  # > 0: the actor's output is a correction of at most this size to the frozen reference's action
+    actor_update: str = "sac"  # sac: maximise Q + entropy | awac: advantage-weighted cloning of replay actions
+    awac_temperature: float = 1.0  # in units of the batch's advantage spread (smaller: imitate only the best)
 
     def __post_init__(self) -> None:
         self.hidden = tuple(int(h) for h in self.hidden)
@@ -79,6 +90,12 @@ class SACConfig:
             raise HeadwayError(f"ibrl_q must be one of {', '.join(IBRL_Q)}, got {self.ibrl_q!r}")
         if not 0.0 <= self.residual <= 2.0:
             raise HeadwayError(f"residual must be in [0, 2] (0: off; actions span [-1, 1]), got {self.residual}")
+        if self.actor_update not in ACTOR_UPDATES:
+            raise HeadwayError(f"actor_update must be one of {', '.join(ACTOR_UPDATES)}, got {self.actor_update!r}")
+        if self.awac_temperature <= 0:
+            raise HeadwayError(f"awac_temperature must be positive, got {self.awac_temperature}")
+        if self.actor_update == "awac" and self.uses_reference:
+            raise HeadwayError("the AWAC update imitates replay actions directly; it does not combine with ibrl or residual (set residual 0)")
 
     @property
     def uses_reference(self) -> bool:
@@ -118,6 +135,14 @@ class Actor(nn.Module):
 
     def deterministic(self, obs: torch.Tensor) -> torch.Tensor:
         return torch.tanh(self(obs)[0])
+
+    def imitation_loss(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """Per-row loss of imitating `actions`: the mean action's squared error plus a small negative
+        log-likelihood under the squashed Gaussian (which fits the spread)."""
+        actions = actions.clamp(-0.999, 0.999)
+        mean, log_std = self(obs)
+        nll = (0.5 * ((torch.atanh(actions) - mean) / log_std.exp()) ** 2 + log_std).sum(-1)
+        return ((torch.tanh(mean) - actions) ** 2).mean(-1) + 1e-2 * nll
 
 
 class Critics(nn.Module):
@@ -261,43 +286,54 @@ class SACAgent:
         self.critic_opt.step()
         metrics.update(critic_loss=critic_loss.item(), q_mean=q.mean().item())
         if actor:
-            new_raw, log_prob = self.actor.sample(obs)
-            q_new = self.critics(obs, self._execute(new_raw, obs)).mean(0)
-            if c.bc_weight > 0 and demo_mask is not None and bool(demo_mask.any()):
-                # TD3+BC style: the Q term is normalised by its magnitude, so bc_weight is scale-free;
-                # the entropy term is not (normalising it by a tiny sparse-reward Q would let it dominate)
+            imitate = c.bc_weight > 0 and demo_mask is not None and bool(demo_mask.any())
+            if c.actor_update == "awac":
+                actor_loss = self._awac_loss(obs, action, metrics)
+                log_prob = None
+            else:
+                new_raw, log_prob = self.actor.sample(obs)
+                q_new = self.critics(obs, self._execute(new_raw, obs)).mean(0)
+                q_scale = q_new.abs().mean().detach() + 1e-6 if imitate else 1.0
+                # TD3+BC style: with a BC term the Q term is normalised by its magnitude, so bc_weight is
+                # scale-free; the entropy term is not (normalising it by a tiny sparse-reward Q would let it dominate)
+                actor_loss = (self.alpha * log_prob - q_new / q_scale).mean()
+            if imitate:
                 mean_action = self._execute(self.actor.deterministic(obs[demo_mask]), obs[demo_mask])
                 bc = F.mse_loss(mean_action, action[demo_mask])
-                q_scale = q_new.abs().mean().detach() + 1e-6
-                actor_loss = (self.alpha * log_prob - q_new / q_scale).mean() + c.bc_weight * bc
+                actor_loss = actor_loss + c.bc_weight * bc
                 metrics["bc_loss"] = bc.item()
-            else:
-                actor_loss = (self.alpha * log_prob - q_new).mean()
             self.actor_opt.zero_grad(set_to_none=True)
             actor_loss.backward()
             self.actor_opt.step()
-            alpha_loss = -(self.log_alpha * (log_prob.detach() + self.target_entropy)).mean()
-            self.alpha_opt.zero_grad(set_to_none=True)
-            alpha_loss.backward()
-            self.alpha_opt.step()
-            metrics.update(actor_loss=actor_loss.item(), alpha=self.alpha, entropy=-log_prob.mean().item())
+            if log_prob is not None:  # the temperature belongs to the entropy-regularised (SAC) objective
+                alpha_loss = -(self.log_alpha * (log_prob.detach() + self.target_entropy)).mean()
+                self.alpha_opt.zero_grad(set_to_none=True)
+                alpha_loss.backward()
+                self.alpha_opt.step()
+                metrics["entropy"] = -log_prob.mean().item()
+            metrics.update(actor_loss=actor_loss.item(), alpha=self.alpha)
         with torch.no_grad():
             for p, tp in zip(self.critics.parameters(), self.target_critics.parameters()):
                 tp.lerp_(p, c.tau)
         self.updates += 1
         return metrics
 
+    def _awac_loss(self, obs: torch.Tensor, action: torch.Tensor, metrics: dict) -> torch.Tensor:
+        """The cloning loss on the batch's actions, weighted by their advantage over the actor's mean action."""
+        with torch.no_grad():
+            advantage = self.critics(obs, action).min(0).values - self.critics(obs, self.actor.deterministic(obs)).min(0).values
+            scaled = advantage / (self.config.awac_temperature * (advantage.std() + 1e-6))
+            weights = scaled.clamp(max=math.log(AWAC_MAX_WEIGHT)).exp()
+            weights = weights / weights.mean()
+        metrics.update(awac_positive_share=(advantage > 0).float().mean().item(), awac_max_weight=weights.max().item())
+        return (weights * self.actor.imitation_loss(obs, action)).mean()
+
     def pretrain_actor(self, obs: torch.Tensor, actions: torch.Tensor, steps: int, batch_size: int = 256) -> float:
         """Supervised phase: regress the actor's mean action onto target actions (distillation or BC)."""
-        actions = actions.clamp(-0.999, 0.999)
         loss = torch.tensor(float("nan"))
         for _ in range(steps):
             idx = torch.randint(0, len(obs), (min(batch_size, len(obs)),), device=obs.device)
-            mean, log_std = self.actor(obs[idx])
-            # maximise the likelihood of the target under the squashed Gaussian, with a mean-squared anchor
-            raw_target = torch.atanh(actions[idx])
-            nll = (0.5 * ((raw_target - mean) / log_std.exp()) ** 2 + log_std).sum(-1).mean()
-            loss = F.mse_loss(torch.tanh(mean), actions[idx]) + 1e-2 * nll
+            loss = self.actor.imitation_loss(obs[idx], actions[idx]).mean()
             self.actor_opt.zero_grad(set_to_none=True)
             loss.backward()
             self.actor_opt.step()

@@ -442,3 +442,43 @@ def test_a_policy_of_the_old_format_is_refused_with_a_fix(tmp_path):
     (tmp_path / "policy" / "config.json").write_text(json.dumps({**config, "format_version": 1}))
     with pytest.raises(HeadwayError, match="format 1.*Retrain it with `headway rl train`"):
         load_policy(tmp_path / "policy")
+
+
+# -- AWAC: advantage-weighted imitation of replay actions -------------------------------------------------
+def test_awac_moves_the_actor_toward_the_replay_action_the_critics_value_more():
+    torch.manual_seed(0)
+    n = 128
+    good = torch.arange(n) % 2 == 0
+    batch = {  # a bandit: two actions in replay, only +0.6 is rewarded
+        "obs": torch.zeros(n, 3),
+        "action": torch.where(good, 0.6, -0.6)[:, None],
+        "reward": good.float(),
+        "next_obs": torch.zeros(n, 3),
+        "terminated": torch.ones(n),
+    }
+    agent = SACAgent(3, 1, SACConfig(hidden=(32, 32), actor_update="awac", actor_lr=3e-3, critic_lr=3e-3))
+    for _ in range(300):
+        metrics = agent.update(batch)
+    # plain likelihood (equal weights) would settle between the two actions, at about 0
+    assert agent.act(np.zeros(3, np.float32), deterministic=True)[0] > 0.4
+    assert metrics["awac_max_weight"] > 1.0 and "entropy" not in metrics  # no temperature tuning under AWAC
+
+
+def test_awac_settings_are_checked():
+    with pytest.raises(HeadwayError, match="actor_update must be one of sac, awac"):
+        SACConfig(actor_update="ppo")
+    with pytest.raises(HeadwayError, match="awac_temperature must be positive"):
+        SACConfig(actor_update="awac", awac_temperature=0.0)
+    with pytest.raises(HeadwayError, match="does not combine with ibrl or residual"):
+        SACConfig(actor_update="awac", residual=0.2)
+
+
+def test_a_run_saved_before_a_setting_existed_resumes_and_a_changed_setting_is_named(tmp_path):
+    out = tmp_path / "run"
+    train_rl(_config(out, steps=40, eval_every=40))
+    saved = json.loads((out / "config.json").read_text())
+    del saved["sac"]["actor_update"], saved["success_weight"]  # as written before these settings existed
+    (out / "config.json").write_text(json.dumps(saved))
+    assert train_rl(_config(out, steps=60, eval_every=20), resume=True)["steps"] == 60
+    with pytest.raises(HeadwayError, match=r"different settings \(sac\)"):
+        train_rl(_config(out, steps=80, sac=SACConfig(hidden=(32, 32), actor_update="awac")), resume=True)

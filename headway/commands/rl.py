@@ -27,7 +27,16 @@ def _rl_train(args: argparse.Namespace) -> int:
         pretrain_steps=args.pretrain_steps,
         distill_steps=args.distill_steps,
         critic_pretrain=args.critic_pretrain,
-        sac=SACConfig(gamma=args.gamma, bc_weight=args.bc_weight, init_alpha=args.init_alpha, actor_lr=args.actor_lr, ibrl=args.ibrl, residual=args.residual),
+        sac=SACConfig(
+            gamma=args.gamma,
+            bc_weight=args.bc_weight,
+            init_alpha=args.init_alpha,
+            actor_lr=args.actor_lr,
+            ibrl=args.ibrl,
+            residual=args.residual,
+            actor_update=args.actor_update,
+            awac_temperature=args.awac_temperature,
+        ),
         device=args.device,
     )
     summary = train_rl(config, resume=args.resume)
@@ -68,6 +77,11 @@ def register(commands: argparse._SubParsersAction) -> None:
     train.add_argument(
         "--residual", type=float, default=0.0, help="> 0: the actor outputs a correction of at most this size to its frozen initialisation's action"
     )
+    train.add_argument(
+        "--actor-update", default="sac", choices=("sac", "awac"),
+        help="sac: follow the critics' gradient | awac: imitate replay actions weighted by their advantage",
+    )
+    train.add_argument("--awac-temperature", type=float, default=1.0, help="AWAC: in units of the batch's advantage spread")
     train.add_argument("--critic-pretrain", type=int, default=0, help="critic-only updates on the demonstrations before acting")
     train.add_argument("--init-alpha", type=float, default=0.1, help="initial entropy temperature (small when fine-tuning an init)")
     train.add_argument("--actor-lr", type=float, default=3e-4)
