@@ -1,6 +1,6 @@
 """Online RL on lift or stack with different rewards, same budget, same seed, same start.
 
-    uv run python bench/rl.py [--task lift|stack] [--model REWARD_CKPT] [--demos DATASET] [--fused-model FUSED_CKPT] [--steps 2000] [--out runs/bench_rl]
+    uv run python bench/rl.py [--task lift|stack] [--model REWARD_CKPT] [--demos DATASET] [--fused-model FUSED_CKPT] [--steps 2000] [--jobs 2] [--out runs/bench_rl]
 
 Variants: sparse, robosuite-dense, prm+pbrs, prm+delta, prm+keypoints (choose with --variants).
 prm+keypoints is the fused potential (stage-aware progress + keypoint closeness, `headway keypoints
@@ -8,16 +8,17 @@ fuse`) with PBRS. Every run starts from the same initialisation (the actor clone
 successful demonstrations among the first --demo-episodes with the same seed, those demonstrations
 in replay) and is evaluated on the same held-out seeds. On lift the default start (4 demo episodes,
 1,000 cloning steps, seed 0) succeeds on 3 of the first 5 held-out seeds, so reaching 90% takes
-learning; on stack it succeeds on none.
+learning; on stack a start needs more demonstrations (48 with --pretrain-steps 3000: 5 of 10 seeds).
 Fine-tuning keeps the clone frozen and learns a residual correction of at most --residual per
 action dimension (--residual 0 for plain SAC from the clone; --ibrl for IBRL, which did worse here,
-see policy/rl_train.py). Without --model / --demos, a small dataset of the task (agentview, wrist and sideview
+see policy/rl_train.py; --actor-update awac --residual 0 for advantage-weighted imitation). Without --model / --demos, a small dataset of the task (agentview, wrist and sideview
 cameras) is collected and a small reward model trained first (fresh machine); without
 --fused-model, a keypoint model is trained on the same demos (or --keypoint-model is used) and fused
 with the reward model, triangulating from the static agentview and sideview cameras.
 Also measures the PRM's share of an environment step with rendering (target <= 25%).
 Prints final success, area under the success curve, steps to 90% success, prm+pbrs / sparse ratios
-and prm+keypoints / prm+pbrs steps to 90%.
+and prm+keypoints / prm+pbrs steps to 90%. `--jobs 2` trains two variants at once (one thread each:
+on two cores, half the wall time); runs already in --out are resumed, not redone.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import numpy as np
 from headway.atomic import atomic_write_json
 from fixtures import simulated_dataset, trained_keypoint_model, trained_reward_model  # bench/ is on sys.path
 from headway.policy.rl_train import RLConfig, train_rl
-from headway.policy.sac import SACConfig
+from headway.policy.sac import ACTOR_UPDATES, SACConfig
 
 # variant -> (reward source, shaping); "fused" is the stage-aware PRM fused with keypoint closeness
 VARIANTS = {
@@ -100,6 +101,52 @@ def steps_to(summary: dict, level: float) -> int | None:
     return None
 
 
+def report(name: str, summary: dict) -> None:
+    print(
+        f"{name}: success by step {dict(zip(summary['eval_steps'], summary['eval_success']))}, "
+        f"final {summary['final_success_rate']:.2f}, AUC {summary['success_auc']:.3f}, {summary['seconds']:.0f} s",
+        flush=True,
+    )
+
+
+def stop_with_parent() -> None:
+    """Pool initializer: a worker whose bench process was killed exits too, instead of writing on into
+    a run folder that a resumed bench would then share with it."""
+    import os
+    import threading
+
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(2)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def run_variants(configs: dict[str, RLConfig], jobs: int) -> dict[str, dict]:
+    """Train every variant (resuming any that ran before), `jobs` at a time in separate processes
+    of one thread each; the runs do not share anything but the read-only checkpoints."""
+    if jobs == 1:
+        results = {}
+        for name, config in configs.items():
+            print(f"--- {name} ({config.steps} env steps) ...", flush=True)
+            results[name] = train_rl(config, resume=True)
+            report(name, results[name])
+        return results
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    print(f"--- {', '.join(configs)} ({jobs} at a time) ...", flush=True)
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"), initializer=stop_with_parent) as pool:
+        futures = {name: pool.submit(train_rl, config, True) for name, config in configs.items()}
+        names = {future: name for name, future in futures.items()}
+        for future in as_completed(names):
+            report(names[future], future.result())
+    return {name: future.result() for name, future in futures.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--task", default="lift", choices=("lift", "stack"))
@@ -118,11 +165,15 @@ def main() -> None:
     parser.add_argument("--ibrl", action=argparse.BooleanOptionalAction, default=False, help="IBRL with the clone as frozen reference")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--critic-pretrain", type=int, default=500, help="critic-only updates on the demos first")
+    parser.add_argument("--critic-warmup", type=int, default=0, help="online steps whose updates train the critics only (the actor stays the clone)")
     parser.add_argument("--bc-weight", type=float, default=10.0, help="BC term keeping the actor near the demos")
     parser.add_argument("--init-alpha", type=float, default=0.005)
     parser.add_argument("--actor-lr", type=float, default=1e-4)
     parser.add_argument("--residual", type=float, default=0.2, help="> 0: the actor corrects the frozen clone's action by at most this")
+    parser.add_argument("--actor-update", default="sac", choices=ACTOR_UPDATES, help="awac: advantage-weighted imitation of replay actions (with --residual 0)")
+    parser.add_argument("--awac-temperature", type=float, default=1.0)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--jobs", type=int, default=1, help="variants trained at once, each in its own one-thread process")
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--collect-episodes", type=int, default=16)
     parser.add_argument("--reward-steps", type=int, default=1000)
@@ -137,6 +188,8 @@ def main() -> None:
     unknown = [n for n in names if n not in VARIANTS]
     if unknown:
         parser.error(f"unknown variants {unknown}; choose from {', '.join(VARIANTS)}")
+    if args.jobs < 1:
+        parser.error(f"--jobs must be at least 1, got {args.jobs}")
     demos, model, fused_model = prepare(args, fused="prm+keypoints" in names)
     checkpoints = {"prm": model, "fused": fused_model}
 
@@ -145,10 +198,10 @@ def main() -> None:
         f"PRM in the loop: env step with rendering {cost['env_step_ms']:.1f} ms, PRM step {cost['prm_step_ms']:.1f} ms "
         f"= {100 * cost['prm_share_of_env_step']:.0f}% of an env step (target <= 25%)"
     )
-    results = {}
+    configs = {}
     for name in names:
         reward, shaping = VARIANTS[name]
-        config = RLConfig(
+        configs[name] = RLConfig(
             task=args.task,
             reward=f"prm:{checkpoints[reward]}" if reward in checkpoints else reward,
             shaping=shaping,
@@ -162,18 +215,19 @@ def main() -> None:
             pretrain_steps=args.pretrain_steps,
             demo_episodes=args.demo_episodes,
             critic_pretrain=args.critic_pretrain,
-            critic_warmup=0,
-            sac=SACConfig(bc_weight=args.bc_weight, init_alpha=args.init_alpha, actor_lr=args.actor_lr, ibrl=args.ibrl, residual=args.residual),
+            critic_warmup=args.critic_warmup,
+            sac=SACConfig(
+                bc_weight=args.bc_weight,
+                init_alpha=args.init_alpha,
+                actor_lr=args.actor_lr,
+                ibrl=args.ibrl,
+                residual=args.residual,
+                actor_update=args.actor_update,
+                awac_temperature=args.awac_temperature,
+            ),
             progress=False,
         )
-        print(f"--- {name} ({args.steps} env steps) ...", flush=True)
-        summary = train_rl(config, resume=True)
-        results[name] = summary
-        print(
-            f"{name}: success by step {dict(zip(summary['eval_steps'], summary['eval_success']))}, "
-            f"final {summary['final_success_rate']:.2f}, AUC {summary['success_auc']:.3f}, {summary['seconds']:.0f} s",
-            flush=True,
-        )
+    results = run_variants(configs, args.jobs)
 
     import matplotlib
 
