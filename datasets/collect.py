@@ -180,6 +180,8 @@ def _prepare_output(config: CollectConfig, resume: bool, overwrite: bool) -> Pat
             )
         else:
             previous = read_json(partial / CONFIG_FILE) if (partial / CONFIG_FILE).exists() else None
+            if previous is not None:  # settings added since it was written read at their defaults (the old behaviour)
+                previous = CollectConfig().identity() | previous
             if previous is not None and previous != config.identity():
                 changed = sorted(k for k in config.identity() if previous.get(k) != config.identity()[k])
                 raise HeadwayError(

@@ -178,6 +178,9 @@ def test_kill_and_resume_gives_the_same_dataset(tiny_dataset, tmp_path):
         collect(tiny_config(out), progress=False)
     with pytest.raises(HeadwayError, match="seed"):
         collect(tiny_config(out, seed=99), resume=True, progress=False)
+    saved = partial_dir(out) / "collect.json"
+    older = {k: v for k, v in json.loads(saved.read_text()).items() if k not in ("failure_kinds", "failure_stages")}
+    saved.write_text(json.dumps(older))  # as written before those settings existed: still resumable
     summary = collect(tiny_config(out), resume=True, progress=False)
     assert summary.resumed >= 1 and summary.episodes == 3
     assert not partial_dir(out).exists()
