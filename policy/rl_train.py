@@ -442,6 +442,7 @@ def train_rl(config: RLConfig, resume: bool = False) -> dict:
     step, episode_index, last_eval, last_checkpoint = 0, 0, -1, -1
     if checkpoint is not None:
         payload, replay = checkpoint
+        started -= payload.get("seconds", 0.0)  # logged and summarised times count the whole run, not this part
         agent.load_state_dict(payload["agent"])
         rng.bit_generator.state = payload["numpy_rng"]
         torch.set_rng_state(payload["torch_rng"])
@@ -482,6 +483,7 @@ def train_rl(config: RLConfig, resume: bool = False) -> dict:
             "step": step,
             "episode": episode_index,
             "info": {k: v for k, v in info.items() if k != "resumed_from"},
+            "seconds": time.perf_counter() - started,
         }
 
     def run_eval() -> dict:

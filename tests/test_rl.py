@@ -271,6 +271,8 @@ def test_kill_9_then_resume_continues_from_the_last_checkpoint(tmp_path):
     assert summary["steps"] == 160 and summary["resumed_from"] >= killed_at
     steps = [int(line.split(",")[0]) for line in (out / "eval.csv").read_text().splitlines()[1:]]
     assert steps == list(range(0, 161, 40)), "evaluations are neither lost nor repeated across the kill"
+    eval_seconds = [float(line.split(",")[-1]) for line in (out / "eval.csv").read_text().splitlines()[1:]]
+    assert eval_seconds == sorted(eval_seconds) and summary["seconds"] >= eval_seconds[-1], "times count the whole run"
     train_steps = [int(line.split(",")[0]) for line in (out / "train.csv").read_text().splitlines()[1:]]
     assert train_steps == sorted(train_steps) and train_steps[-1] == 160
 
