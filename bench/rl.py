@@ -25,12 +25,15 @@ on two cores, half the wall time); runs already in --out are resumed, not redone
 from __future__ import annotations
 
 import argparse
+import os
+import threading
 import time
 from pathlib import Path
 
 import numpy as np
 
 from headway.atomic import atomic_write_json
+from headway.commands import names_argument
 from fixtures import simulated_dataset, trained_keypoint_model, trained_reward_model  # bench/ is on sys.path
 from headway.policy.rl_train import RLConfig, train_rl
 from headway.policy.sac import ACTOR_UPDATES, SACConfig
@@ -113,9 +116,6 @@ def report(name: str, summary: dict) -> None:
 def stop_with_parent() -> None:
     """Pool initializer: a worker whose bench process was killed exits too, instead of writing on into
     a run folder that a resumed bench would then share with it."""
-    import os
-    import threading
-
     parent = os.getppid()
 
     def watch() -> None:
@@ -185,7 +185,7 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(1)  # small networks: one thread is fastest, and far faster on a busy machine
-    names = [v.strip() for v in args.variants.split(",") if v.strip()]
+    names = list(names_argument(args.variants))
     unknown = [n for n in names if n not in VARIANTS]
     if unknown:
         parser.error(f"unknown variants {unknown}; choose from {', '.join(VARIANTS)}")

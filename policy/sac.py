@@ -288,7 +288,8 @@ class SACAgent:
         if actor:
             imitate = c.bc_weight > 0 and demo_mask is not None and bool(demo_mask.any())
             if c.actor_update == "awac":
-                actor_loss = self._awac_loss(obs, action, metrics)
+                actor_loss, weighting = self._awac_loss(obs, action)
+                metrics.update(weighting)
                 log_prob = None
             else:
                 new_raw, log_prob = self.actor.sample(obs)
@@ -318,15 +319,16 @@ class SACAgent:
         self.updates += 1
         return metrics
 
-    def _awac_loss(self, obs: torch.Tensor, action: torch.Tensor, metrics: dict) -> torch.Tensor:
-        """The cloning loss on the batch's actions, weighted by their advantage over the actor's mean action."""
+    def _awac_loss(self, obs: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        """The cloning loss on the batch's actions, weighted by their advantage over the actor's mean
+        action, and how the weights fell."""
         with torch.no_grad():
             advantage = self.critics(obs, action).min(0).values - self.critics(obs, self.actor.deterministic(obs)).min(0).values
             scaled = advantage / (self.config.awac_temperature * (advantage.std() + 1e-6))
             weights = scaled.clamp(max=math.log(AWAC_MAX_WEIGHT)).exp()
             weights = weights / weights.mean()
-        metrics.update(awac_positive_share=(advantage > 0).float().mean().item(), awac_max_weight=weights.max().item())
-        return (weights * self.actor.imitation_loss(obs, action)).mean()
+        weighting = {"awac_positive_share": (advantage > 0).float().mean().item(), "awac_max_weight": weights.max().item()}
+        return (weights * self.actor.imitation_loss(obs, action)).mean(), weighting
 
     def pretrain_actor(self, obs: torch.Tensor, actions: torch.Tensor, steps: int, batch_size: int = 256) -> float:
         """Supervised phase: regress the actor's mean action onto target actions (distillation or BC)."""
