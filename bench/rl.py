@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from headway.atomic import atomic_write_json
-from headway.commands import names_argument
+from headway.commands import names_argument, sizes_argument
 from fixtures import simulated_dataset, trained_keypoint_model, trained_reward_model  # bench/ is on sys.path
 from headway.policy.rl_train import RLConfig, train_rl
 from headway.policy.sac import ACTOR_UPDATES, SACConfig
@@ -170,6 +170,8 @@ def main() -> None:
     parser.add_argument("--bc-weight", type=float, default=10.0, help="BC term keeping the actor near the demos")
     parser.add_argument("--init-alpha", type=float, default=0.005)
     parser.add_argument("--actor-lr", type=float, default=1e-4)
+    parser.add_argument("--pretrain-lr", type=float, default=None, help="learning rate of the cloning (default: --actor-lr)")
+    parser.add_argument("--hidden", type=sizes_argument, default=(256, 256), help="hidden layer widths of actor and critics")
     parser.add_argument("--residual", type=float, default=0.2, help="> 0: the actor corrects the frozen clone's action by at most this")
     parser.add_argument("--actor-update", default="sac", choices=ACTOR_UPDATES, help="awac: advantage-weighted imitation of replay actions (with --residual 0)")
     parser.add_argument("--awac-temperature", type=float, default=1.0)
@@ -214,10 +216,12 @@ def main() -> None:
             seed=args.seed,
             batch_size=args.batch_size,
             pretrain_steps=args.pretrain_steps,
+            pretrain_lr=args.pretrain_lr,
             demo_episodes=args.demo_episodes,
             critic_pretrain=args.critic_pretrain,
             critic_warmup=args.critic_warmup,
             sac=SACConfig(
+                hidden=args.hidden,
                 bc_weight=args.bc_weight,
                 init_alpha=args.init_alpha,
                 actor_lr=args.actor_lr,

@@ -85,6 +85,7 @@ class RLConfig:
     random_steps: int | None = None  # uniform-random actions first; None: 0 with an initialised actor, else 1000
     distill_steps: int = 2_000
     pretrain_steps: int = 0
+    pretrain_lr: float | None = None  # learning rate of cloning / distillation; None: the actor's (sac.actor_lr)
     critic_warmup: int | None = None  # None: 500 updates with an initialised actor, else 0
     critic_pretrain: int = 0  # critic-only updates on the demonstrations before the first env step
     demo_episodes: int | None = None  # use only the first N demonstration episodes
@@ -113,6 +114,8 @@ class RLConfig:
             raise HeadwayError(f"demo ratio must be in [0, 1), got {self.demo_ratio}")
         if self.init is not None and self.demos is None:
             raise HeadwayError("--init needs --demos: the actor is distilled from the init policy on the demonstration states")
+        if self.pretrain_lr is not None and self.pretrain_lr <= 0:
+            raise HeadwayError(f"pretrain learning rate must be positive, got {self.pretrain_lr}")
         if self.pretrain_steps and self.demos is None:
             raise HeadwayError("pretraining clones demonstrations; give --demos")
         if self.sac.uses_reference and not self.initialised:
@@ -343,7 +346,7 @@ def _distil(agent: SACAgent, config: RLConfig, episodes, state_dim: int, device:
             obs.append(episode.obs[t])
     obs_t = torch.as_tensor(np.stack(obs), device=device)
     actions_t = torch.as_tensor(np.clip(np.stack(actions), -1, 1), device=device)
-    loss = agent.pretrain_actor(obs_t, actions_t, config.distill_steps, config.batch_size)
+    loss = agent.pretrain_actor(obs_t, actions_t, config.distill_steps, config.batch_size, config.pretrain_lr)
     return {"init": str(config.init), "distill_states": len(obs), "distill_loss": loss}
 
 
@@ -363,6 +366,7 @@ def _pretrain(agent: SACAgent, config: RLConfig, episodes, device: torch.device)
         torch.as_tensor(np.clip(np.concatenate(actions), -1, 1), device=device),
         config.pretrain_steps,
         config.batch_size,
+        config.pretrain_lr,
     )
     return {"pretrain_transitions": int(sum(len(o) for o in obs)), "pretrain_loss": loss}
 

@@ -330,15 +330,21 @@ class SACAgent:
         weighting = {"awac_positive_share": (advantage > 0).float().mean().item(), "awac_max_weight": weights.max().item()}
         return (weights * self.actor.imitation_loss(obs, action)).mean(), weighting
 
-    def pretrain_actor(self, obs: torch.Tensor, actions: torch.Tensor, steps: int, batch_size: int = 256) -> float:
-        """Supervised phase: regress the actor's mean action onto target actions (distillation or BC)."""
+    def pretrain_actor(self, obs: torch.Tensor, actions: torch.Tensor, steps: int, batch_size: int = 256, lr: float | None = None) -> float:
+        """Supervised phase: regress the actor's mean action onto target actions (distillation or BC),
+        at learning rate `lr` (None: the actor's own); fine-tuning then goes on at the actor's rate."""
         loss = torch.tensor(float("nan"))
+        groups = self.actor_opt.param_groups
+        for group in groups:
+            group["lr"] = lr or self.config.actor_lr
         for _ in range(steps):
             idx = torch.randint(0, len(obs), (min(batch_size, len(obs)),), device=obs.device)
             loss = self.actor.imitation_loss(obs[idx], actions[idx]).mean()
             self.actor_opt.zero_grad(set_to_none=True)
             loss.backward()
             self.actor_opt.step()
+        for group in groups:
+            group["lr"] = self.config.actor_lr
         return loss.item()
 
     # -- full training state (for resume) ------------------------------------------------------------

@@ -251,7 +251,7 @@ def test_kill_9_then_resume_continues_from_the_last_checkpoint(tmp_path):
     out = tmp_path / "run"
     command = [
         str(Path(sys.executable).parent / "headway"), "rl", "train", "--task", "lift", "--reward", "sparse", "--steps", "160",
-        "--eval-every", "40", "--eval-episodes", "1", "--horizon", "10", "--batch-size", "16", "--out", str(out),
+        "--eval-every", "40", "--eval-episodes", "1", "--horizon", "10", "--batch-size", "16", "--hidden", "48,48", "--out", str(out),
     ]
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -275,6 +275,7 @@ def test_kill_9_then_resume_continues_from_the_last_checkpoint(tmp_path):
     assert eval_seconds == sorted(eval_seconds) and summary["seconds"] >= eval_seconds[-1], "times count the whole run"
     train_steps = [int(line.split(",")[0]) for line in (out / "train.csv").read_text().splitlines()[1:]]
     assert train_steps == sorted(train_steps) and train_steps[-1] == 160
+    assert load_policy(out / "policy").actor.net[0].out_features == 48, "--hidden sets the layer widths"
 
 
 class _NaNAfter(RewardSource):
@@ -484,3 +485,32 @@ def test_a_run_saved_before_a_setting_existed_resumes_and_a_changed_setting_is_n
     assert train_rl(_config(out, steps=60, eval_every=20), resume=True)["steps"] == 60
     with pytest.raises(HeadwayError, match=r"different settings \(sac\)"):
         train_rl(_config(out, steps=80, sac=SACConfig(hidden=(32, 32), actor_update="awac")), resume=True)
+
+
+# -- cloning at its own learning rate ---------------------------------------------------------------------
+def test_cloning_runs_at_its_own_learning_rate_and_fine_tuning_then_at_the_actors():
+    obs, actions = torch.randn(256, 4), torch.full((256, 2), 0.5)
+
+    def cloned_error(lr: float | None) -> tuple[float, list[float]]:
+        torch.manual_seed(0)
+        agent = SACAgent(4, 2, SACConfig(hidden=(32, 32), actor_lr=1e-7))
+        agent.pretrain_actor(obs, actions, steps=200, batch_size=64, lr=lr)
+        error = (agent.actor.deterministic(obs) - actions).abs().mean().item()
+        return error, [group["lr"] for group in agent.actor_opt.param_groups]
+
+    at_actor_rate, _ = cloned_error(None)
+    at_own_rate, rates_after = cloned_error(3e-3)
+    assert at_own_rate < 0.05 < at_actor_rate, "1e-7 barely moves the actor; 3e-3 clones the constant action"
+    assert rates_after == [1e-7], "fine-tuning goes on at the actor's learning rate"
+    with pytest.raises(HeadwayError, match="pretrain learning rate must be positive"):
+        _config(Path("unused"), pretrain_lr=0.0)
+
+
+def test_layer_widths_are_parsed_or_refused_with_an_example():
+    import argparse
+
+    from headway.commands import sizes_argument
+
+    assert sizes_argument("512, 512,512") == (512, 512, 512)
+    with pytest.raises(argparse.ArgumentTypeError, match="layer widths such as 256,256"):
+        sizes_argument("512x2")

@@ -22,3 +22,11 @@ def register_all(commands: argparse._SubParsersAction) -> None:
 def names_argument(text: str) -> tuple[str, ...]:
     """Parse a comma-separated list of names (camera views, failure kinds)."""
     return tuple(v.strip() for v in text.split(",") if v.strip())
+
+
+def sizes_argument(text: str) -> tuple[int, ...]:
+    """Parse a comma-separated list of layer widths, such as 512,512,512."""
+    try:
+        return tuple(int(v) for v in names_argument(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated layer widths such as 256,256, got {text!r}") from None

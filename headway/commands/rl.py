@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from headway.commands import sizes_argument
+
 
 def _rl_train(args: argparse.Namespace) -> int:
     from headway.policy.rl_train import RLConfig, train_rl
@@ -25,9 +27,11 @@ def _rl_train(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         utd=args.utd,
         pretrain_steps=args.pretrain_steps,
+        pretrain_lr=args.pretrain_lr,
         distill_steps=args.distill_steps,
         critic_pretrain=args.critic_pretrain,
         sac=SACConfig(
+            hidden=args.hidden,
             gamma=args.gamma,
             bc_weight=args.bc_weight,
             init_alpha=args.init_alpha,
@@ -85,5 +89,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--critic-pretrain", type=int, default=0, help="critic-only updates on the demonstrations before acting")
     train.add_argument("--init-alpha", type=float, default=0.1, help="initial entropy temperature (small when fine-tuning an init)")
     train.add_argument("--actor-lr", type=float, default=3e-4)
+    train.add_argument("--pretrain-lr", type=float, default=None, help="learning rate of cloning or distillation (default: --actor-lr)")
+    train.add_argument("--hidden", type=sizes_argument, default=(256, 256), help="hidden layer widths of actor and critics, e.g. 512,512,512")
     train.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
     train.set_defaults(run=_rl_train)
