@@ -36,7 +36,7 @@ from headway.atomic import atomic_write_json
 from headway.commands import names_argument, sizes_argument
 from fixtures import simulated_dataset, trained_keypoint_model, trained_reward_model  # bench/ is on sys.path
 from headway.policy.rl_train import RLConfig, train_rl
-from headway.policy.sac import ACTOR_UPDATES, SACConfig
+from headway.policy.sac import ACTOR_UPDATES, EXPLORATIONS, SACConfig
 
 # variant -> (reward source, shaping); "fused" is the stage-aware PRM fused with keypoint closeness
 VARIANTS = {
@@ -175,6 +175,7 @@ def main() -> None:
     parser.add_argument("--residual", type=float, default=0.2, help="> 0: the actor corrects the frozen clone's action by at most this")
     parser.add_argument("--actor-update", default="sac", choices=ACTOR_UPDATES, help="awac: advantage-weighted imitation of replay actions (with --residual 0)")
     parser.add_argument("--awac-temperature", type=float, default=1.0)
+    parser.add_argument("--exploration", default="learned", choices=EXPLORATIONS, help="held: explore with the clone's own spread, fixed")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--jobs", type=int, default=1, help="variants trained at once, each in its own one-thread process")
     parser.add_argument("--variants", default=",".join(VARIANTS))
@@ -229,6 +230,7 @@ def main() -> None:
                 residual=args.residual,
                 actor_update=args.actor_update,
                 awac_temperature=args.awac_temperature,
+                exploration=args.exploration,
             ),
             progress=False,
         )

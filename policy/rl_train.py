@@ -30,6 +30,9 @@ improved the start in bench/rl.py) and `sac.ibrl` (IBRL: act and bootstrap with 
 action wherever the critics value it more); the exported policy acts the same way. A third option
 changes the actor's objective instead: `sac.actor_update = "awac"` imitates replay actions weighted
 by their advantage, so the actor never follows the critics toward actions nobody took.
+`sac.exploration = "held"` explores with the initialised actor's own spread instead of widening
+it toward SAC's entropy target. `pretrain_lr` clones at its own rate; fine-tuning then goes on at
+`sac.actor_lr`.
 Measurements: README, "Online RL".
 
 An interrupted episode is not resumed mid-way: after `--resume` the next episode starts from a
@@ -120,6 +123,8 @@ class RLConfig:
             raise HeadwayError("pretraining clones demonstrations; give --demos")
         if self.sac.uses_reference and not self.initialised:
             raise HeadwayError("IBRL and residual keep the initial actor as their reference; initialise it with --init or pretrain steps > 0")
+        if self.sac.exploration == "held" and not self.initialised:
+            raise HeadwayError("held exploration keeps the initialised actor's spread; initialise it with --init or pretrain steps > 0")
         if self.init is not None and not (self.init / "config.json").exists():
             raise HeadwayError(f"--init {self.init} is not a headway policy checkpoint (no config.json)")
         if self.demos is not None and not (self.demos / "meta" / "info.json").exists():
@@ -460,6 +465,8 @@ def train_rl(config: RLConfig, resume: bool = False) -> dict:
             info.update(_distil(agent, config, episodes, state_dim, device))
         elif config.pretrain_steps:
             info.update(_pretrain(agent, config, episodes, device))
+        if config.sac.exploration == "held":
+            info["held_spread"] = agent.hold_spread(torch.as_tensor(stats, device=device))
         if config.sac.uses_reference:
             agent.freeze_reference()
         if config.critic_pretrain and demos is not None:

@@ -18,8 +18,13 @@ Learning with Offline Datasets"): the actor is not pushed up the critics' gradie
 imitating replay actions (demonstrations and its own) with the cloning loss, each row weighted by
 exp(advantage / temperature), so it only ever moves toward actions that were taken and valued
 above its own: a critic that is wrong about actions nobody took cannot pull the actor there. On
-stack it degraded the cloned actor as the SAC update did (README, "Online RL"): the cause there is
-not only the critic's extrapolation.
+stack it degraded a small cloned actor as the SAC update did, and held a larger, better fitted one
+(README, "Online RL").
+Held exploration (`SACConfig.exploration = "held"`): a clone is far more certain than SAC's entropy
+target of -action_dim, and the temperature widens it within a few hundred updates whatever its
+size (Adam moves the log-std at its full rate on any consistent gradient), so exploration in a
+precise task soon always fails. Held, the agent samples with the clone's mean spread per action
+dimension, fixed, and drops the entropy term (TD3-like noise, scaled to the clone's certainty).
 
 `SACPolicy` is the acting part as a headway `Policy` (format "headway.sac"), loadable with
 `headway.policy.interface.load_policy` by the rollout controller and `headway policy eval`: the
@@ -48,6 +53,7 @@ FORMAT_VERSION = 2  # 2: weights under actor./reference./critics. (reference and
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
 IBRL_Q = ("min", "mean")  # how the critics' values of a candidate action are combined to choose it
 ACTOR_UPDATES = ("sac", "awac")
+EXPLORATIONS = ("learned", "held")
 AWAC_MAX_WEIGHT = 20.0  # clip of exp(advantage / temperature), as AWR and AWAC do
 
 
@@ -71,6 +77,9 @@ class SACConfig:
     residual: float = 0.0  # > 0: the actor's output is a correction of at most this size to the frozen reference's action
     actor_update: str = "sac"  # sac: maximise Q + entropy | awac: advantage-weighted cloning of replay actions
     awac_temperature: float = 1.0  # in units of the batch's advantage spread (smaller: imitate only the best)
+    # learned: SAC's own spread and temperature | held: the initialised actor's mean spread per action
+    # dimension, fixed, and no entropy term (see SACAgent.hold_spread)
+    exploration: str = "learned"
 
     def __post_init__(self) -> None:
         self.hidden = tuple(int(h) for h in self.hidden)
@@ -94,6 +103,8 @@ class SACConfig:
             raise HeadwayError(f"actor_update must be one of {', '.join(ACTOR_UPDATES)}, got {self.actor_update!r}")
         if self.awac_temperature <= 0:
             raise HeadwayError(f"awac_temperature must be positive, got {self.awac_temperature}")
+        if self.exploration not in EXPLORATIONS:
+            raise HeadwayError(f"exploration must be one of {', '.join(EXPLORATIONS)}, got {self.exploration!r}")
         if self.actor_update == "awac" and self.uses_reference:
             raise HeadwayError("the AWAC update imitates replay actions directly; it does not combine with ibrl or residual (set residual 0)")
 
@@ -124,9 +135,11 @@ class Actor(nn.Module):
         mean, log_std = self.net((obs - self.obs_mean) / self.obs_std).chunk(2, dim=-1)
         return mean, log_std.clamp(LOG_STD_MIN, LOG_STD_MAX)
 
-    def sample(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """A reparameterised action and its log-probability (tanh change of variables)."""
-        mean, log_std = self(obs)
+    def sample(self, obs: torch.Tensor, log_std: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """A reparameterised action and its log-probability (tanh change of variables); `log_std`
+        replaces the actor's own spread when given."""
+        mean, own_log_std = self(obs)
+        log_std = own_log_std if log_std is None else log_std.expand_as(mean)
         std = log_std.exp()
         raw = mean + std * torch.randn_like(mean)
         log_prob = (-0.5 * ((raw - mean) / std) ** 2 - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
@@ -222,11 +235,13 @@ class SACAgent:
         self.critic_opt = torch.optim.Adam(self.critics.parameters(), lr=c.critic_lr)
         self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=c.alpha_lr)
         self.reference: Actor | None = None  # frozen initial actor (IBRL, residual), set by `freeze_reference`
+        self.held_log_std: torch.Tensor | None = None  # per action dimension, set by `hold_spread`
         self.updates = 0
 
     @property
     def alpha(self) -> float:
-        return self.log_alpha.exp().item()
+        """The entropy temperature (0 when exploration is held: there is no entropy term)."""
+        return 0.0 if self.config.exploration == "held" else self.log_alpha.exp().item()
 
     def set_normalisation(self, mean: np.ndarray, std: np.ndarray) -> None:
         """Fix the observation normalisation (from demonstration states) in every network."""
@@ -236,6 +251,23 @@ class SACAgent:
             if net is not None:
                 net.obs_mean.copy_(mean_t)
                 net.obs_std.copy_(std_t)
+
+    @torch.no_grad()
+    def hold_spread(self, obs: torch.Tensor) -> list[float]:
+        """Fix exploration at the actor's mean spread per action dimension on `obs` (demonstration
+        states); call it on the initialised actor, before `freeze_reference`. Returns the spread.
+
+        A clone is far more certain than SAC's entropy target; following that target widens its
+        spread within a few hundred updates, and exploration in a precise task then always fails.
+        With a residual the spread is expressed in the correction's units (divided by its bound)."""
+        log_std = self.actor(obs)[1].mean(0)
+        self.held_log_std = log_std - math.log(self.config.residual) if self.config.residual > 0 else log_std
+        return log_std.exp().tolist()
+
+    def _sample(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.config.exploration == "held" and self.held_log_std is None:
+            raise HeadwayError("held exploration needs the initial spread: initialise the actor (clone or distil), then call hold_spread()")
+        return self.actor.sample(obs, self.held_log_std)
 
     def freeze_reference(self) -> None:
         """Keep a frozen copy of the actor as it is now (after cloning or distillation) as the reference;
@@ -259,7 +291,7 @@ class SACAgent:
     def act(self, obs: np.ndarray, deterministic: bool = False) -> np.ndarray:
         """The executed action for the actor's output (its mean when `deterministic`): see `behaviour`."""
         x = torch.as_tensor(obs, dtype=torch.float32, device=self.device)[None]
-        raw = self.actor.deterministic(x) if deterministic else self.actor.sample(x)[0]
+        raw = self.actor.deterministic(x) if deterministic else self._sample(x)[0]
         self._check_reference()
         c = self.config
         action = behaviour(raw, x, self.reference, self.critics if c.ibrl else None, c.residual, c.ibrl_q)
@@ -272,7 +304,7 @@ class SACAgent:
         metrics = {}
         with torch.no_grad():
             next_obs = batch["next_obs"]
-            next_raw, next_log_prob = self.actor.sample(next_obs)
+            next_raw, next_log_prob = self._sample(next_obs)
             next_q = self.target_critics(next_obs, self._execute(next_raw, next_obs))
             reference_q = self.target_critics(next_obs, self.reference.deterministic(next_obs)) if c.ibrl else None
             target = td_targets(reward, batch["terminated"], next_q, next_log_prob, self.alpha, c.gamma, reference_q)
@@ -292,7 +324,7 @@ class SACAgent:
                 metrics.update(weighting)
                 log_prob = None
             else:
-                new_raw, log_prob = self.actor.sample(obs)
+                new_raw, log_prob = self._sample(obs)
                 q_new = self.critics(obs, self._execute(new_raw, obs)).mean(0)
                 q_scale = q_new.abs().mean().detach() + 1e-6 if imitate else 1.0
                 # TD3+BC style: with a BC term the Q term is normalised by its magnitude, so bc_weight is
@@ -306,7 +338,7 @@ class SACAgent:
             self.actor_opt.zero_grad(set_to_none=True)
             actor_loss.backward()
             self.actor_opt.step()
-            if log_prob is not None:  # the temperature belongs to the entropy-regularised (SAC) objective
+            if log_prob is not None and c.exploration == "learned":  # the temperature belongs to the entropy-regularised objective
                 alpha_loss = -(self.log_alpha * (log_prob.detach() + self.target_entropy)).mean()
                 self.alpha_opt.zero_grad(set_to_none=True)
                 alpha_loss.backward()
@@ -359,6 +391,7 @@ class SACAgent:
             "alpha_opt": self.alpha_opt.state_dict(),
             "reference": None if self.reference is None else self.reference.state_dict(),
             "updates": self.updates,
+            "held_log_std": self.held_log_std,
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -374,6 +407,7 @@ class SACAgent:
         self.critic_opt.load_state_dict(state["critic_opt"])
         self.alpha_opt.load_state_dict(state["alpha_opt"])
         self.updates = int(state["updates"])
+        self.held_log_std = state.get("held_log_std")
 
 
 def observation_vector(observation: Observation) -> np.ndarray:

@@ -514,3 +514,39 @@ def test_layer_widths_are_parsed_or_refused_with_an_example():
     assert sizes_argument("512, 512,512") == (512, 512, 512)
     with pytest.raises(argparse.ArgumentTypeError, match="layer widths such as 256,256"):
         sizes_argument("512x2")
+
+
+# -- exploration held at the clone's spread ---------------------------------------------------------------
+def test_held_exploration_keeps_a_certain_clones_spread_where_sac_widens_it():
+    obs = torch.randn(256, 4)
+    batch = {"obs": obs, "action": torch.zeros(256, 2), "reward": torch.zeros(256), "next_obs": obs, "terminated": torch.ones(256)}
+
+    def spread_before_and_after(exploration: str) -> tuple[float, float, SACAgent]:
+        torch.manual_seed(0)
+        agent = SACAgent(4, 2, SACConfig(hidden=(32, 32), actor_lr=1e-3, init_alpha=0.005, exploration=exploration))
+        agent.pretrain_actor(obs, torch.full((256, 2), 0.3), steps=300, batch_size=64)  # a certain clone
+        if exploration == "held":
+            agent.hold_spread(obs)
+
+        def spread() -> float:
+            with torch.no_grad():
+                return float((torch.atanh(agent._sample(obs)[0].clamp(-0.999, 0.999)) - agent.actor(obs)[0]).std())
+
+        before = spread()
+        for _ in range(300):
+            metrics = agent.update(batch)
+        return before, spread(), agent, metrics
+
+    before, after, _, metrics = spread_before_and_after("learned")
+    assert after > 5 * before and "entropy" in metrics, "SAC's entropy target widens the clone"
+    before, after, agent, metrics = spread_before_and_after("held")
+    assert after == pytest.approx(before, rel=0.1) and "entropy" not in metrics and metrics["alpha"] == 0.0
+    restored = SACAgent(4, 2, agent.config)
+    restored.load_state_dict(agent.state_dict())
+    assert torch.equal(restored.held_log_std, agent.held_log_std), "a resumed run keeps the held spread"
+    with pytest.raises(HeadwayError, match="exploration must be one of learned, held"):
+        SACConfig(exploration="fixed")
+    with pytest.raises(HeadwayError, match="call hold_spread"):
+        SACAgent(4, 2, SACConfig(hidden=(8,), exploration="held")).act(np.zeros(4, np.float32))
+    with pytest.raises(HeadwayError, match="initialise it with --init or pretrain steps"):
+        _config(Path("unused"), sac=SACConfig(hidden=(32, 32), exploration="held"))

@@ -40,6 +40,7 @@ def _rl_train(args: argparse.Namespace) -> int:
             residual=args.residual,
             actor_update=args.actor_update,
             awac_temperature=args.awac_temperature,
+            exploration=args.exploration,
         ),
         device=args.device,
     )
@@ -84,6 +85,10 @@ def register(commands: argparse._SubParsersAction) -> None:
     train.add_argument(
         "--actor-update", default="sac", choices=("sac", "awac"),
         help="sac: follow the critics' gradient | awac: imitate replay actions weighted by their advantage",
+    )
+    train.add_argument(
+        "--exploration", default="learned", choices=("learned", "held"),
+        help="learned: SAC's own spread and temperature | held: the cloned or distilled actor's spread, fixed, no entropy term",
     )
     train.add_argument("--awac-temperature", type=float, default=1.0, help="AWAC: in units of the batch's advantage spread")
     train.add_argument("--critic-pretrain", type=int, default=0, help="critic-only updates on the demonstrations before acting")
