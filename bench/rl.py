@@ -35,9 +35,10 @@ import numpy as np
 
 from headway.atomic import atomic_write_json
 from headway.commands import names_argument, sizes_argument
+from headway.commands.rl import sac_config
 from fixtures import simulated_dataset, trained_keypoint_model, trained_reward_model  # bench/ is on sys.path
 from headway.policy.rl_train import RLConfig, train_rl
-from headway.policy.sac import ACTOR_UPDATES, EXPLORATIONS, SACConfig
+from headway.policy.sac import ACTOR_UPDATES, EXPLORATIONS
 
 # variant -> (reward source, shaping); "fused" is the stage-aware PRM fused with keypoint closeness
 VARIANTS = {
@@ -222,17 +223,7 @@ def main() -> None:
             demo_episodes=args.demo_episodes,
             critic_pretrain=args.critic_pretrain,
             critic_warmup=args.critic_warmup,
-            sac=SACConfig(
-                hidden=args.hidden,
-                bc_weight=args.bc_weight,
-                init_alpha=args.init_alpha,
-                actor_lr=args.actor_lr,
-                ibrl=args.ibrl,
-                residual=args.residual,
-                actor_update=args.actor_update,
-                awac_temperature=args.awac_temperature,
-                exploration=args.exploration,
-            ),
+            sac=sac_config(args),
             progress=False,
         )
     results = run_variants(configs, args.jobs)

@@ -368,7 +368,7 @@ class SACAgent:
         loss = torch.tensor(float("nan"))
         groups = self.actor_opt.param_groups
         for group in groups:
-            group["lr"] = lr or self.config.actor_lr
+            group["lr"] = self.config.actor_lr if lr is None else lr
         for _ in range(steps):
             idx = torch.randint(0, len(obs), (min(batch_size, len(obs)),), device=obs.device)
             loss = self.actor.imitation_loss(obs[idx], actions[idx]).mean()

@@ -4,13 +4,27 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from headway.commands import sizes_argument
+
+if TYPE_CHECKING:
+    from headway.policy.sac import SACConfig
+
+
+def sac_config(args: argparse.Namespace) -> SACConfig:
+    """The SACConfig of the parsed flags named after its fields (--actor-lr: actor_lr); fields
+    without a flag keep their defaults. Shared by `headway rl train` and bench/rl.py."""
+    from dataclasses import fields
+
+    from headway.policy.sac import SACConfig
+
+    names = {field.name for field in fields(SACConfig)}
+    return SACConfig(**{name: value for name, value in vars(args).items() if name in names})
 
 
 def _rl_train(args: argparse.Namespace) -> int:
     from headway.policy.rl_train import RLConfig, train_rl
-    from headway.policy.sac import SACConfig
 
     config = RLConfig(
         task=args.task,
@@ -30,18 +44,7 @@ def _rl_train(args: argparse.Namespace) -> int:
         pretrain_lr=args.pretrain_lr,
         distill_steps=args.distill_steps,
         critic_pretrain=args.critic_pretrain,
-        sac=SACConfig(
-            hidden=args.hidden,
-            gamma=args.gamma,
-            bc_weight=args.bc_weight,
-            init_alpha=args.init_alpha,
-            actor_lr=args.actor_lr,
-            ibrl=args.ibrl,
-            residual=args.residual,
-            actor_update=args.actor_update,
-            awac_temperature=args.awac_temperature,
-            exploration=args.exploration,
-        ),
+        sac=sac_config(args),
         device=args.device,
     )
     summary = train_rl(config, resume=args.resume)
