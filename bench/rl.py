@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from headway.atomic import atomic_write_json
-from headway.commands import names_argument, sizes_argument
+from headway.commands import names_argument, integers_argument
 from headway.commands.rl import sac_config
 from fixtures import simulated_dataset, trained_keypoint_model, trained_reward_model  # bench/ is on sys.path
 from headway.policy.rl_train import RLConfig, train_rl
@@ -100,11 +100,17 @@ def prm_cost(model_path: Path, task: str, steps: int = 40) -> dict:
     return {"env_step_ms": env_ms, "prm_step_ms": model_ms, "prm_share_of_env_step": model_ms / env_ms}
 
 
-def steps_to(summary: dict, level: float) -> int | None:
-    for step, success in zip(summary["eval_steps"], summary["eval_success"]):
+def steps_to(steps: list[int], success_rates, level: float) -> int | None:
+    """The first evaluation step whose success rate reaches `level`."""
+    for step, success in zip(steps, success_rates):
         if success >= level:
             return step
     return None
+
+
+def steps_to_90(run: dict) -> int | None:
+    """A run's first evaluation at 90% success or more."""
+    return steps_to(run["eval_steps"], run["eval_success"], 0.9)
 
 
 def report(name: str, summary: dict) -> None:
@@ -173,12 +179,16 @@ def main() -> None:
     parser.add_argument("--init-alpha", type=float, default=0.005)
     parser.add_argument("--actor-lr", type=float, default=1e-4)
     parser.add_argument("--pretrain-lr", type=float, default=None, help="learning rate of the cloning (default: --actor-lr)")
-    parser.add_argument("--hidden", type=sizes_argument, default=(256, 256), help="hidden layer widths of actor and critics")
+    parser.add_argument("--hidden", type=integers_argument, default=(256, 256), help="hidden layer widths of actor and critics")
     parser.add_argument("--residual", type=float, default=0.2, help="> 0: the actor corrects the frozen clone's action by at most this")
     parser.add_argument("--actor-update", default="sac", choices=ACTOR_UPDATES, help="awac: advantage-weighted imitation of replay actions (with --residual 0)")
     parser.add_argument("--awac-temperature", type=float, default=1.0)
     parser.add_argument("--exploration", default="learned", choices=EXPLORATIONS, help="held: explore with the clone's own spread, fixed")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--seeds", type=integers_argument, default=None,
+        help="train every variant with each of these seeds, e.g. 0,1,2,3 (default: --seed); runs go to OUT/seed<S>/<variant> and the summary pools them",
+    )
     parser.add_argument("--jobs", type=int, default=1, help="variants trained at once, each in its own one-thread process")
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--collect-episodes", type=int, default=16)
@@ -204,64 +214,144 @@ def main() -> None:
         f"PRM in the loop: env step with rendering {cost['env_step_ms']:.1f} ms, PRM step {cost['prm_step_ms']:.1f} ms "
         f"= {100 * cost['prm_share_of_env_step']:.0f}% of an env step (target <= 25%)"
     )
+    seeds = args.seeds or (args.seed,)
     configs = {}
-    for name in names:
-        reward, shaping = VARIANTS[name]
-        configs[name] = RLConfig(
-            task=args.task,
-            reward=f"prm:{checkpoints[reward]}" if reward in checkpoints else reward,
-            shaping=shaping,
-            demos=demos,
-            steps=args.steps,
-            out=args.out / name,
-            eval_every=args.eval_every,
-            eval_episodes=args.eval_episodes,
-            seed=args.seed,
-            batch_size=args.batch_size,
-            pretrain_steps=args.pretrain_steps,
-            pretrain_lr=args.pretrain_lr,
-            demo_episodes=args.demo_episodes,
-            critic_pretrain=args.critic_pretrain,
-            critic_warmup=args.critic_warmup,
-            sac=sac_config(args),
-            progress=False,
-        )
+    for seed in seeds:
+        for name in names:
+            reward, shaping = VARIANTS[name]
+            configs[run_label(name, seed, seeds)] = RLConfig(
+                task=args.task,
+                reward=f"prm:{checkpoints[reward]}" if reward in checkpoints else reward,
+                shaping=shaping,
+                demos=demos,
+                steps=args.steps,
+                out=args.out / name if len(seeds) == 1 else args.out / f"seed{seed}" / name,
+                eval_every=args.eval_every,
+                eval_episodes=args.eval_episodes,
+                seed=seed,
+                batch_size=args.batch_size,
+                pretrain_steps=args.pretrain_steps,
+                pretrain_lr=args.pretrain_lr,
+                demo_episodes=args.demo_episodes,
+                critic_pretrain=args.critic_pretrain,
+                critic_warmup=args.critic_warmup,
+                sac=sac_config(args),
+                progress=False,
+            )
     results = run_variants(configs, args.jobs)
+    by_variant = {name: [results[run_label(name, seed, seeds)] for seed in seeds] for name in names}
 
+    print("\n| variant | seed | final success | area under success curve | steps to 90% | wall s |")
+    print("|---|---|---|---|---|---|")
+    for name, runs in by_variant.items():
+        for seed, s in zip(seeds, runs):
+            print(f"| {name} | {seed} | {s['final_success_rate']:.2f} | {s['success_auc']:.3f} | {_steps(steps_to_90(s))} | {s['seconds']:.0f} |")
+    pooled = {name: over_seeds(runs) for name, runs in by_variant.items()}
+    if len(seeds) > 1:
+        print(f"\nOver seeds {', '.join(map(str, seeds))} (mean success curve, {len(seeds)} x {args.eval_episodes} episodes per point):")
+        print("| variant | mean success at each evaluation | mean area (std) | steps to 90% of the mean curve | seeds reaching 90% |")
+        print("|---|---|---|---|---|")
+        for name, p in pooled.items():
+            curve = " ".join(f"{v:.2f}" for v in p["mean_success"])
+            print(f"| {name} | {curve} | {p['mean_auc']:.3f} ({p['std_auc']:.3f}) | {_steps(p['steps_to_90_of_mean'])} | {p['seeds_reaching_90']}/{len(seeds)} |")
+    ratios = compare(by_variant, pooled)
+    for key, value in ratios.items():
+        print(f"{key}: {'undefined (denominator 0 or 90% not reached)' if value is None else f'{value:.2f}'}")
+    plot_curves(by_variant, pooled, args, args.out / "curves.png")
+    atomic_write_json(
+        args.out / "bench.json",
+        {"prm_cost": cost, "ratios": ratios, "over_seeds": pooled, "runs": results, "args": {k: str(v) for k, v in vars(args).items()}},
+    )
+    print(f"curves: {args.out / 'curves.png'}  figures: {args.out / 'bench.json'}")
+
+
+def run_label(variant: str, seed: int, seeds: tuple[int, ...]) -> str:
+    return variant if len(seeds) == 1 else f"{variant} seed {seed}"
+
+
+def _steps(reached: int | None) -> str:
+    return "not reached" if reached is None else str(reached)
+
+
+def over_seeds(runs: list[dict]) -> dict:
+    """One variant's runs pooled: the mean success curve (its points average seeds x episodes, so a
+    single lucky evaluation moves it less), its first step at 90%, and the spread of the areas."""
+    length = min(len(r["eval_steps"]) for r in runs)
+    steps = runs[0]["eval_steps"][:length]
+    curves = np.array([r["eval_success"][:length] for r in runs], dtype=float)
+    mean = curves.mean(axis=0)
+    areas = np.array([r["success_auc"] for r in runs], dtype=float)
+    return {
+        "eval_steps": steps,
+        "mean_success": [round(float(v), 4) for v in mean],
+        "std_success": [round(float(v), 4) for v in curves.std(axis=0)],
+        "mean_auc": float(areas.mean()),
+        "std_auc": float(areas.std()),
+        "steps_to_90_of_mean": steps_to(steps, mean, 0.9),
+        "seeds_reaching_90": sum(steps_to_90(r) is not None for r in runs),
+    }
+
+
+def no_later(first: int | None, second: int | None) -> bool | None:
+    """Whether `first` reached the level no later than `second`; None when neither reached it."""
+    if first is None and second is None:
+        return None
+    return first is not None and (second is None or first <= second)
+
+
+def compare(by_variant: dict[str, list[dict]], pooled: dict[str, dict]) -> dict[str, float | None]:
+    """The bench's ratios: learned reward against sparse and dense, and the fused potential against the PRM."""
+    ratios: dict[str, float | None] = {}
+
+    def ratio(a: float | None, b: float | None) -> float | None:
+        return a / b if a is not None and b else None
+
+    if "prm+pbrs" in pooled and "sparse" in pooled:
+        final = {n: float(np.mean([r["final_success_rate"] for r in by_variant[n]])) for n in ("prm+pbrs", "sparse")}
+        ratios["prm+pbrs / sparse final success"] = ratio(final["prm+pbrs"], final["sparse"])
+        ratios["prm+pbrs / sparse AUC"] = ratio(pooled["prm+pbrs"]["mean_auc"], pooled["sparse"]["mean_auc"])
+    if "prm+pbrs" in pooled and "robosuite-dense" in pooled:
+        ratios["prm+pbrs / robosuite-dense AUC"] = ratio(pooled["prm+pbrs"]["mean_auc"], pooled["robosuite-dense"]["mean_auc"])
+    if "prm+keypoints" in pooled and "prm+pbrs" in pooled:
+        fused, prm = by_variant["prm+keypoints"], by_variant["prm+pbrs"]
+        of_mean = "" if len(fused) == 1 else " of the mean curve"
+        ratios[f"prm+keypoints / prm+pbrs steps to 90%{of_mean}"] = ratio(
+            pooled["prm+keypoints"]["steps_to_90_of_mean"], pooled["prm+pbrs"]["steps_to_90_of_mean"]
+        )
+        if len(fused) > 1:
+            verdicts = [no_later(steps_to_90(f), steps_to_90(p)) for f, p in zip(fused, prm)]
+            decided = [v for v in verdicts if v is not None]
+            ratios["share of seeds where prm+keypoints reaches 90% no later than prm+pbrs (of seeds where one does)"] = (
+                sum(decided) / len(decided) if decided else None
+            )
+        ratios["prm+keypoints / prm+pbrs mean AUC"] = ratio(pooled["prm+keypoints"]["mean_auc"], pooled["prm+pbrs"]["mean_auc"])
+    return ratios
+
+
+def plot_curves(by_variant: dict[str, list[dict]], pooled: dict[str, dict], args: argparse.Namespace, path: Path) -> None:
+    """Success curves: one line per variant, or with several seeds their mean over a band of +- one std and the seeds faintly."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.5, 4))
-    for name, summary in results.items():
-        ax.plot(summary["eval_steps"], summary["eval_success"], marker="o", label=name)
+    for name, runs in by_variant.items():
+        p = pooled[name]
+        if len(runs) == 1:
+            ax.plot(p["eval_steps"], p["mean_success"], marker="o", label=name)
+            continue
+        mean, std = np.array(p["mean_success"]), np.array(p["std_success"])
+        (line,) = ax.plot(p["eval_steps"], mean, marker="o", label=f"{name} (mean of {len(runs)} seeds)")
+        ax.fill_between(p["eval_steps"], mean - std, mean + std, color=line.get_color(), alpha=0.15)
+        for r in runs:
+            ax.plot(r["eval_steps"], r["eval_success"], color=line.get_color(), alpha=0.25, linewidth=0.8)
+    ax.axhline(0.9, color="grey", linestyle=":", linewidth=0.8)
     ax.set(xlabel="environment steps", ylabel=f"success rate ({args.eval_episodes} held-out seeds)", ylim=(-0.05, 1.05), title=f"{args.task}: online RL by reward source")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(args.out / "curves.png", dpi=110)
-
-    print("\n| variant | final success | area under success curve | steps to 90% | wall s |")
-    print("|---|---|---|---|---|")
-    for name, s in results.items():
-        reached = steps_to(s, 0.9)
-        print(f"| {name} | {s['final_success_rate']:.2f} | {s['success_auc']:.3f} | {reached if reached is not None else 'not reached'} | {s['seconds']:.0f} |")
-    ratios = {}
-    if "prm+pbrs" in results and "sparse" in results:
-        p, s = results["prm+pbrs"], results["sparse"]
-        ratios["prm+pbrs / sparse final success"] = p["final_success_rate"] / s["final_success_rate"] if s["final_success_rate"] else None
-        ratios["prm+pbrs / sparse AUC"] = p["success_auc"] / s["success_auc"] if s["success_auc"] else None
-    if "prm+pbrs" in results and "robosuite-dense" in results:
-        p, d = results["prm+pbrs"], results["robosuite-dense"]
-        ratios["prm+pbrs / robosuite-dense AUC"] = p["success_auc"] / d["success_auc"] if d["success_auc"] else None
-    if "prm+keypoints" in results and "prm+pbrs" in results:
-        k, p = steps_to(results["prm+keypoints"], 0.9), steps_to(results["prm+pbrs"], 0.9)
-        ratios["prm+keypoints / prm+pbrs steps to 90%"] = k / p if k is not None and p else None
-    for key, value in ratios.items():
-        print(f"{key}: {'undefined (denominator 0 or 90% not reached)' if value is None else f'{value:.2f}'}")
-    atomic_write_json(args.out / "bench.json", {"prm_cost": cost, "ratios": ratios, "runs": results, "args": {k: str(v) for k, v in vars(args).items()}})
-    print(f"curves: {args.out / 'curves.png'}  figures: {args.out / 'bench.json'}")
-
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 if __name__ == "__main__":
     main()

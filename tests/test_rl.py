@@ -506,14 +506,14 @@ def test_cloning_runs_at_its_own_learning_rate_and_fine_tuning_then_at_the_actor
         _config(Path("unused"), pretrain_lr=0.0)
 
 
-def test_layer_widths_are_parsed_or_refused_with_an_example():
+def test_integer_lists_are_parsed_or_refused_with_an_example():
     import argparse
 
-    from headway.commands import sizes_argument
+    from headway.commands import integers_argument
 
-    assert sizes_argument("512, 512,512") == (512, 512, 512)
-    with pytest.raises(argparse.ArgumentTypeError, match="layer widths such as 256,256"):
-        sizes_argument("512x2")
+    assert integers_argument("512, 512,512") == (512, 512, 512)
+    with pytest.raises(argparse.ArgumentTypeError, match="integers such as 256,256"):
+        integers_argument("512x2")
 
 
 # -- exploration held at the clone's spread ---------------------------------------------------------------

@@ -24,9 +24,9 @@ def names_argument(text: str) -> tuple[str, ...]:
     return tuple(v.strip() for v in text.split(",") if v.strip())
 
 
-def sizes_argument(text: str) -> tuple[int, ...]:
-    """Parse a comma-separated list of layer widths, such as 512,512,512."""
+def integers_argument(text: str) -> tuple[int, ...]:
+    """Parse a comma-separated list of integers (layer widths such as 512,512,512, seeds such as 0,1,2)."""
     try:
         return tuple(int(v) for v in names_argument(text))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated layer widths such as 256,256, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 256,256, got {text!r}") from None

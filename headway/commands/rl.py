@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from headway.commands import sizes_argument
+from headway.commands import integers_argument
 
 if TYPE_CHECKING:
     from headway.policy.sac import SACConfig
@@ -98,6 +98,6 @@ def register(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--init-alpha", type=float, default=0.1, help="initial entropy temperature (small when fine-tuning an init)")
     train.add_argument("--actor-lr", type=float, default=3e-4)
     train.add_argument("--pretrain-lr", type=float, default=None, help="learning rate of cloning or distillation (default: --actor-lr)")
-    train.add_argument("--hidden", type=sizes_argument, default=(256, 256), help="hidden layer widths of actor and critics, e.g. 512,512,512")
+    train.add_argument("--hidden", type=integers_argument, default=(256, 256), help="hidden layer widths of actor and critics, e.g. 512,512,512")
     train.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
     train.set_defaults(run=_rl_train)
