@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from headway.atomic import atomic_write_json
-from headway.commands import names_argument, integers_argument
+from headway.commands import integers_argument, names_argument
 from headway.commands.rl import sac_config
 from fixtures import simulated_dataset, trained_keypoint_model, trained_reward_model  # bench/ is on sys.path
 from headway.policy.rl_train import RLConfig, train_rl
@@ -233,6 +233,8 @@ def main() -> None:
         parser.error(f"unknown variants {unknown}; choose from {', '.join(VARIANTS)}")
     if args.jobs < 1:
         parser.error(f"--jobs must be at least 1, got {args.jobs}")
+    if args.seeds is not None and (not args.seeds or len(set(args.seeds)) != len(args.seeds)):
+        parser.error(f"--seeds must name distinct training seeds such as 0,1,2, got {args.seeds}")
     demos, model, fused_model = prepare(args, fused="prm+keypoints" in names)
     checkpoints = {"prm": model, "fused": fused_model}
 
@@ -280,7 +282,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|")
     for name, runs in by_variant.items():
         for seed, s in zip(seeds, runs):
-            print(f"| {name} | {seed} | {s['final_success_rate']:.2f} | {s['success_auc']:.3f} | {_steps(steps_to_90(s))} | {s['seconds']:.0f} |")
+            print(f"| {name} | {seed} | {s['final_success_rate']:.2f} | {s['success_auc']:.3f} | {reached_text(steps_to_90(s))} | {s['seconds']:.0f} |")
     pooled = {name: over_seeds(runs) for name, runs in by_variant.items()}
     if len(seeds) > 1:
         print(f"\nOver seeds {', '.join(map(str, seeds))} (mean success curve, {len(seeds)} x {args.eval_episodes} episodes per point):")
@@ -288,7 +290,7 @@ def main() -> None:
         print("|---|---|---|---|---|")
         for name, p in pooled.items():
             curve = " ".join(f"{v:.2f}" for v in p["mean_success"])
-            print(f"| {name} | {curve} | {p['mean_auc']:.3f} ({p['std_auc']:.3f}) | {_steps(p['steps_to_90_of_mean'])} | {p['seeds_reaching_90']}/{len(seeds)} |")
+            print(f"| {name} | {curve} | {p['mean_auc']:.3f} ({p['std_auc']:.3f}) | {reached_text(p['steps_to_90_of_mean'])} | {p['seeds_reaching_90']}/{len(seeds)} |")
     ratios = compare(by_variant, pooled)
     for key, value in ratios.items():
         print(f"{key}: {'undefined (denominator 0 or 90% not reached)' if value is None else f'{value:.2f}'}")
@@ -304,7 +306,8 @@ def run_label(variant: str, seed: int, seeds: tuple[int, ...]) -> str:
     return variant if len(seeds) == 1 else f"{variant} seed {seed}"
 
 
-def _steps(reached: int | None) -> str:
+def reached_text(reached: int | None) -> str:
+    """A step to 90% as the tables print it."""
     return "not reached" if reached is None else str(reached)
 
 
@@ -387,6 +390,7 @@ def plot_curves(by_variant: dict[str, list[dict]], pooled: dict[str, dict], args
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
 
 if __name__ == "__main__":
     main()
