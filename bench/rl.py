@@ -38,11 +38,10 @@ from pathlib import Path
 import numpy as np
 
 from headway.atomic import atomic_write_json
-from headway.commands import integers_argument, names_argument
-from headway.commands.rl import sac_config
+from headway.commands import config_from_args, integers_argument, names_argument
 from fixtures import simulated_dataset, trained_keypoint_model, trained_reward_model  # bench/ is on sys.path
 from headway.policy.rl_train import RLConfig, train_rl
-from headway.policy.sac import ACTOR_UPDATES, EXPLORATIONS
+from headway.policy.sac import ACTOR_UPDATES, EXPLORATIONS, SACConfig
 
 # variant -> (reward source, shaping); "fused" is the stage-aware PRM fused with keypoint closeness
 VARIANTS = {
@@ -252,27 +251,20 @@ def main() -> None:
         for stage, r in rises.items():
             print(f"| {stage} | {r['progress']:.3f} | {r['phi_kp']:.3f} | {r['fused']:.3f} |")
     seeds = args.seeds or (args.seed,)
+    sac = config_from_args(SACConfig, args)
     configs = {}
     for seed in seeds:
         for name in names:
             reward, shaping = VARIANTS[name]
-            configs[run_label(name, seed, seeds)] = RLConfig(
-                task=args.task,
+            configs[run_label(name, seed, seeds)] = config_from_args(
+                RLConfig,
+                args,
                 reward=f"prm:{checkpoints[reward]}" if reward in checkpoints else reward,
                 shaping=shaping,
                 demos=demos,
-                steps=args.steps,
                 out=args.out / name if len(seeds) == 1 else args.out / f"seed{seed}" / name,
-                eval_every=args.eval_every,
-                eval_episodes=args.eval_episodes,
                 seed=seed,
-                batch_size=args.batch_size,
-                pretrain_steps=args.pretrain_steps,
-                pretrain_lr=args.pretrain_lr,
-                demo_episodes=args.demo_episodes,
-                critic_pretrain=args.critic_pretrain,
-                critic_warmup=args.critic_warmup,
-                sac=sac_config(args),
+                sac=sac,
                 progress=False,
             )
     results = run_variants(configs, args.jobs)

@@ -10,6 +10,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import pkgutil
+from dataclasses import fields
+from typing import TypeVar
+
+Config = TypeVar("Config")
 
 
 def register_all(commands: argparse._SubParsersAction) -> None:
@@ -30,3 +34,10 @@ def integers_argument(text: str) -> tuple[int, ...]:
         return tuple(int(v) for v in names_argument(text))
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 256,256, got {text!r}") from None
+
+
+def config_from_args(config_class: type[Config], args: argparse.Namespace, **overrides) -> Config:
+    """A config dataclass from the parsed flags named after its fields (--actor-lr: actor_lr) and
+    `overrides` (which win); fields without either keep their defaults, so a new field needs only its flag."""
+    names = {field.name for field in fields(config_class)}
+    return config_class(**{**{name: value for name, value in vars(args).items() if name in names}, **overrides})

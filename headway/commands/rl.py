@@ -4,49 +4,15 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from headway.commands import integers_argument
-
-if TYPE_CHECKING:
-    from headway.policy.sac import SACConfig
-
-
-def sac_config(args: argparse.Namespace) -> SACConfig:
-    """The SACConfig of the parsed flags named after its fields (--actor-lr: actor_lr); fields
-    without a flag keep their defaults. Shared by `headway rl train` and bench/rl.py."""
-    from dataclasses import fields
-
-    from headway.policy.sac import SACConfig
-
-    names = {field.name for field in fields(SACConfig)}
-    return SACConfig(**{name: value for name, value in vars(args).items() if name in names})
+from headway.commands import config_from_args, integers_argument
 
 
 def _rl_train(args: argparse.Namespace) -> int:
     from headway.policy.rl_train import RLConfig, train_rl
+    from headway.policy.sac import SACConfig
 
-    config = RLConfig(
-        task=args.task,
-        reward=args.reward,
-        shaping=args.shaping,
-        init=args.init,
-        demos=args.demos,
-        steps=args.steps,
-        out=args.out,
-        eval_every=args.eval_every,
-        eval_episodes=args.eval_episodes,
-        seed=args.seed,
-        horizon=args.horizon,
-        batch_size=args.batch_size,
-        utd=args.utd,
-        pretrain_steps=args.pretrain_steps,
-        pretrain_lr=args.pretrain_lr,
-        distill_steps=args.distill_steps,
-        critic_pretrain=args.critic_pretrain,
-        sac=sac_config(args),
-        device=args.device,
-    )
+    config = config_from_args(RLConfig, args, sac=config_from_args(SACConfig, args))
     summary = train_rl(config, resume=args.resume)
     print(
         f"{summary['task']} {summary['reward']} + {summary['shaping']}: {summary['steps']} env steps, "
