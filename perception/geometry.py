@@ -97,6 +97,13 @@ def in_frame(uv: np.ndarray, width: int, height: int) -> np.ndarray:
         )
 
 
+def rescale_pixels(uv: np.ndarray, from_size: tuple[int, int], to_size: tuple[int, int]) -> np.ndarray:
+    """Pixel coordinates (..., 2) in a frame of `from_size` (height, width) -> the same points in the frame
+    resized to `to_size` (pixel centres at integers)."""
+    scale = np.array([to_size[1] / from_size[1], to_size[0] / from_size[0]])
+    return (np.asarray(uv, dtype=np.float64) + 0.5) * scale - 0.5
+
+
 def backproject(uv: np.ndarray, depth: float, camera: Camera) -> np.ndarray:
     """The world point at pixel `uv` and optical-axis `depth` (metres) of `camera`."""
     ray_camera = np.linalg.inv(camera.intrinsics) @ np.array([uv[0], uv[1], 1.0])

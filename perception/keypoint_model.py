@@ -22,6 +22,7 @@ from torch.nn import functional as F
 
 from headway.checkpoint import load_state, read_checked_config, save_checkpoint
 from headway.errors import HeadwayError, unknown_name
+from headway.perception.geometry import rescale_pixels
 
 FORMAT = "headway.keypoints"
 FORMAT_VERSION = 1
@@ -170,7 +171,7 @@ def keypoint_loss(
 
 @dataclass
 class KeypointPrediction:
-    """Per frame and keypoint: pixel position (x, y) at the model's image size and a confidence in [0, 1]."""
+    """Per frame and keypoint: pixel position (x, y) in the frames it was predicted from, and a confidence in [0, 1]."""
 
     uv: np.ndarray  # (N, K, 2)
     confidence: np.ndarray  # (N, K)
@@ -224,7 +225,7 @@ class KeypointModel:
     def predict(self, images: np.ndarray, view: str, batch_size: int = 128) -> KeypointPrediction:
         """Keypoints of every frame of one view; positions in pixels of the input frames' size."""
         index = self.view_index(view)
-        height = np.asarray(images).shape[1]
+        frame_size = np.asarray(images).shape[1:3]
         uvs, confidences = [], []
         for start in range(0, len(images), batch_size):
             batch = self.to_tensor(images[start : start + batch_size])
@@ -233,9 +234,8 @@ class KeypointModel:
             uv = cell_to_pixel(decode_heatmaps(heatmaps), self.config.output_stride)
             uvs.append(uv.cpu().numpy())
             confidences.append(torch.sigmoid(visibility).cpu().numpy())
-        uv = np.concatenate(uvs).astype(np.float64)
-        if height != self.config.image_size:  # back to the caller's pixels
-            uv = (uv + 0.5) * (height / self.config.image_size) - 0.5
+        size = self.config.image_size
+        uv = rescale_pixels(np.concatenate(uvs), (size, size), frame_size)  # back to the caller's pixels
         return KeypointPrediction(uv, np.concatenate(confidences).astype(np.float64))
 
     # -- persistence -------------------------------------------------------------------------------

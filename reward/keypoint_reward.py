@@ -3,8 +3,9 @@ stage-aware progress into one potential, behind headway's `RewardModel` protocol
 
 Per frame:
 - the stage k comes from the stage-aware progress model;
-- the keypoint model finds the task's affordance keypoints in every calibrated static view and
-  they are triangulated (views that disagree are dropped; a point no view sees keeps its last
+- the keypoint model finds the task's affordance keypoints in every calibrated static view (in
+  the pixels of the calibration's image size, whatever size the frames arrive at) and they are
+  triangulated (views that disagree are dropped; a point no view sees keeps its last
   triangulated position in the episode, causally, or counts as far away if never seen);
 - stage k names a target keypoint and a mover (the gripper, from proprioception when the state is
   given, else its own keypoint; or the grasped object's keypoint); d = |mover - target|;
@@ -28,8 +29,8 @@ import numpy as np
 from headway import __version__
 from headway.checkpoint import CONFIG_FILE, read_checked_config
 from headway.errors import HeadwayError
-from headway.perception.geometry import Camera, triangulate
-from headway.perception.keypoint_model import KeypointModel
+from headway.perception.geometry import Camera, rescale_pixels, triangulate
+from headway.perception.keypoint_model import KeypointModel, KeypointPrediction
 from headway.perception.preprocess import resize_frames
 from headway.reward.interface import RewardModel, RewardOutput
 
@@ -46,7 +47,9 @@ class KeypointRewardConfig:
 
     task: str
     stage_targets: list[tuple[str, str]]  # per stage: (target keypoint, mover keypoint)
-    cameras: dict[str, dict[str, list]]  # view -> {"intrinsics": 3x3, "pose": 4x4 camera-to-world}
+    # view -> {"intrinsics": 3x3, "pose": 4x4 camera-to-world, "image_size": [height, width] the intrinsics are for}
+    # (checkpoints without "image_size" assume frames arrive at the calibrated size)
+    cameras: dict[str, dict[str, list]]
     progress_weight: float = 0.5
     keypoint_weight: float = 0.5
     distance_scale: float = 0.1  # metres: closeness exp(-d / scale)
@@ -65,6 +68,9 @@ class KeypointRewardConfig:
             raise HeadwayError("the keypoint reward needs at least one calibrated static camera")
         for view, camera in self.cameras.items():
             Camera(np.array(camera.get("intrinsics")), np.array(camera.get("pose")), view)  # names an uncalibrated camera
+            size = camera.get("image_size")
+            if size is not None and (len(size) != 2 or min(size) <= 0):
+                raise HeadwayError(f"camera {view!r}: image_size must be [height, width] in pixels, got {size}")
 
 
 class KeypointRewardModel:
@@ -87,6 +93,7 @@ class KeypointRewardModel:
         for view in config.cameras:
             keypoints.view_index(view)
         self.cameras = {v: Camera(np.array(c["intrinsics"]), np.array(c["pose"]), v) for v, c in config.cameras.items()}
+        self.calibrated_sizes = {v: c.get("image_size") for v, c in config.cameras.items()}
         self.keypoint_views = tuple(config.cameras)
 
     # -- protocol ----------------------------------------------------------------------------------
@@ -113,11 +120,19 @@ class KeypointRewardModel:
         size = self.progress.image_size
         return {v: resize_frames(np.asarray(images[v]), size) for v in self.progress.views if v in images}
 
+    def detect(self, frames: np.ndarray, view: str) -> KeypointPrediction:
+        """Keypoints of (T, H, W, 3) frames of a static view, in the pixels its calibration is for."""
+        prediction = self.keypoints.predict(frames, view)
+        size = self.calibrated_sizes[view]
+        if size is None or tuple(size) == frames.shape[1:3]:
+            return prediction
+        return KeypointPrediction(rescale_pixels(prediction.uv, frames.shape[1:3], tuple(size)), prediction.confidence)
+
     def score_details(self, images: dict[str, np.ndarray], task: str, state: np.ndarray | None = None, batch_size: int = 256) -> dict:
         """Everything behind the fused potential, per frame: progress output, Phi_kp, distances, 3D points."""
         self._check(images)
         progress = self.progress.score_episode(self._progress_images(images), task, state, batch_size)
-        predictions = {v: self.keypoints.predict(np.asarray(images[v]), v) for v in self.keypoint_views}
+        predictions = {v: self.detect(np.asarray(images[v]), v) for v in self.keypoint_views}
         length = len(progress)
         tracker = _Tracker(self)
         phi = np.zeros(length, dtype=np.float32)
@@ -236,18 +251,19 @@ class KeypointStreamingScorer:
         out = self.progress.step(progress_images, state)
         uv, confidence = {}, {}
         for view in model.keypoint_views:
-            prediction = model.keypoints.predict(np.asarray(images[view])[None], view)
+            prediction = model.detect(np.asarray(images[view])[None], view)
             uv[view], confidence[view] = prediction.uv[0], prediction.confidence[0]
         phi, _, _ = self.tracker.step(int(out.stage[0]), uv, confidence, state)
         return RewardOutput(model.fuse(out.progress, np.array([phi], dtype=np.float32)), out.stage, out.stage_probs, out.success, out.uncertainty)
 
 
 def static_cameras(dataset: Path, views: list[str] | None = None, tolerance: float = 1e-4) -> dict[str, dict[str, list]]:
-    """Calibration of a dataset's static cameras (intrinsics from its card, the pose of its first frame).
+    """Calibration of a dataset's static cameras (intrinsics from its card for its frame size, the pose of
+    its first frame).
 
     Cameras that move (the wrist camera) are left out: the reward model has no per-frame pose.
     """
-    from headway.datasets.reader import DatasetReader
+    from headway.datasets.reader import IMAGE_PREFIX, DatasetReader
 
     reader = DatasetReader(Path(dataset))
     card = reader.card()
@@ -262,7 +278,12 @@ def static_cameras(dataset: Path, views: list[str] | None = None, tolerance: flo
             if views:
                 raise HeadwayError(f"camera {view!r} moves during the episode; the keypoint reward triangulates from static cameras only")
             continue
-        cameras[view] = {"intrinsics": card["intrinsics"][view], "pose": poses[0].astype(np.float64).tolist()}
+        height, width = reader.features[f"{IMAGE_PREFIX}{view}"]["shape"][:2]
+        cameras[view] = {
+            "intrinsics": card["intrinsics"][view],
+            "pose": poses[0].astype(np.float64).tolist(),
+            "image_size": [int(height), int(width)],
+        }
     if not cameras:
         raise HeadwayError(f"{dataset} has no static calibrated cameras to triangulate from")
     return cameras

@@ -135,4 +135,5 @@ def test_cli_train_eval_and_fuse(tiny_dataset, tmp_path, capsys):
     assert main(["keypoints", "fuse", "--keypoints", str(out), "--progress", str(tmp_path / "progress"), "--dataset", str(tiny_dataset), "--out", str(fused)]) == 0
     model = load_reward_model(fused, device="cpu")
     assert isinstance(model, KeypointRewardModel) and model.keypoint_views == ("agentview",)  # the wrist camera moves
+    assert model.config.cameras["agentview"]["image_size"] == [32, 32]  # the size its intrinsics are for
 

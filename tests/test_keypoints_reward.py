@@ -109,6 +109,34 @@ def test_protocol_offline_equals_online_and_reload(reward, tmp_path):
     np.testing.assert_allclose(loaded.score_episode(images, "pick up the red cube and lift it", state).progress, offline.progress, atol=1e-6)
 
 
+def test_keypoints_are_triangulated_in_the_calibrated_pixels_whatever_size_the_frames_arrive_at(reward, monkeypatch):
+    """Frames at twice the calibrated size (RL renders at the progress model's size) give the same 3D points."""
+    from headway.perception.geometry import rescale_pixels
+    from headway.perception.keypoint_model import KeypointPrediction
+
+    cameras = {v: {**c, "image_size": [SIZE, SIZE]} for v, c in CAMERAS.items()}
+    model = build_keypoint_reward(reward.keypoints, reward.progress, cameras)
+    cube = np.array([0.02, -0.01, 0.83])
+    truth = np.stack([cube + [0, 0, 0.05], cube, cube + [0, 0, 0.145]])
+
+    def detector(frames, view, batch_size=128):  # a perfect keypoint model: pixels of the frames it is given
+        uv = rescale_pixels(model.cameras[view].project(truth)[0], (SIZE, SIZE), frames.shape[1:3])
+        return KeypointPrediction(np.repeat(uv[None], len(frames), 0), np.ones((len(frames), len(truth))))
+
+    monkeypatch.setattr(model.keypoints, "predict", detector)
+    state = np.tile(np.concatenate([truth[0], np.zeros(6)]), (3, 1))
+    for size in (SIZE, 2 * SIZE, 84):
+        images = {v: np.zeros((3, size, size, 3), np.uint8) for v in VIEWS}
+        details = model.score_details(images, "pick up the red cube and lift it", state)
+        np.testing.assert_allclose(details["points"][-1], truth, atol=1e-6)
+    old = build_keypoint_reward(reward.keypoints, reward.progress, CAMERAS)  # no recorded size: frames taken as calibrated
+    monkeypatch.setattr(old.keypoints, "predict", detector)
+    details = old.score_details({v: np.zeros((3, 2 * SIZE, 2 * SIZE, 3), np.uint8) for v in VIEWS}, "lift", state)
+    assert np.abs(details["points"][-1] - truth).max() > 0.05
+    with pytest.raises(HeadwayError, match="image_size"):
+        build_keypoint_reward(reward.keypoints, reward.progress, {**cameras, "sideview": {**cameras["sideview"], "image_size": [32]}})
+
+
 def test_bad_input_is_named(reward, tmp_path):
     with pytest.raises(HeadwayError, match="sideview.*missing"):
         reward.score_episode({"agentview": np.zeros((2, SIZE, SIZE, 3), np.uint8)}, "lift")
