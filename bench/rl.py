@@ -42,6 +42,8 @@ from headway.commands import config_from_args, integers_argument, names_argument
 from fixtures import simulated_dataset, trained_keypoint_model, trained_reward_model  # bench/ is on sys.path
 from headway.policy.rl_train import RLConfig, train_rl
 from headway.policy.sac import ACTOR_UPDATES, EXPLORATIONS, SACConfig
+from headway.reward.fusion_report import fusion_by_stage, render_fusion_report
+from headway.reward.loading import load_reward_model
 
 # variant -> (reward source, shaping); "fused" is the stage-aware PRM fused with keypoint closeness
 VARIANTS = {
@@ -78,7 +80,6 @@ def prepare(args: argparse.Namespace, fused: bool) -> tuple[Path, Path, Path | N
 
 def prm_cost(model_path: Path, task: str, steps: int = 40) -> dict:
     """Median wall time of an env step rendering the model's views, and of the streaming scorer's step."""
-    from headway.reward.loading import load_reward_model
     from headway.sim.env import EnvConfig, HeadwayEnv
     from headway.sim.task import get_task
 
@@ -101,29 +102,6 @@ def prm_cost(model_path: Path, task: str, steps: int = 40) -> dict:
     env.close()
     env_ms, model_ms = 1000 * float(np.median(env_times)), 1000 * float(np.median(model_times))
     return {"env_step_ms": env_ms, "prm_step_ms": model_ms, "prm_share_of_env_step": model_ms / env_ms}
-
-
-def potential_by_stage(fused_model: Path, demos: Path, task: str, episodes: int = 8) -> dict[str, dict[str, float]]:
-    """How much each potential rises within each stage (stage read by the progress model) on the successful
-    demonstrations, mean per episode: where the keypoint term adds to progress and where, flat, it dilutes it."""
-    from headway.perception.preprocess import resize_frames
-    from headway.policy.replay import read_demo_episodes
-    from headway.reward.loading import load_reward_model
-    from headway.sim.task import get_task
-
-    model = load_reward_model(fused_model, device="cpu")
-    rises = {stage: {"progress": [], "phi_kp": [], "fused": []} for stage in model.stage_names}
-    for episode in read_demo_episodes(demos, views=tuple(model.views), max_episodes=episodes):
-        if not episode.success.any():
-            continue
-        images = {v: resize_frames(episode.images[v], model.image_size) for v in model.views}
-        details = model.score_details(images, get_task(task).instruction, episode.obs[:, : episode.state_dim])
-        stages = details["progress"].stage[:-1]
-        for name, values in (("progress", details["progress"].progress), ("phi_kp", details["phi_kp"]), ("fused", details["fused"])):
-            steps = np.diff(np.asarray(values, dtype=float))
-            for k, stage in enumerate(model.stage_names):
-                rises[stage][name].append(float(steps[stages == k].sum()))
-    return {stage: {name: float(np.mean(v)) if v else float("nan") for name, v in by_name.items()} for stage, by_name in rises.items()}
 
 
 def steps_to(steps: list[int], success_rates, level: float) -> int | None:
@@ -244,12 +222,9 @@ def main() -> None:
     )
     rises = None
     if fused_model is not None:
-        rises = potential_by_stage(fused_model, demos, args.task)
-        print("\nRise of each potential within each stage on the successful demonstrations (mean per episode):")
-        print("| stage | progress | keypoint closeness Phi_kp | fused |")
-        print("|---|---|---|---|")
-        for stage, r in rises.items():
-            print(f"| {stage} | {r['progress']:.3f} | {r['phi_kp']:.3f} | {r['fused']:.3f} |")
+        fusion = fusion_by_stage(load_reward_model(fused_model, device="cpu"), demos, episodes=8)
+        print("\n" + render_fusion_report(fusion))
+        rises = fusion["stages"]
     seeds = args.seeds or (args.seed,)
     sac = config_from_args(SACConfig, args)
     configs = {}

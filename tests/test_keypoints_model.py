@@ -133,6 +133,8 @@ def test_cli_train_eval_and_fuse(tiny_dataset, tmp_path, capsys):
     StageRewardModel(StageRewardNet(config), device="cpu").save(tmp_path / "progress")
     fused = tmp_path / "fused"
     assert main(["keypoints", "fuse", "--keypoints", str(out), "--progress", str(tmp_path / "progress"), "--dataset", str(tiny_dataset), "--out", str(fused)]) == 0
+    printed = capsys.readouterr().out
+    assert "| a |" in printed and "| c |" in printed and "mean over 2 successful episodes" in printed  # expert and noisy, not the failure
     model = load_reward_model(fused, device="cpu")
     assert isinstance(model, KeypointRewardModel) and model.keypoint_views == ("agentview",)  # the wrist camera moves
     assert model.config.cameras["agentview"]["image_size"] == [32, 32]  # the size its intrinsics are for

@@ -137,6 +137,14 @@ def test_keypoints_are_triangulated_in_the_calibrated_pixels_whatever_size_the_f
         build_keypoint_reward(reward.keypoints, reward.progress, {**cameras, "sideview": {**cameras["sideview"], "image_size": [32]}})
 
 
+def test_a_stage_is_credited_with_the_rise_of_the_steps_that_start_in_it():
+    from headway.reward.fusion_report import rise_by_stage
+
+    values = np.array([0.0, 0.1, 0.3, 0.35, 0.9, 0.8])
+    stages = np.array([0, 0, 1, 1, 2, 2])  # the jump 0.35 -> 0.9 leaves stage 1, so it is stage 1's
+    np.testing.assert_allclose(rise_by_stage(values, stages, 4), [0.3, 0.6, -0.1, 0.0])
+
+
 def test_bad_input_is_named(reward, tmp_path):
     with pytest.raises(HeadwayError, match="sideview.*missing"):
         reward.score_episode({"agentview": np.zeros((2, SIZE, SIZE, 3), np.uint8)}, "lift")

@@ -60,6 +60,10 @@ def _fuse(args: argparse.Namespace) -> int:
     model = build_keypoint_reward(args.keypoints, args.progress, cameras, weights[0], weights[1], args.distance_scale, args.device)
     model.save(args.out)
     print(f"wrote {args.out}: keypoint reward over {', '.join(cameras)} fused with {args.progress} (weights {weights[0]:g}, {weights[1]:g})")
+    if args.check_episodes > 0:
+        from headway.reward.fusion_report import fusion_by_stage, render_fusion_report
+
+        print(render_fusion_report(fusion_by_stage(model, args.dataset, args.check_episodes)))
     return 0
 
 
@@ -93,5 +97,11 @@ def register(commands: argparse._SubParsersAction) -> None:
     fuse.add_argument("--weights", default="0.5,0.5", help="PROGRESS,KEYPOINTS weights of the fused potential")
     fuse.add_argument("--distance-scale", type=float, default=0.1, help="metres: closeness = exp(-distance / scale)")
     fuse.add_argument("--out", type=Path, required=True)
+    fuse.add_argument(
+        "--check-episodes",
+        type=int,
+        default=8,
+        help="print how much each term rises per stage on the successful ones among this many --dataset episodes (0: skip)",
+    )
     fuse.add_argument("--device", default=None)
     fuse.set_defaults(run=_fuse)
