@@ -69,7 +69,7 @@ class KeypointRewardConfig:
         for view, camera in self.cameras.items():
             Camera(np.array(camera.get("intrinsics")), np.array(camera.get("pose")), view)  # names an uncalibrated camera
             size = camera.get("image_size")
-            if size is not None and (len(size) != 2 or min(size) <= 0):
+            if size is not None and (np.shape(size) != (2,) or min(size) <= 0):
                 raise HeadwayError(f"camera {view!r}: image_size must be [height, width] in pixels, got {size}")
 
 
