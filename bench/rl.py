@@ -227,23 +227,25 @@ def main() -> None:
         rises = fusion["stages"]
     seeds = args.seeds or (args.seed,)
     sac = config_from_args(SACConfig, args)
-    configs = {}
+    configs, labels = {}, {}
     for seed in seeds:
         for name in names:
             reward, shaping = VARIANTS[name]
-            configs[run_label(name, seed, seeds)] = config_from_args(
+            label, folder = run_place(args.out, name, seed, seeds)
+            labels[name, seed] = label
+            configs[label] = config_from_args(
                 RLConfig,
                 args,
                 reward=f"prm:{checkpoints[reward]}" if reward in checkpoints else reward,
                 shaping=shaping,
                 demos=demos,
-                out=args.out / name if len(seeds) == 1 else args.out / f"seed{seed}" / name,
+                out=folder,
                 seed=seed,
                 sac=sac,
                 progress=False,
             )
     results = run_variants(configs, args.jobs)
-    by_variant = {name: [results[run_label(name, seed, seeds)] for seed in seeds] for name in names}
+    by_variant = {name: [results[labels[name, seed]] for seed in seeds] for name in names}
 
     print("\n| variant | seed | final success | area under success curve | steps to 90% | wall s |")
     print("|---|---|---|---|---|---|")
@@ -269,8 +271,12 @@ def main() -> None:
     print(f"curves: {args.out / 'curves.png'}  figures: {args.out / 'bench.json'}")
 
 
-def run_label(variant: str, seed: int, seeds: tuple[int, ...]) -> str:
-    return variant if len(seeds) == 1 else f"{variant} seed {seed}"
+def run_place(out: Path, variant: str, seed: int, seeds: tuple[int, ...]) -> tuple[str, Path]:
+    """A run's label and folder: OUT/<variant> with one seed (so older run folders still resume), else
+    OUT/seed<S>/<variant>."""
+    if len(seeds) == 1:
+        return variant, out / variant
+    return f"{variant} seed {seed}", out / f"seed{seed}" / variant
 
 
 def reached_text(reached: int | None) -> str:

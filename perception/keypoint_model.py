@@ -171,7 +171,7 @@ def keypoint_loss(
 
 @dataclass
 class KeypointPrediction:
-    """Per frame and keypoint: pixel position (x, y) in the frames it was predicted from, and a confidence in [0, 1]."""
+    """Per frame and keypoint: pixel position (x, y) in the frames asked for, and a confidence in [0, 1]."""
 
     uv: np.ndarray  # (N, K, 2)
     confidence: np.ndarray  # (N, K)
@@ -222,10 +222,13 @@ class KeypointModel:
         return torch.from_numpy(np.ascontiguousarray(images)).to(self.device).permute(0, 3, 1, 2).float() / 255.0
 
     @torch.no_grad()
-    def predict(self, images: np.ndarray, view: str, batch_size: int = 128) -> KeypointPrediction:
-        """Keypoints of every frame of one view; positions in pixels of the input frames' size."""
+    def predict(
+        self, images: np.ndarray, view: str, batch_size: int = 128, output_size: tuple[int, int] | None = None
+    ) -> KeypointPrediction:
+        """Keypoints of every frame of one view; positions in pixels of the input frames' size, or of the
+        same view at `output_size` (height, width), such as the size its calibration is for."""
         index = self.view_index(view)
-        frame_size = np.asarray(images).shape[1:3]
+        frame_size = tuple(output_size) if output_size is not None else np.asarray(images).shape[1:3]
         uvs, confidences = [], []
         for start in range(0, len(images), batch_size):
             batch = self.to_tensor(images[start : start + batch_size])
@@ -235,7 +238,7 @@ class KeypointModel:
             uvs.append(uv.cpu().numpy())
             confidences.append(torch.sigmoid(visibility).cpu().numpy())
         size = self.config.image_size
-        uv = rescale_pixels(np.concatenate(uvs), (size, size), frame_size)  # back to the caller's pixels
+        uv = rescale_pixels(np.concatenate(uvs), (size, size), frame_size)
         return KeypointPrediction(uv, np.concatenate(confidences).astype(np.float64))
 
     # -- persistence -------------------------------------------------------------------------------

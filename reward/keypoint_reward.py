@@ -29,7 +29,7 @@ import numpy as np
 from headway import __version__
 from headway.checkpoint import CONFIG_FILE, read_checked_config
 from headway.errors import HeadwayError
-from headway.perception.geometry import Camera, rescale_pixels, triangulate
+from headway.perception.geometry import Camera, triangulate
 from headway.perception.keypoint_model import KeypointModel, KeypointPrediction
 from headway.perception.preprocess import resize_frames
 from headway.reward.interface import RewardModel, RewardOutput
@@ -122,11 +122,7 @@ class KeypointRewardModel:
 
     def detect(self, frames: np.ndarray, view: str) -> KeypointPrediction:
         """Keypoints of (T, H, W, 3) frames of a static view, in the pixels its calibration is for."""
-        prediction = self.keypoints.predict(frames, view)
-        size = self.calibrated_sizes[view]
-        if size is None or tuple(size) == frames.shape[1:3]:
-            return prediction
-        return KeypointPrediction(rescale_pixels(prediction.uv, frames.shape[1:3], tuple(size)), prediction.confidence)
+        return self.keypoints.predict(frames, view, output_size=self.calibrated_sizes[view])
 
     def score_details(self, images: dict[str, np.ndarray], task: str, state: np.ndarray | None = None, batch_size: int = 256) -> dict:
         """Everything behind the fused potential, per frame: progress output, Phi_kp, distances, 3D points."""

@@ -119,8 +119,8 @@ def test_keypoints_are_triangulated_in_the_calibrated_pixels_whatever_size_the_f
     cube = np.array([0.02, -0.01, 0.83])
     truth = np.stack([cube + [0, 0, 0.05], cube, cube + [0, 0, 0.145]])
 
-    def detector(frames, view, batch_size=128):  # a perfect keypoint model: pixels of the frames it is given
-        uv = rescale_pixels(model.cameras[view].project(truth)[0], (SIZE, SIZE), frames.shape[1:3])
+    def detector(frames, view, batch_size=128, output_size=None):  # a perfect keypoint model, pixels as asked
+        uv = rescale_pixels(model.cameras[view].project(truth)[0], (SIZE, SIZE), output_size or frames.shape[1:3])
         return KeypointPrediction(np.repeat(uv[None], len(frames), 0), np.ones((len(frames), len(truth))))
 
     monkeypatch.setattr(model.keypoints, "predict", detector)
