@@ -31,7 +31,28 @@ def _load_keypoint_reward(path: Path, device: str | None) -> RewardModel:
 REWARD_MODEL_FORMATS.register("headway.keypoint_reward", _load_keypoint_reward)
 
 
+# spec prefix ("lerobot", "gvl", ...) -> loader(rest of the spec, device) -> RewardModel, for models
+# named as `PREFIX:REST` rather than by a headway checkpoint folder.
+REWARD_MODEL_SPECS: Registry[Callable[[str, str | None], RewardModel]] = Registry("reward model kind")
+
+
+def _load_gvl(rest: str, device: str | None) -> RewardModel:
+    """`gvl:MODEL[?views=a,b&max_frames=16&...]`: zero-shot VLM progress (options: headway.reward.gvl)."""
+    # imported here: transformers and torch load only when a GVL model is asked for
+    from headway.reward.gvl import GVLRewardModel
+
+    return GVLRewardModel.from_pretrained(rest, device)
+
+
+REWARD_MODEL_SPECS.register("gvl", _load_gvl)
+
+
 def load_reward_model(path: Path | str, device: str | None = None) -> RewardModel:
-    """Open a reward-model checkpoint of any registered kind."""
+    """Open a reward model: a headway checkpoint folder of any registered format, or `PREFIX:REST`
+    for a registered spec prefix (`lerobot:sarm:PATH`, `gvl:MODEL`)."""
+    text = str(path)
+    prefix, sep, rest = text.partition(":")
+    if sep and not Path(text).exists() and len(prefix) > 1:
+        return REWARD_MODEL_SPECS.get(prefix)(rest, device)
     fix = "Pass the folder written by `headway reward train` (or another headway reward model)"
     return load_by_format(path, REWARD_MODEL_FORMATS, device, "reward model", fix)
