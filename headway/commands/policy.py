@@ -1,4 +1,4 @@
-"""`headway policy ...`: behaviour cloning (plain or reward-aligned) and evaluation in simulation."""
+"""`headway policy ...`: behaviour cloning (plain or reward-aligned), offline RL (IQL) and evaluation in simulation."""
 
 from __future__ import annotations
 
@@ -42,6 +42,38 @@ def _policy_bc(args: argparse.Namespace) -> int:
     return 0
 
 
+def _policy_iql(args: argparse.Namespace) -> int:
+    from headway.policy.iql import IQLConfig, train_iql
+
+    config = IQLConfig(
+        dataset=args.dataset,
+        labels=args.labels,
+        out=args.out,
+        reward=args.reward,
+        expectile=args.expectile,
+        temperature=args.temperature,
+        gamma=args.gamma,
+        chunk=args.chunk,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        model=args.model,
+        force=args.force,
+        execution=args.execution,
+        seed=args.seed,
+        device=args.device,
+    )
+    summary = train_iql(config)
+    print(
+        f"trained {summary['out']} ({summary['task']}, IQL on {summary['reward']} rewards, gamma {summary['gamma']:g}): "
+        f"{summary['steps']} steps on {summary['episodes']} episodes ({summary['samples']} samples, "
+        f"{summary['terminal_episodes']} ending in a terminal), value loss {summary['final_value_loss']:.3f}, "
+        f"critic loss {summary['final_critic_loss']:.3f}, actor loss {summary['first_actor_loss']:.3f} -> "
+        f"{summary['final_actor_loss']:.3f}, mean weight {summary['final_mean_weight']:.2f} "
+        f"({100 * summary['final_clipped_share']:.0f}% clipped), {summary['seconds']:.0f} s"
+    )
+    return 0
+
+
 def _policy_eval(args: argparse.Namespace) -> int:
     from headway.atomic import atomic_write_json
     from headway.policy.evaluate import evaluate_policy, render_summary
@@ -62,7 +94,7 @@ def _policy_eval(args: argparse.Namespace) -> int:
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    policy = commands.add_parser("policy", help="behaviour cloning (plain or RA-BC) and policy evaluation")
+    policy = commands.add_parser("policy", help="behaviour cloning (plain or RA-BC), offline RL (IQL) and policy evaluation")
     policy_commands = policy.add_subparsers(dest="policy_command", required=True, metavar="COMMAND")
     bc = policy_commands.add_parser("bc", help="train a BC policy of action chunks from a LeRobot dataset")
     bc.add_argument("--dataset", type=Path, required=True, help="a LeRobot v3.0 dataset with observation.state and action")
@@ -82,6 +114,25 @@ def register(commands: argparse._SubParsersAction) -> None:
     bc.add_argument("--seed", type=int, default=0)
     bc.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
     bc.set_defaults(run=_policy_bc)
+    iql = policy_commands.add_parser("iql", help="offline RL (Implicit Q-Learning) on a dataset and its reward labels")
+    iql.add_argument("--dataset", type=Path, required=True, help="a LeRobot v3.0 dataset with observation.state and action")
+    iql.add_argument("--labels", type=Path, required=True, help="the dataset's label folder from `headway reward label`")
+    iql.add_argument("--out", type=Path, required=True, help="checkpoint folder to write (BC format: `headway policy eval` loads it)")
+    iql.add_argument("--reward", choices=("shaped", "progress", "success", "sparse"), default="shaped",
+                     help="shaped: the labels' potential-based reward (default); progress / success: the model's outputs; "
+                          "sparse: the dataset's task reward")
+    iql.add_argument("--expectile", type=float, default=0.7, help="tau of the value's expectile regression, in (0.5, 1)")
+    iql.add_argument("--temperature", type=float, default=3.0, help="beta of the advantage weights exp(beta * A)")
+    iql.add_argument("--gamma", type=float, default=None, help="discount (default: the labels' gamma)")
+    iql.add_argument("--chunk", type=int, default=10, help="actions per chunk (Q is over whole chunks)")
+    iql.add_argument("--steps", type=int, default=3000)
+    iql.add_argument("--batch-size", type=int, default=256)
+    iql.add_argument("--model", type=Path, default=None, help="reward checkpoint the labels must come from (fingerprint check)")
+    iql.add_argument("--force", action="store_true", help="use labels made from another dataset or model")
+    iql.add_argument("--execution", choices=("ensemble", "open_loop"), default="ensemble")
+    iql.add_argument("--seed", type=int, default=0)
+    iql.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
+    iql.set_defaults(run=_policy_iql)
     evaluate = policy_commands.add_parser("eval", help="roll a policy out in simulation: success rate, returns, videos")
     evaluate.add_argument("--task", required=True, help="simulated task, e.g. lift")
     evaluate.add_argument("--policy", type=Path, required=True, help="policy checkpoint folder (BC, SAC, ...)")
