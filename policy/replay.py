@@ -119,6 +119,7 @@ class DemoEpisode:
     index: int
     images: dict[str, np.ndarray] | None = None  # view -> (T, H, W, 3), only when a reward source needs them
     state_dim: int | None = None  # obs[:, :state_dim] is observation.state (proprioception), for reward models that use it
+    scene: tuple[np.ndarray, np.ndarray] | None = None  # (stage, tau) per frame the simulator showed, when recorded
 
 
 def read_demo_episodes(root: Path | str, views: tuple[str, ...] = (), max_episodes: int | None = None) -> list[DemoEpisode]:
@@ -154,6 +155,7 @@ def read_demo_episodes(root: Path | str, views: tuple[str, ...] = (), max_episod
                 index=index,
                 state_dim=int(arrays["observation.state"].shape[1]),
                 images=episode.images if views else None,
+                scene=episode.scene,
             )
         )
     if not episodes:

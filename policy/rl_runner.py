@@ -1,0 +1,574 @@
+"""The runner around policy/rl_algo.py: vectorised envs, rewards, evaluation, checkpoints, logs, resume.
+
+`run_online_rl(OnlineRLConfig, resume)` fine-tunes through a frozen headway policy (`init`): the
+agent acts as that policy until its critics have warmed up, then executes, per state, the better by
+Q of the policy's action and the RL actor's (policy/rl_algo.py explains the recipe).
+
+Rewards (`reward`): `sparse` (1 on success), `robosuite-dense` (robosuite's shaped reward; success
+is made absorbing: the success step pays r / (1 - gamma), the value of staying there, so hovering
+below the success height is not worth more than succeeding), `oracle` (sparse + a potential from the
+simulator's true progress) and `prm:CKPT` (sparse + a reward model's potential, all envs' frames
+scored in one batch, policy/rl_potential.py). `shaping`: pbrs (default with a potential), delta, none.
+
+Evaluation: `eval_episodes` held-out seeds DEFAULT_EVAL_SEED + i, the scheme of `headway policy
+eval` (policy/evaluate.py), deterministic actions, spread over the vectorised envs. Step 0 is
+evaluated before any learning, so it is the init policy's own success on those seeds.
+
+Layout of `out/`: config.json, checkpoints/step_N/ (state.pt, replay.npz), latest.json (the last
+complete checkpoint, written last), eval.csv (one row per evaluation, with per-episode successes),
+train.csv (one row per training episode: task return, learned (shaped) return, success), summary.json.
+A run killed at any moment resumes from its last checkpoint with `resume=True`; episodes in flight
+restart from a fresh reset.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from headway.atomic import atomic_write_json
+from headway.errors import HeadwayError
+from headway.policy.evaluate import DEFAULT_EVAL_SEED
+from headway.policy.reward_sources import RewardNaNError
+from headway.policy.rl_algo import MAX_UTD, Agent, AgentConfig, Buffer, NStep, mixed_batch
+
+REWARDS = ("sparse", "robosuite-dense", "oracle", "prm")
+SHAPINGS = ("pbrs", "delta", "none")
+TRAIN_SEED_STRIDE = 100_000
+TRAIN_FIELDS = ["step", "episode", "seed", "task_return", "learned_return", "success", "length", "used_rl", "seconds"]
+EVAL_FIELDS = ["step", "success_rate", "mean_dense_return", "mean_length", "used_rl", "successes", "seconds", "env_steps_per_s", "updates_per_s"]
+
+
+@dataclass
+class OnlineRLConfig:
+    task: str = "lift"
+    init: Path | None = None  # any headway policy checkpoint: the frozen reference the agent acts through
+    reward: str = "sparse"  # sparse | robosuite-dense | oracle | prm:CKPT
+    shaping: str | None = None  # pbrs | delta | none; None: pbrs with a potential, none otherwise
+    demos: Path | None = None  # LeRobot dataset kept in replay (demo_ratio of each batch)
+    demo_episodes: int | None = None
+    steps: int = 15_000
+    out: Path = Path("runs/rl")
+    seed: int = 0
+    num_envs: int = 2
+    processes: bool = True  # envs in worker processes (False: in this process, for tests)
+    eval_every: int = 1_000
+    eval_episodes: int = 20
+    batch_size: int = 256
+    utd: int = 1  # gradient updates per env step
+    demo_ratio: float = 0.5
+    warmup_steps: int = 1_000  # env steps with the reference acting while only the critics learn (WSRL)
+    actor_pretrain: int = 500  # regression steps of the RL actor onto the reference's actions at warm-up's end
+    success_weight: float = 0.0
+    uncertainty_penalty: float = 0.0  # Phi -= k * the reward model's ensemble uncertainty
+    horizon: int | None = None
+    agent: AgentConfig = field(default_factory=AgentConfig)
+    threads: int = 1
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        from headway.sim.task import get_task
+
+        self.out = Path(self.out)
+        self.init = None if self.init is None else Path(self.init)
+        self.demos = None if self.demos is None else Path(self.demos)
+        if isinstance(self.agent, dict):
+            self.agent = AgentConfig(**self.agent)
+        get_task(self.task)
+        if self.init is None:
+            raise HeadwayError("online RL starts from a headway policy: pass --init POLICY (e.g. from `headway policy bc`)")
+        if not (self.init / "config.json").exists():
+            raise HeadwayError(f"--init {self.init} is not a headway policy checkpoint (no config.json)")
+        if self.demos is not None and not (self.demos / "meta" / "info.json").exists():
+            raise HeadwayError(f"--demos {self.demos} is not a LeRobot dataset (no meta/info.json)")
+        name = self.reward.partition(":")[0]
+        if name not in REWARDS:
+            raise HeadwayError(f"unknown reward {self.reward!r}; valid: sparse, robosuite-dense, oracle, prm:CKPT")
+        if name == "prm" and not self.reward.partition(":")[2]:
+            raise HeadwayError("reward 'prm' needs a checkpoint: prm:PATH (a folder from `headway reward train`)")
+        if self.shaping is not None and self.shaping not in SHAPINGS:
+            raise HeadwayError(f"unknown shaping {self.shaping!r}; valid: {', '.join(SHAPINGS)}")
+        if self.shaping not in (None, "none") and name not in ("oracle", "prm"):
+            raise HeadwayError(f"shaping {self.shaping!r} needs a potential; reward {name!r} has none (use oracle or prm:CKPT, or --shaping none)")
+        if not 1 <= self.utd <= MAX_UTD:
+            raise HeadwayError(f"UTD (updates per env step) must be in [1, {MAX_UTD}], got {self.utd}")
+        for key in ("steps", "num_envs", "eval_every", "eval_episodes", "batch_size"):
+            if getattr(self, key) < 1:
+                raise HeadwayError(f"{key.replace('_', '-')} must be at least 1, got {getattr(self, key)}")
+        if self.warmup_steps < 0 or self.actor_pretrain < 0:
+            raise HeadwayError("warm-up steps and actor pretraining must be >= 0")
+        if not 0.0 <= self.demo_ratio < 1.0:
+            raise HeadwayError(f"demo ratio must be in [0, 1), got {self.demo_ratio}")
+        if self.seed < 0 or self.seed >= DEFAULT_EVAL_SEED // TRAIN_SEED_STRIDE:
+            raise HeadwayError(f"seed must be in [0, {DEFAULT_EVAL_SEED // TRAIN_SEED_STRIDE}), got {self.seed}")
+
+    @property
+    def reward_name(self) -> str:
+        return self.reward.partition(":")[0]
+
+    @property
+    def shaping_name(self) -> str:
+        return self.shaping or ("pbrs" if self.reward_name in ("oracle", "prm") else "none")
+
+    def identity(self) -> dict:
+        data = asdict(self)
+        for key in ("steps", "progress", "threads", "eval_every", "processes"):
+            data.pop(key)
+        for key in ("out", "init", "demos"):
+            data[key] = None if data[key] is None else str(data[key])
+        data["agent"]["hidden"] = list(data["agent"]["hidden"])
+        return data
+
+
+# -- rewards ---------------------------------------------------------------------------------------
+class Rewards:
+    """Task reward, potential and shaping of every env's transitions; demonstration rewards likewise."""
+
+    def __init__(self, config: OnlineRLConfig, num_envs: int, device: str = "cpu") -> None:
+        from headway.sim.task import get_task
+
+        self.config, self.name, self.shaping = config, config.reward_name, config.shaping_name
+        self.gamma = config.agent.gamma
+        self.potential = None
+        self.views: tuple[str, ...] = ()
+        self.image_size = 84
+        self.stages = len(get_task(config.task).stages)
+        if self.name == "prm":
+            from headway.policy.rl_potential import BatchedPotential
+            from headway.reward.loading import load_reward_model
+            from headway.sim.env import VIEWS
+
+            path = config.reward.partition(":")[2]
+            if not Path(path).exists():
+                raise HeadwayError(f"reward model checkpoint {path} does not exist; pass the folder written by `headway reward train`")
+            model = load_reward_model(path, device=device)
+            missing = [v for v in model.views if v not in VIEWS]
+            if missing:
+                raise HeadwayError(f"the reward model reads views {', '.join(missing)} that the simulator cannot render (it has {', '.join(VIEWS)})")
+            self.potential = BatchedPotential(model, get_task(config.task).instruction, num_envs, config.success_weight, config.uncertainty_penalty)
+            self.views, self.image_size = self.potential.views, self.potential.image_size
+        self.has_potential = self.name in ("oracle", "prm")
+
+    def task_reward(self, reward: float, terminated: bool, info: dict) -> float:
+        if self.name == "robosuite-dense":
+            dense = float(info["robosuite_dense_reward"])
+            return dense / (1.0 - self.gamma) if terminated else dense  # success absorbing
+        return float(bool(info["success"]))
+
+    def potentials(self, indices: list[int], observations: list[dict], infos: list[dict], reset: bool) -> np.ndarray:
+        if self.name == "oracle":
+            return np.array([float(i["oracle_potential"]) for i in infos])
+        if self.name == "prm":
+            if reset:
+                for i in indices:
+                    self.potential.reset(i)
+            return self.potential.score(indices, observations)
+        return np.zeros(len(indices))
+
+    def shaped(self, task_reward: float, phi: float, phi_next: float, terminated: bool) -> float:
+        if self.shaping == "pbrs":
+            return task_reward + self.gamma * (0.0 if terminated else phi_next) - phi
+        if self.shaping == "delta":
+            return phi_next - phi
+        return task_reward
+
+    def demo_potentials(self, episode) -> np.ndarray:
+        if self.name == "oracle":
+            if episode.scene is None:
+                raise HeadwayError("the demonstrations have no oracle.scene_stage / oracle.scene_tau; record them with `headway sim collect`")
+            stage, tau = episode.scene
+            return ((stage + tau) / self.stages).astype(np.float64)
+        if self.name == "prm":
+            from headway.perception.preprocess import resize_frames
+
+            model = self.potential.model
+            images = {v: resize_frames(episode.images[v], self.image_size) for v in self.views if episode.images and v in episode.images}
+            if not images:
+                raise HeadwayError(f"the demonstrations have none of the reward model's views ({', '.join(self.views)})")
+            state = None if episode.state_dim is None else episode.obs[:, : episode.state_dim]
+            return self.potential.phi(model.score_episode(images, self.potential.task, state))
+        return np.zeros(len(episode.obs))
+
+    def demo_task_reward(self, episode, t: int, terminated: bool) -> float:
+        if self.name == "robosuite-dense":
+            if episode.dense is None:
+                raise HeadwayError("the demonstrations have no next.robosuite_dense_reward; record them with `headway sim collect`")
+            return float(episode.dense[t]) / (1.0 - self.gamma) if terminated else float(episode.dense[t])
+        return float(episode.success[t])
+
+
+def checked(value: float, what: str, step: int) -> float:
+    if not np.isfinite(value):
+        raise RewardNaNError(f"the {what} is {value} at env step {step}; the reward model produced a bad score")
+    return float(value)
+
+
+# -- references ------------------------------------------------------------------------------------
+def load_references(config: OnlineRLConfig, count: int, env) -> list:
+    """One frozen copy of the init policy per env (a chunking policy keeps a per-episode queue)."""
+    from headway.policy.evaluate import check_policy_fits
+    from headway.policy.interface import load_policy
+
+    policies = [load_policy(config.init, device="cpu") for _ in range(count)]
+    check_policy_fits(policies[0], config.task, env)
+    object_dim = getattr(policies[0], "object_dim", None)
+    env_object = int(env.observation_space["object"].shape[0])
+    if object_dim is not None and object_dim not in (0, env_object):
+        raise HeadwayError(f"--init reads a {object_dim}-value object state; {config.task} gives {env_object}")
+    return policies
+
+
+def obs_vector(observation: dict) -> np.ndarray:
+    return np.concatenate([np.asarray(observation["state"], np.float32), np.asarray(observation["object"], np.float32)])
+
+
+def evaluate(agent: Agent, references: list, env, episodes: int, base_seed: int = DEFAULT_EVAL_SEED, reference_only: bool = False) -> dict:
+    """Deterministic episodes on seeds base_seed + i, spread over the vectorised envs."""
+    queue = list(range(episodes))
+    active: dict[int, dict] = {}
+    results: dict[int, dict] = {}
+
+    def start(slot: int) -> None:
+        episode = queue.pop(0)
+        observation, _ = env.reset([slot], [base_seed + episode])[0]
+        references[slot].reset()
+        active[slot] = {"episode": episode, "obs": observation, "success": False, "dense": 0.0, "length": 0, "rl": 0}
+
+    for slot in range(min(env.num_envs, episodes)):
+        start(slot)
+    while active:
+        slots = sorted(active)
+        obs = np.stack([obs_vector(active[s]["obs"]) for s in slots])
+        ref = np.stack([np.asarray(references[s].act(active[s]["obs"]), np.float32) for s in slots])
+        actions, used = (ref, np.zeros(len(slots), bool)) if reference_only else agent.act(obs, ref, explore=False)
+        for s, result, u in zip(slots, env.step(actions, slots), used):
+            observation, _, terminated, truncated, info = result
+            run = active[s]
+            run.update(obs=observation, success=run["success"] or info["success"], dense=run["dense"] + info["robosuite_dense_reward"], length=run["length"] + 1, rl=run["rl"] + int(u))
+            if terminated or truncated:
+                results[run["episode"]] = run
+                del active[s]
+                if queue:
+                    start(s)
+    rows = [results[i] for i in range(episodes)]
+    return {
+        "successes": [int(r["success"]) for r in rows],
+        "success_rate": float(np.mean([r["success"] for r in rows])),
+        "mean_dense_return": float(np.mean([r["dense"] for r in rows])),
+        "mean_length": float(np.mean([r["length"] for r in rows])),
+        "used_rl": float(sum(r["rl"] for r in rows) / max(1, sum(r["length"] for r in rows))),
+    }
+
+
+# -- demonstrations ---------------------------------------------------------------------------------
+def demo_buffer(config: OnlineRLConfig, rewards: Rewards, reference, obs_dim: int, action_dim: int) -> tuple[Buffer, np.ndarray, np.ndarray]:
+    """n-step demonstration transitions with this run's rewards, and the reference's action at every
+    demonstration state (it acts through each episode in order, as online). Also returns all demo
+    states and their reference actions (for normalisation and the actor's first fit)."""
+    from headway.policy.replay import demo_transitions, read_demo_episodes
+
+    views = tuple(dict.fromkeys(rewards.views + tuple(reference.views)))
+    episodes = read_demo_episodes(config.demos, views, config.demo_episodes)
+    if episodes[0].obs.shape[1] != obs_dim or episodes[0].action.shape[1] != action_dim:
+        raise HeadwayError(f"--demos {config.demos} has state+object {episodes[0].obs.shape[1]} / action {episodes[0].action.shape[1]}; {config.task} needs {obs_dim} / {action_dim}")
+    rows, states, refs = [], [], []
+    for episode in episodes:
+        phi = rewards.demo_potentials(episode)
+        if not np.isfinite(phi).all():
+            raise RewardNaNError(f"the reward model scored NaN on demonstration episode {episode.index}, frame {int(np.flatnonzero(~np.isfinite(phi))[0])}")
+        reference.reset()
+        ref = []
+        for t in range(len(episode.obs)):
+            observation = {"state": episode.obs[t, : episode.state_dim], "object": episode.obs[t, episode.state_dim :], "images": {v: f[t] for v, f in (episode.images or {}).items()}}
+            ref.append(np.clip(np.asarray(reference.act(observation), np.float32), -1, 1))
+        ref = np.stack(ref)
+        states.append(episode.obs)
+        refs.append(ref)
+        frames, terminal = demo_transitions(episode)
+        nstep = NStep(config.agent.n_step, config.agent.gamma)
+        for t, done in zip(frames, terminal):
+            n = min(t + 1, len(episode.obs) - 1)
+            step = {
+                "obs": episode.obs[t], "action": np.clip(episode.action[t], -1, 1), "next_obs": episode.obs[n],
+                "reward": rewards.shaped(rewards.demo_task_reward(episode, t, bool(done)), float(phi[t]), float(phi[n]), bool(done)),
+                "ref_action": ref[t], "next_ref_action": ref[n], "phi": float(phi[t]), "next_phi": 0.0 if done else float(phi[n]),
+            }
+            rows += nstep.push(step, bool(done), t == frames[-1])
+    buffer = Buffer(len(rows), obs_dim, action_dim)
+    for row in rows:
+        buffer.add(row)
+    return buffer, np.concatenate(states), np.concatenate(refs)
+
+
+# -- logs and checkpoints ---------------------------------------------------------------------------
+def _rows(path: Path, up_to: int) -> list[dict]:
+    if not path.exists():
+        return []
+    out = []
+    with path.open(newline="") as handle:
+        for row in csv.DictReader(handle):
+            try:
+                if None not in row.values() and int(float(row["step"])) <= up_to:
+                    out.append(row)
+            except (TypeError, ValueError):
+                continue
+    return out
+
+
+class CsvLog:
+    def __init__(self, path: Path, columns: list[str], keep: list[dict]) -> None:
+        self.columns = columns
+        tmp = path.with_name(f".{path.name}.tmp")
+        with tmp.open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, columns)
+            writer.writeheader()
+            writer.writerows(keep)
+        os.replace(tmp, path)
+        self.handle = path.open("a", newline="")
+        self.writer = csv.DictWriter(self.handle, columns)
+
+    def write(self, row: dict) -> None:
+        self.writer.writerow({k: row[k] for k in self.columns})
+        self.handle.flush()
+
+    def close(self) -> None:
+        self.handle.close()
+
+
+def save_checkpoint(out: Path, step: int, state: dict, online: Buffer) -> None:
+    root = out / "checkpoints"
+    root.mkdir(parents=True, exist_ok=True)
+    name = f"step_{step:09d}"
+    tmp = root / f".{name}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    torch.save(state, tmp / "state.pt")
+    np.savez(tmp / "replay.npz", **online.state())
+    final = root / name
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+    atomic_write_json(out / "latest.json", {"step": step, "checkpoint": f"checkpoints/{name}"})
+    for old in sorted(root.glob("step_*"))[:-2]:  # keep the last two
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def load_checkpoint(out: Path) -> tuple[dict, Buffer] | None:
+    latest = out / "latest.json"
+    if not latest.exists():
+        return None
+    folder = out / json.loads(latest.read_text())["checkpoint"]
+    state = torch.load(folder / "state.pt", weights_only=False)
+    with np.load(folder / "replay.npz") as data:
+        online = Buffer.from_state({k: data[k] for k in data.files})
+    return state, online
+
+
+# -- the loop ----------------------------------------------------------------------------------------
+def run_online_rl(config: OnlineRLConfig, resume: bool = False, on_eval=None) -> dict:
+    """Train (or continue) the run in `config.out`; `on_eval(step, result)` is called after each evaluation."""
+    from headway.policy.vec_env import VecEnv, VecEnvSpec
+
+    started = time.perf_counter()
+    torch.set_num_threads(config.threads)
+    out = config.out
+    identity = config.identity()
+    if out.exists() and any(out.iterdir()):
+        if not resume:
+            raise HeadwayError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+        saved = out / "config.json"
+        if saved.exists() and json.loads(saved.read_text()) != identity:
+            previous = json.loads(saved.read_text())
+            differing = sorted(k for k in identity if previous.get(k) != identity[k])
+            raise HeadwayError(f"{out} holds a run with different settings ({', '.join(differing)}); use another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / "config.json", identity)
+
+    rng = np.random.default_rng(config.seed)
+    torch.manual_seed(config.seed)
+    rewards = Rewards(config, config.num_envs)
+    from headway.policy.interface import load_policy
+
+    policy_views = tuple(load_policy(config.init).views)
+    train_views = tuple(dict.fromkeys(rewards.views + policy_views))
+    image_size = rewards.image_size if rewards.views else getattr(load_policy(config.init), "image_size", None) or 84
+    env = VecEnv(VecEnvSpec(config.task, train_views, image_size, config.horizon), config.num_envs, config.processes)
+    eval_env = VecEnv(VecEnvSpec(config.task, policy_views, image_size, config.horizon), config.num_envs, config.processes)
+    log_train = log_eval = None
+    try:
+        references = load_references(config, config.num_envs, env)
+        eval_references = load_references(config, config.num_envs, env)
+        obs_dim = int(env.observation_space["state"].shape[0] + env.observation_space["object"].shape[0])
+        action_dim = int(env.action_space.shape[0])
+        if not (np.allclose(env.action_space.low, -1) and np.allclose(env.action_space.high, 1)):
+            raise HeadwayError(f"the agent acts in [-1, 1]; this env's action space is {env.action_space}")
+        agent = Agent(obs_dim, action_dim, config.agent, seed=config.seed)
+        demos, demo_states, demo_refs = (None, None, None)
+        if config.demos is not None:
+            demos, demo_states, demo_refs = demo_buffer(config, rewards, references[0], obs_dim, action_dim)
+        checkpoint = load_checkpoint(out) if resume else None
+        step = episode_counter = 0
+        info: dict = {}
+        if checkpoint is not None:
+            state, online = checkpoint
+            agent.load_state_dict(state["agent"])
+            rng.bit_generator.state = state["rng"]
+            step, episode_counter, info = state["step"], state["episodes"], state["info"]
+            started -= state["seconds"]
+        else:
+            online = Buffer(config.steps + config.num_envs * (config.agent.n_step + 1), obs_dim, action_dim)
+            first = [obs_vector(o) for o, _ in env.reset(list(range(config.num_envs)), [config.seed * TRAIN_SEED_STRIDE + 99_999 - i for i in range(config.num_envs)])]
+            agent.normaliser.fit(demo_states if demo_states is not None else np.stack(first))
+        last_good = step if checkpoint is not None else -1
+        log_train = CsvLog(out / "train.csv", TRAIN_FIELDS, _rows(out / "train.csv", step if checkpoint else -1))
+        eval_rows = _rows(out / "eval.csv", step if checkpoint else -1)
+        log_eval = CsvLog(out / "eval.csv", EVAL_FIELDS, eval_rows)
+        timing = {"env_seconds": 0.0, "update_seconds": 0.0, "env_steps": 0, "updates": 0}
+
+        def do_eval() -> dict:
+            result = evaluate(agent, eval_references, eval_env, config.eval_episodes)
+            row = {
+                "step": step, **{k: result[k] for k in ("success_rate", "mean_dense_return", "mean_length", "used_rl")},
+                "successes": "".join(map(str, result["successes"])), "seconds": round(time.perf_counter() - started, 1),
+                "env_steps_per_s": round(timing["env_steps"] / max(timing["env_seconds"], 1e-9), 1),
+                "updates_per_s": round(timing["updates"] / max(timing["update_seconds"], 1e-9), 1),
+            }
+            log_eval.write(row)
+            eval_rows.append(row)
+            if on_eval is not None:
+                on_eval(step, result)
+            if config.progress:
+                print(f"[rl {config.task} {config.reward_name}+{config.shaping_name} seed {config.seed}] step {step}: success {result['success_rate']:.2f} "
+                      f"(RL action {100 * result['used_rl']:.0f}% of steps), {row['env_steps_per_s']} env steps/s, {row['updates_per_s']} updates/s", flush=True)
+            return result
+
+        def checkpoint_now() -> None:
+            state = {"agent": agent.state_dict(), "rng": rng.bit_generator.state, "step": step, "episodes": episode_counter, "info": info, "seconds": time.perf_counter() - started}
+            save_checkpoint(out, step, state, online)
+
+        if step == 0:
+            info["start_success"] = do_eval()["success_rate"]
+            checkpoint_now()
+            last_good = 0
+        # start every env's episode
+        slots = list(range(config.num_envs))
+        seeds = [config.seed * TRAIN_SEED_STRIDE + (episode_counter + i) % TRAIN_SEED_STRIDE for i in slots]
+        resets = env.reset(slots, seeds)
+        episode_counter += config.num_envs
+        observations = [o for o, _ in resets]
+        for r in references:
+            r.reset()
+        phis = rewards.potentials(slots, observations, [i for _, i in resets], reset=True)
+        phis = np.array([checked(p, "potential", step) for p in phis])
+        refs = np.stack([np.clip(np.asarray(r.act(o), np.float32), -1, 1) for r, o in zip(references, observations)])
+        nsteps = [NStep(config.agent.n_step, config.agent.gamma) for _ in slots]
+        stats = [{"seed": s, "task": 0.0, "learned": 0.0, "success": False, "length": 0, "rl": 0} for s in seeds]
+        next_eval = (step // config.eval_every + 1) * config.eval_every
+        pretrained = agent.actor_started
+
+        while step < config.steps:
+            obs = np.stack([obs_vector(o) for o in observations])
+            actions, used = agent.act(obs, refs, explore=True, rng=rng)
+            t0 = time.perf_counter()
+            results = env.step(actions)
+            timing["env_seconds"] += time.perf_counter() - t0
+            timing["env_steps"] += len(results)
+            next_obs = [r[0] for r in results]
+            infos = [r[4] for r in results]
+            phi_next = np.array([checked(p, "potential", step + 1) for p in rewards.potentials(slots, next_obs, infos, reset=False)])
+            next_refs = np.stack([np.clip(np.asarray(r.act(o), np.float32), -1, 1) for r, o in zip(references, next_obs)])
+            done_slots = []
+            for i, (o2, _, terminated, truncated, inf) in enumerate(results):
+                task_reward = checked(rewards.task_reward(0.0, terminated, inf), "task reward", step + 1)
+                reward = checked(rewards.shaped(task_reward, float(phis[i]), float(phi_next[i]), terminated), "shaped reward", step + 1)
+                row = {"obs": obs[i], "action": actions[i], "reward": reward, "next_obs": obs_vector(o2), "ref_action": refs[i], "next_ref_action": next_refs[i],
+                       "phi": float(phis[i]), "next_phi": 0.0 if terminated else float(phi_next[i])}
+                for transition in nsteps[i].push(row, terminated, truncated):
+                    online.add(transition)
+                s = stats[i]
+                s["task"] += task_reward
+                s["learned"] += reward
+                s["success"] = s["success"] or inf["success"]
+                s["length"] += 1
+                s["rl"] += int(used[i])
+                if terminated or truncated:
+                    done_slots.append(i)
+            step += len(results)
+            observations, refs, phis = next_obs, next_refs, phi_next
+            # learning: critics from the start, the actor after warm-up
+            if len(online) + (len(demos) if demos is not None else 0) >= config.batch_size:
+                if step >= config.warmup_steps and not pretrained:
+                    pretrained = True
+                    if config.actor_pretrain:
+                        states = np.concatenate([online.data["obs"][: len(online)]] + ([demo_states] if demo_states is not None else []))
+                        targets = np.concatenate([online.data["ref_action"][: len(online)]] + ([demo_refs] if demo_refs is not None else []))
+                        info["actor_pretrain_loss"] = agent.pretrain_actor(states, targets, config.actor_pretrain, config.batch_size, rng)
+                t0 = time.perf_counter()
+                for _ in range(config.utd * len(results)):
+                    batch = mixed_batch(online, demos, config.batch_size, rng, config.demo_ratio, agent.device)
+                    agent.update(batch, train_actor=pretrained)
+                timing["update_seconds"] += time.perf_counter() - t0
+                timing["updates"] += config.utd * len(results)
+            if done_slots:
+                new_seeds = [config.seed * TRAIN_SEED_STRIDE + (episode_counter + k) % TRAIN_SEED_STRIDE for k in range(len(done_slots))]
+                episode_counter += len(done_slots)
+                for i in done_slots:
+                    s = stats[i]
+                    log_train.write({"step": step, "episode": episode_counter, "seed": s["seed"], "task_return": round(s["task"], 4), "learned_return": round(s["learned"], 4),
+                                     "success": int(s["success"]), "length": s["length"], "used_rl": round(s["rl"] / max(1, s["length"]), 3), "seconds": round(time.perf_counter() - started, 1)})
+                resets = env.reset(done_slots, new_seeds)
+                new_phi = rewards.potentials(done_slots, [o for o, _ in resets], [i for _, i in resets], reset=True)
+                for k, (i, (o, _)) in enumerate(zip(done_slots, resets)):
+                    references[i].reset()
+                    observations[i] = o
+                    phis[i] = checked(float(new_phi[k]), "potential", step)
+                    refs[i] = np.clip(np.asarray(references[i].act(o), np.float32), -1, 1)
+                    nsteps[i].clear()
+                    stats[i] = {"seed": new_seeds[k], "task": 0.0, "learned": 0.0, "success": False, "length": 0, "rl": 0}
+            if step >= next_eval or step >= config.steps:
+                do_eval()
+                checkpoint_now()
+                last_good = step
+                next_eval = (step // config.eval_every + 1) * config.eval_every
+    except RewardNaNError as error:
+        kept = f"the last good checkpoint (step {last_good}) is kept in {out}" if locals().get("last_good", -1) >= 0 else "no checkpoint was written yet"
+        raise RewardNaNError(f"{error}; training stopped, {kept}. Fix the reward model, then rerun with --resume") from None
+    finally:
+        for log in (log_train, log_eval):
+            if log is not None:
+                log.close()
+        env.close()
+        eval_env.close()
+
+    curve_steps = [int(float(r["step"])) for r in eval_rows]
+    summary = {
+        "out": str(out), "task": config.task, "reward": config.reward, "shaping": config.shaping_name, "seed": config.seed, "steps": step,
+        "eval_episodes": config.eval_episodes, "eval_steps": curve_steps,
+        "eval_success": [float(r["success_rate"]) for r in eval_rows],
+        "eval_successes": [[int(c) for c in r["successes"]] for r in eval_rows],
+        "start_success": float(eval_rows[0]["success_rate"]),
+        "final_success": float(eval_rows[-1]["success_rate"]),
+        "env_steps_per_s": float(eval_rows[-1]["env_steps_per_s"]), "updates_per_s": float(eval_rows[-1]["updates_per_s"]),
+        "seconds": round(time.perf_counter() - started, 1), **info,
+    }
+    train_rows = _rows(out / "train.csv", step)
+    summary["reward_hacking_flag"] = hacking_flag(train_rows, summary["eval_success"])
+    atomic_write_json(out / "summary.json", summary)
+    return summary
+
+
+def hacking_flag(train_rows: list[dict], eval_success: list[float]) -> bool:
+    """True when the learned return of training episodes rises (last third vs first third) while
+    the evaluated true success falls by more than 0.1 from the start."""
+    if len(train_rows) < 6 or len(eval_success) < 2:
+        return False
+    learned = np.array([float(r["learned_return"]) for r in train_rows])
+    third = len(learned) // 3
+    return bool(learned[-third:].mean() > learned[:third].mean() and eval_success[-1] < eval_success[0] - 0.1)
