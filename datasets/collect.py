@@ -25,6 +25,9 @@ from headway.sim.rollout import EpisodeRecord, run_episode
 from headway.sim.task import get_task
 
 DEFAULT_MIX = {"expert": 0.6, "noisy": 0.2, "fail": 0.2}
+# Half expert, half what real teleoperation adds: noise, failures, recoveries, hesitations, detours
+# (most of the latter succeed, so keeping the successful episodes does not remove them). The policy bench's data.
+HARD_MIX = {"expert": 0.5, "noisy": 0.1, "fail": 0.15, "recover": 0.1, "hesitate": 0.075, "detour": 0.075}
 FAILURE_STAGES = ("random", "cycle")  # where stall / away strike: drawn per episode, or every stage in turn
 STAGING = "episodes"
 CONFIG_FILE = "collect.json"

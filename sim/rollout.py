@@ -108,7 +108,11 @@ def run_episode(env: HeadwayEnv, behaviour: Behaviour, seed: int) -> EpisodeReco
         action = expert.act(state)
         obs, _, terminated, truncated, info = env.step(action)
         state = env.state()
-        if expert.stage != stage and verdicts[stage] is None:
+        if expert.stage < stage:  # a recovery: the expert starts earlier stages over, so they are judged again
+            for k in range(expert.stage, stage_count):
+                verdicts[k] = None
+                start_distance.pop(k, None)
+        elif expert.stage != stage and verdicts[stage] is None:
             verdicts[stage] = task.stage_completed(stage, state, env.robosuite_env)
         rows["action"].append(info["action"])
         rows["success"].append(info["success"])
@@ -188,6 +192,10 @@ def annotate(
     succeeded); annotation stops at the first stage not achieved, so failures are labelled with
     the progress they really made.
     """
+    # A recovery goes back to an earlier stage and does it again: the abandoned attempt belongs to the
+    # stage that had to be redone (the suffix minimum), so the ranges stay contiguous and in order and
+    # each stage's range is the attempt that achieved it. Monotone stage sequences are unchanged.
+    expert_stage = np.minimum.accumulate(np.asarray(expert_stage)[::-1])[::-1]
     subtasks: list[Subtask] = []
     last = len(stage_names) - 1
     for k, name in enumerate(stage_names):

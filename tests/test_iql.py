@@ -205,3 +205,46 @@ def test_cli_trains_iql_and_eval_loads_it(tiny_dataset, labels, tmp_path, capsys
     assert main(["policy", "iql", "--dataset", str(tiny_dataset), "--labels", str(labels), "--out", str(tmp_path / "x"),
                  "--expectile", "0.4"]) == 2
     assert "--expectile must be in (0.5, 1)" in capsys.readouterr().err
+
+
+# -- the harder data regime: recoveries, hesitations, detours -----------------------------------------
+def test_new_rollout_modes_are_deterministic_succeed_and_annotate_the_successful_attempt():
+    import dataclasses
+
+    from headway.datasets.collect import HARD_MIX, CollectConfig, plan_episodes
+    from headway.sim.env import EnvConfig, HeadwayEnv
+    from headway.sim.expert import Behaviour, sample_behaviour
+    from headway.sim.rollout import annotate, run_episode
+    from headway.sim.task import get_task
+
+    task = get_task("lift")
+    plan = plan_episodes(CollectConfig(task="lift", episodes=40, mix=HARD_MIX, seed=3))
+    assert plan == plan_episodes(CollectConfig(task="lift", episodes=40, mix=HARD_MIX, seed=3))
+    assert {p.behaviour.mode for p in plan} == set(HARD_MIX)
+    # the default mix plans exactly as before the new modes existed (their share is 0)
+    assert [p.behaviour.mode for p in plan_episodes(CollectConfig(episodes=10, seed=0))].count("recover") == 0
+    with pytest.raises(HeadwayError, match="error kind is given exactly when mode is 'recover'"):
+        Behaviour("recover")
+    # a recovery's abandoned attempt belongs to the stage that had to be redone
+    subtasks = annotate(("a", "b", "c"), np.array([0, 0, 1, 1, 0, 0, 1, 1, 2, 2]), [True, True, True], 9)
+    assert [(s.name, s.start, s.end) for s in subtasks] == [("a", 0, 5), ("b", 6, 7), ("c", 8, 9)]
+
+    env = HeadwayEnv(EnvConfig(task="lift", views=("agentview",), image_size=32))
+    try:
+        behaviour = dataclasses.replace(sample_behaviour("recover", task, np.random.default_rng([7, 0, 2])), error="miss")
+        first, again = run_episode(env, behaviour, 2000), run_episode(env, behaviour, 2000)
+        np.testing.assert_array_equal(first.action, again.action)
+        assert first.success and (np.diff(first.expert_stage) < 0).any()  # it went back and redid the reach
+        assert [s.name for s in first.subtasks] == list(task.stages)
+        assert all(a.end + 1 == b.start for a, b in zip(first.subtasks, first.subtasks[1:]))
+        # the grasp range is the attempt that held: the missed grasp lies inside the reach range
+        missed = int(np.flatnonzero(first.expert_stage == 1)[0])
+        assert first.subtasks[0].start <= missed <= first.subtasks[0].end
+        hesitant = run_episode(env, sample_behaviour("hesitate", task, np.random.default_rng([7, 0, 2])), 2000)
+        still = np.abs(hesitant.action[:, :3]).max(axis=1) < 0.05  # holding position
+        runs = np.diff(np.flatnonzero(np.diff(np.r_[0, still.astype(int), 0])))[::2]
+        assert hesitant.success and hesitant.mode == "hesitate" and runs.max() >= 5
+        detour = run_episode(env, sample_behaviour("detour", task, np.random.default_rng([7, 0, 2])), 2000)
+        assert detour.success and detour.mode == "detour" and [s.name for s in detour.subtasks] == list(task.stages)
+    finally:
+        env.close()
