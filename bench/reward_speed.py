@@ -131,7 +131,7 @@ def headway_offline(model, images: dict, task: str, repeats: int = 3) -> list[fl
 # -- LeRobot SARM ------------------------------------------------------------------------------------
 @torch.no_grad()
 def sarm_online(model, encoder, frames: np.ndarray, state: np.ndarray, task: str, steps: int, budget: float, warmup: int = 2):
-    from lerobot.policies.sarm.sarm_utils import pad_state_to_max_dim
+    from lerobot.rewards.sarm.sarm_utils import pad_state_to_max_dim
 
     config = model.config
     center = config.n_obs_steps // 2

@@ -43,9 +43,9 @@ def build_sarm(task: str, folder: Path):
     """SARM model + LeRobot's SARM preprocessor, CLIP built from its default config (random weights)."""
     from transformers import CLIPConfig, CLIPImageProcessorFast, CLIPModel, CLIPProcessor
 
-    from lerobot.policies.sarm import processor_sarm
-    from lerobot.policies.sarm.configuration_sarm import SARMConfig
-    from lerobot.policies.sarm.modeling_sarm import SARMRewardModel
+    from lerobot.rewards.sarm import processor_sarm
+    from lerobot.rewards.sarm.configuration_sarm import SARMConfig
+    from lerobot.rewards.sarm.modeling_sarm import SARMRewardModel
 
     config = SARMConfig(device="cpu", image_key=f"observation.images.{SARM_VIEW}")
     clip = CLIPModel(CLIPConfig())
@@ -68,7 +68,7 @@ def build_sarm(task: str, folder: Path):
 def sarm_window(frame: int, length: int, config) -> list[int]:
     """Frame indices of the 13-frame sample a LeRobotDataset returns with SARM's delta timestamps
     (9 bidirectional observation frames + 4 rewind placeholders), clamped to the episode."""
-    from lerobot.policies.sarm.sarm_utils import compute_absolute_indices
+    from lerobot.rewards.sarm.sarm_utils import compute_absolute_indices
 
     observed, _ = compute_absolute_indices(frame, 0, length, config.n_obs_steps, frame_gap=config.frame_gap)
     rewind = [min(max(frame + d, 0), length - 1) for d in config.observation_delta_indices[config.n_obs_steps + 1 :]]
@@ -77,7 +77,7 @@ def sarm_window(frame: int, length: int, config) -> list[int]:
 
 @torch.no_grad()
 def sarm_offline(model, preprocess, frames: np.ndarray, state: np.ndarray, task: str, queries: int, budget: float, warmup: int = 1):
-    from lerobot.policies.sarm.compute_rabc_weights import generate_all_frame_indices
+    from lerobot.rewards.sarm.compute_rabc_weights import generate_all_frame_indices
 
     config = model.config
     center = config.n_obs_steps // 2

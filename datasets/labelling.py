@@ -6,8 +6,8 @@ Every frame of every episode is scored causally by any headway reward model and 
 `<out>` (default: the sibling folder `<dataset>.labels`; the source dataset is never touched):
 
 - `sarm_progress.parquet`: LeRobot's schema (`index`, `episode_index`, `frame_index` int64,
-  `progress_sparse` float32), read unchanged by `lerobot.utils.rabc.RABCWeights` and therefore by
-  `lerobot-train --use_rabc=true --rabc_progress_path=<it>`;
+  `progress_sparse` float32), read unchanged by `lerobot.rewards.sarm.rabc.RABCWeights` and therefore by
+  `lerobot-train --sample_weighting.type=rabc --sample_weighting.progress_path=<it>`;
 - `labels.parquet`: headway's full table, one row per frame (progress, stage, stage name and
   probabilities, success probability, uncertainty, potential-based shaped reward for `gamma`,
   RA-BC weight for `chunk_size`);
@@ -166,7 +166,7 @@ class LabelSummary:
 
     def lerobot_arguments(self) -> str:
         """The options that make lerobot's training script use these labels for RA-BC."""
-        return f"--use_rabc=true --rabc_progress_path={self.progress_path}"
+        return f"--sample_weighting.type=rabc --sample_weighting.progress_path={self.progress_path}"
 
     def render(self) -> str:
         lines = [

@@ -88,6 +88,7 @@ def write_dataset(
     """Write `episodes` (in order) as a new LeRobot dataset at `root`, which must not exist."""
     import av
     import datasets as hf_datasets
+    from lerobot.configs.video import RGBEncoderConfig
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
     os.environ.setdefault("SVT_LOG", "1")  # the AV1 encoder's banner, printed per episode, otherwise
@@ -105,7 +106,7 @@ def write_dataset(
         root=root,
         robot_type="panda",
         use_videos=True,
-        vcodec=vcodec,
+        rgb_encoder=RGBEncoderConfig(vcodec=vcodec),
         streaming_encoding=True,
         encoder_queue_maxsize=ENCODER_QUEUE_FRAMES,
     )

@@ -162,6 +162,7 @@ def write_rollout_dataset(
     """Write `episodes` as a new LeRobot v3.0 dataset at `root` (which must not exist)."""
     import av
     import datasets as hf_datasets
+    from lerobot.configs.video import RGBEncoderConfig
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
     from headway.datasets.writer import add_episode_columns
@@ -178,7 +179,7 @@ def write_rollout_dataset(
         root=root,
         robot_type=robot_type,
         use_videos=True,
-        vcodec=vcodec,
+        rgb_encoder=RGBEncoderConfig(vcodec=vcodec),
         streaming_encoding=True,
         encoder_queue_maxsize=ENCODER_QUEUE_FRAMES,
     )

@@ -38,7 +38,7 @@ def test_lerobot_loads_the_dataset_with_every_feature(tiny_dataset):
 
 
 def test_annotations_and_outcomes_are_in_lerobots_episode_metadata(tiny_dataset):
-    from lerobot.datasets.utils import load_episodes
+    from lerobot.datasets.io_utils import load_episodes
 
     episodes = load_episodes(tiny_dataset).to_pandas()
     for column in ("sparse_subtask_names", "sparse_subtask_start_frames", "sparse_subtask_end_frames",

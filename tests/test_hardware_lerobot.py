@@ -71,6 +71,7 @@ class HeadwayTestFakeCamera:
 
     def __init__(self, config: HeadwayTestFakeCameraConfig) -> None:
         self.config = config
+        self.width, self.height, self.fps = config.width, config.height, config.fps  # as lerobot's Camera base
         self.is_connected = False
         self.frames = 0
 

@@ -17,11 +17,16 @@ TEXT = dict(**LAYERS, vocab_size=99, max_position_embeddings=16)
 CROP = dict(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
 
 
+def _image_features(output) -> torch.Tensor:
+    """transformers 5's `get_image_features` returns an output whose pooler_output is the embedding."""
+    return output if isinstance(output, torch.Tensor) else output.pooler_output
+
+
 def _clip():
     from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
 
     model = CLIPModel(CLIPConfig(text_config=TEXT, vision_config=VISION, projection_dim=24))
-    return model, CLIPImageProcessor(**CROP), lambda m, x: m.get_image_features(pixel_values=x), 24
+    return model, CLIPImageProcessor(**CROP), lambda m, x: _image_features(m.get_image_features(pixel_values=x)), 24
 
 
 def _clip_vision():
@@ -35,7 +40,7 @@ def _siglip():
     from transformers import SiglipConfig, SiglipImageProcessor, SiglipModel
 
     model = SiglipModel(SiglipConfig(text_config=TEXT, vision_config=VISION))
-    return model, SiglipImageProcessor(size={"height": 32, "width": 32}), lambda m, x: m.get_image_features(x), 32
+    return model, SiglipImageProcessor(size={"height": 32, "width": 32}), lambda m, x: _image_features(m.get_image_features(x)), 32
 
 
 def _siglip_vision():
@@ -56,7 +61,7 @@ def _chinese_clip():
     from transformers import ChineseCLIPConfig, ChineseCLIPModel, CLIPImageProcessor
 
     model = ChineseCLIPModel(ChineseCLIPConfig(text_config=TEXT, vision_config=VISION, projection_dim=16))
-    return model, CLIPImageProcessor(**CROP), lambda m, x: m.get_image_features(pixel_values=x), 16
+    return model, CLIPImageProcessor(**CROP), lambda m, x: _image_features(m.get_image_features(pixel_values=x)), 16
 
 
 FAMILIES: dict[str, Callable] = {

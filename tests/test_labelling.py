@@ -119,7 +119,7 @@ def test_unmatched_cameras_list_both_sides(native_dataset, model_path, tmp_path)
 
 def test_lerobot_native_dataset_labelled_end_to_end(native_dataset, model_path, tmp_path, capsys):
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
-    from lerobot.utils.rabc import RABCWeights
+    from lerobot.rewards.sarm.rabc import RABCWeights
 
     out, copy = tmp_path / "labels", tmp_path / "labelled_copy"
     code = main(

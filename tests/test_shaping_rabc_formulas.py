@@ -33,7 +33,7 @@ def test_nan_potential_is_rejected_with_its_frame():
 
 def test_rabc_weights_match_lerobots_own_class(tmp_path):
     import pandas as pd
-    from lerobot.utils.rabc import RABCWeights
+    from lerobot.rewards.sarm.rabc import RABCWeights
 
     rng = np.random.default_rng(1)
     episodes = [np.clip(np.cumsum(rng.normal(0.02, 0.03, n)), 0, 1) for n in (30, 45, 12)]
