@@ -23,6 +23,21 @@ def _rl_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _rl_finetune(args: argparse.Namespace) -> int:
+    from headway.policy.rl_algo import AgentConfig
+    from headway.policy.rl_runner import OnlineRLConfig, run_online_rl
+
+    config = config_from_args(OnlineRLConfig, args, agent=config_from_args(AgentConfig, args))
+    summary = run_online_rl(config, resume=args.resume)
+    print(
+        f"{summary['task']} {summary['reward']} + {summary['shaping']}: {summary['steps']} env steps; success on {config.eval_episodes} held-out "
+        f"seeds {summary['start_success']:.2f} at the start (the init policy itself) -> {summary['final_success']:.2f}; "
+        f"{summary['env_steps_per_s']:.0f} env steps/s, {summary['updates_per_s']:.0f} updates/s, {summary['seconds']:.0f} s"
+    )
+    print(f"logs: {config.out}/eval.csv, {config.out}/train.csv")
+    return 0
+
+
 def register(commands: argparse._SubParsersAction) -> None:
     rl = commands.add_parser("rl", help="online reinforcement learning in simulation")
     rl_commands = rl.add_subparsers(dest="rl_command", required=True, metavar="COMMAND")
@@ -67,3 +82,24 @@ def register(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--hidden", type=integers_argument, default=(256, 256), help="hidden layer widths of actor and critics, e.g. 512,512,512")
     train.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
     train.set_defaults(run=_rl_train)
+
+    tune = rl_commands.add_parser("finetune", help="improve a headway policy online: IBRL selection between it (frozen) and an RL actor (policy/rl_algo.py)")
+    tune.add_argument("--task", default="lift")
+    tune.add_argument("--init", type=Path, required=True, help="the headway policy to start from (BC, RA-BC, chunked); it stays frozen")
+    tune.add_argument("--reward", default="sparse", help="sparse, robosuite-dense (success absorbing), oracle or prm:CKPT")
+    tune.add_argument("--shaping", default=None, help="pbrs, delta or none (default: pbrs with oracle / prm, none otherwise)")
+    tune.add_argument("--demos", type=Path, default=None, help="a LeRobot dataset kept in replay (half of each batch)")
+    tune.add_argument("--steps", type=int, default=15_000, help="environment steps")
+    tune.add_argument("--out", type=Path, required=True)
+    tune.add_argument("--resume", action="store_true")
+    tune.add_argument("--seed", type=int, default=0)
+    tune.add_argument("--num-envs", type=int, default=2, help="envs in worker processes")
+    tune.add_argument("--eval-every", type=int, default=1_000)
+    tune.add_argument("--eval-episodes", type=int, default=20)
+    tune.add_argument("--utd", type=int, default=1, help="gradient updates per env step (1-32)")
+    tune.add_argument("--warmup-steps", type=int, default=1_000, help="env steps with the init policy acting while the critics learn")
+    tune.add_argument("--critics", type=int, default=5, help="critic ensemble size (2-20)")
+    tune.add_argument("--n-step", type=int, default=3)
+    tune.add_argument("--bc-weight", type=float, default=0.0, help="pull of the RL actor toward the init policy's action (scale-free)")
+    tune.add_argument("--horizon", type=int, default=None)
+    tune.set_defaults(run=_rl_finetune)
