@@ -399,9 +399,9 @@ class IQLLearner:
             for online, slow in zip(self.critic.parameters(), self.critic_target.parameters()):
                 slow.lerp_(online, c.polyak)
         return {
-            "value_loss": float(value_loss),
-            "critic_loss": float(critic_loss),
-            "actor_loss": float(actor_loss),
+            "value_loss": float(value_loss.detach()),
+            "critic_loss": float(critic_loss.detach()),
+            "actor_loss": float(actor_loss.detach()),
             "mean_advantage": float(advantage.mean()),
             "mean_weight": float(weights.mean()),
             "clipped_share": float((weights >= c.max_weight).float().mean()),
