@@ -8,6 +8,7 @@ complete dataset. After a kill at any moment, `--resume` keeps the staged episod
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from collections import Counter
@@ -30,6 +31,7 @@ DEFAULT_MIX = {"expert": 0.6, "noisy": 0.2, "fail": 0.2}
 HARD_MIX = {"expert": 0.5, "noisy": 0.1, "fail": 0.15, "recover": 0.1, "hesitate": 0.075, "detour": 0.075}
 FAILURE_STAGES = ("random", "cycle")  # where stall / away strike: drawn per episode, or every stage in turn
 STAGING = "episodes"
+RANDOMIZATION_COLUMN = "headway_randomization"  # per-episode JSON in the episodes metadata
 CONFIG_FILE = "collect.json"
 
 
@@ -62,8 +64,13 @@ class CollectConfig:
     vcodec: str = "libsvtav1"
     failure_kinds: tuple[str, ...] = FAILURES  # failed episodes take these kinds in turn
     failure_stages: str = "random"
+    # per-episode domain randomisation (headway.sim.randomization): kind -> strength; empty = nominal scene
+    randomize: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        from headway.sim.randomization import validate_randomization
+
+        self.randomize = validate_randomization(dict(self.randomize or {}))
         self.out = Path(self.out)
         self.views = tuple(self.views)
         self.failure_kinds = tuple(self.failure_kinds)
@@ -88,7 +95,10 @@ class CollectConfig:
         self.env_config()  # validates task, views and size before any work
 
     def env_config(self) -> EnvConfig:
-        return EnvConfig(task=self.task, views=self.views, image_size=self.image_size, fast_render=self.fast_render)
+        return EnvConfig(
+            task=self.task, views=self.views, image_size=self.image_size, fast_render=self.fast_render,
+            randomize=self.randomize,
+        )
 
     def identity(self) -> dict:
         """What must match for a resumed collection to continue this one."""
@@ -185,6 +195,14 @@ def _prepare_output(config: CollectConfig, resume: bool, overwrite: bool) -> Pat
             previous = read_json(partial / CONFIG_FILE) if (partial / CONFIG_FILE).exists() else None
             if previous is not None:  # settings added since it was written read at their defaults (the old behaviour)
                 previous = CollectConfig().identity() | previous
+            if previous is not None and previous.get("randomize", {}) != config.identity()["randomize"]:
+                from headway.sim.randomization import format_randomization
+
+                raise HeadwayError(
+                    f"--resume: the interrupted collection in {partial} was randomised with "
+                    f"--randomize {format_randomization(previous.get('randomize', {}))}, this run asks for "
+                    f"--randomize {format_randomization(config.randomize)}; repeat its settings or pass --overwrite to start over"
+                )
             if previous is not None and previous != config.identity():
                 changed = sorted(k for k in config.identity() if previous.get(k) != config.identity()[k])
                 raise HeadwayError(
@@ -211,6 +229,8 @@ def collect(config: CollectConfig, resume: bool = False, overwrite: bool = False
     try:
         for planned in remaining:
             record = run_episode(env, planned.behaviour, planned.seed)
+            if env.scene is not None:  # written before the episode's staging file, which marks it done
+                atomic_write_json(scene_file(partial, planned.index), env.scene.record | _intrinsics(record))
             stage_episode(staged(planned.index), record)
             bar.set_postfix(mode=record.mode, success=record.success)
             bar.update()
@@ -231,8 +251,15 @@ def collect(config: CollectConfig, resume: bool = False, overwrite: bool = False
     if build.exists():
         shutil.rmtree(build)
     card = {"task": config.task, "views": list(config.views), "image_size": config.image_size, "collect": config.identity()}
+    scenes = _scene_records(partial, plan) if config.randomize else None
+    if scenes is not None:
+        card["randomization"] = {"strengths": dict(config.randomize), "episodes": scenes}
     object_dim = _object_dim(partial, plan)
     write_dataset(build, staged_records(), get_task(config.task), config.views, config.image_size, object_dim, card, config.vcodec)
+    if scenes is not None:
+        from headway.datasets.writer import add_episode_columns
+
+        add_episode_columns(build, [{RANDOMIZATION_COLUMN: json.dumps(scene)} for scene in scenes])
     replace_folder(build, config.out)
     shutil.rmtree(partial)
     by_mode = Counter(mode for mode, _, _ in records_meta)
@@ -246,6 +273,34 @@ def collect(config: CollectConfig, resume: bool = False, overwrite: bool = False
         successes_by_mode=dict(successes),
         resumed=len(plan) - len(remaining),
     )
+
+
+def scene_file(partial: Path, index: int) -> Path:
+    return partial / STAGING / f"episode_{index:06d}.scene.json"
+
+
+def _intrinsics(record: EpisodeRecord) -> dict:
+    """The episode's camera matrices: under camera randomisation the field of view differs per episode."""
+    return {"intrinsics": {view: np.round(np.asarray(k), 6).tolist() for view, k in record.intrinsics.items()}}
+
+
+def _scene_records(partial: Path, plan: list[PlannedEpisode]) -> list[dict]:
+    scenes = []
+    for planned in plan:
+        path = scene_file(partial, planned.index)
+        if not path.exists():
+            raise HeadwayError(
+                f"{path.parent} holds episode {planned.index} without its randomisation record; "
+                "pass --overwrite to collect again"
+            )
+        scenes.append({"episode_index": planned.index, "seed": planned.seed, **read_json(path)})
+    return scenes
+
+
+def read_randomization(root: Path) -> dict | None:
+    """A collected dataset's randomisation: {'strengths': {...}, 'episodes': [per-episode record]} or None."""
+    path = Path(root) / "meta" / "headway.json"
+    return read_json(path).get("randomization") if path.exists() else None
 
 
 def _object_dim(partial: Path, plan: list[PlannedEpisode]) -> int:

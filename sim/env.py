@@ -31,9 +31,14 @@ class EnvConfig:
     terminate_on_success: bool = False
     fast_render: bool = True
     env_overrides: dict[str, Any] = field(default_factory=dict)
+    # domain randomisation applied once per episode at reset (headway.sim.randomization): kind -> strength
+    randomize: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        from headway.sim.randomization import validate_randomization
+
         self.views = tuple(self.views)
+        self.randomize = validate_randomization(dict(self.randomize or {}))
         get_task(self.task)  # raises with the valid names
         for view in self.views:
             if view not in VIEWS:
@@ -95,6 +100,12 @@ class HeadwayEnv(gym.Env):
             from headway.sim.rendering import apply_fast_rendering
 
             apply_fast_rendering(self._env.sim.model._model)
+        self._randomizer = None
+        self.scene = None  # the last episode's RandomizedScene when randomising
+        if self.config.randomize:
+            from headway.sim.randomization import SceneRandomizer
+
+            self._randomizer = SceneRandomizer(self._env, self.config.randomize, tuple(views))
         low, high = self._env.action_spec
         self.action_space = gym.spaces.Box(low.astype(np.float32), high.astype(np.float32))
         obs = self._env.reset()
@@ -116,6 +127,11 @@ class HeadwayEnv(gym.Env):
         if seed is not None:
             self._reseed(seed)
         self._last_obs = self._env.reset()
+        if self._randomizer is not None:
+            # the scene is drawn from the episode's seed (or the env's own stream when no seed is given)
+            scene_seed = seed if seed is not None else int(self.np_random.integers(2**31))
+            self.scene = self._randomizer.apply(scene_seed)
+            self._last_obs = self._env._get_observations(force_update=True)
         self._steps = 0
         return self._observation(self._last_obs), {"success": self.task.success(self._env)}
 

@@ -10,6 +10,7 @@ from headway.commands import names_argument
 
 def _sim_collect(args: argparse.Namespace) -> int:
     from headway.datasets.collect import CollectConfig, collect, parse_mix
+    from headway.sim.randomization import parse_randomization
 
     config = CollectConfig(
         task=args.task,
@@ -22,6 +23,7 @@ def _sim_collect(args: argparse.Namespace) -> int:
         fast_render=not args.full_render,
         failure_kinds=names_argument(args.failures),
         failure_stages=args.failure_stages,
+        randomize=parse_randomization(args.randomize),
     )
     summary = collect(config, resume=args.resume, overwrite=args.overwrite)
     print(summary.render())
@@ -47,6 +49,13 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     collect.add_argument("--views", default=",".join(DEFAULT_VIEWS), help="comma-separated camera names")
     collect.add_argument("--size", type=int, default=84, help="square image size in pixels")
+    collect.add_argument(
+        "--randomize", default="", metavar="KIND[=STRENGTH],...",
+        help="randomise each episode's scene from its seed: camera (0-4, 1 = +-2 cm / 5 deg / +-2 deg fovy), "
+        "lighting (0-4, 1 = robosuite's default), texture (0-1, blend of a random table/floor/wall pattern), "
+        "color (0-1, blend of a random robot colour), dynamics (0-4); strength 1 if left out; "
+        "'mild' = camera=0.5,lighting=0.5,texture=0.15,color=0.15. Default: the nominal scene",
+    )
     collect.add_argument("--seed", type=int, default=0)
     collect.add_argument("--out", type=Path, required=True, help="dataset folder to create")
     collect.add_argument("--resume", action="store_true", help="finish an interrupted collection")
