@@ -105,7 +105,7 @@ def run_config(args: argparse.Namespace, variant: str, seed: int, init: Path, de
         warmup_steps=args.warmup_steps,
         horizon=args.horizon,
         uncertainty_penalty=args.uncertainty_penalty if uncertain else 0.0,
-        agent=AgentConfig(critics=args.critics, n_step=args.n_step, bc_weight=args.bc_weight),
+        agent=AgentConfig(critics=args.critics, n_step=args.n_step, bc_weight=args.bc_weight, residual=args.residual),
         progress=True,
     )
 
@@ -171,6 +171,7 @@ def main() -> None:
     parser.add_argument("--critics", type=int, default=5)
     parser.add_argument("--n-step", type=int, default=3)
     parser.add_argument("--bc-weight", type=float, default=0.0)
+    parser.add_argument("--residual", type=float, default=0.3, help="bound of the RL actor's correction of the BC action (0: a free actor)")
     parser.add_argument("--warmup-steps", type=int, default=1_000)
     parser.add_argument("--envs", type=int, default=2, help="envs per run, each in its own worker process")
     parser.add_argument("--horizon", type=int, default=None)

@@ -65,6 +65,7 @@ class AgentConfig:
     ibrl: bool = True  # select between reference and actor by Q; False: the actor alone (after warm-up)
     critic_potential: str = "additive"  # none | additive (Q + w * Phi, see module doc)
     select: str = "min"  # how the ensemble values the two candidate actions: min (pessimistic) | mean
+    residual: float = 0.3  # > 0: the RL action is clip(a_ref + residual * actor(s)), a bounded correction that starts at 0
 
     def __post_init__(self) -> None:
         self.hidden = tuple(int(h) for h in self.hidden)
@@ -84,6 +85,8 @@ class AgentConfig:
             raise HeadwayError("noise, target noise and bc weight must be >= 0")
         if self.actor_every < 1:
             raise HeadwayError(f"actor-every must be at least 1, got {self.actor_every}")
+        if not 0.0 <= self.residual <= 2.0:
+            raise HeadwayError(f"residual must be in [0, 2] (0: off), got {self.residual}")
         if self.select not in ("min", "mean"):
             raise HeadwayError(f"select must be min or mean, got {self.select!r}")
         if self.critic_potential not in CRITIC_POTENTIALS:
@@ -264,6 +267,9 @@ class Agent:
         self.obs_dim, self.action_dim = obs_dim, action_dim
         self.normaliser = Normaliser(obs_dim).to(self.device)
         self.actor = Actor(obs_dim, action_dim, config.hidden).to(self.device)
+        if config.residual > 0:  # the correction starts at exactly 0: the RL candidate is the reference's action
+            nn.init.zeros_(self.actor.net[-1].weight)
+            nn.init.zeros_(self.actor.net[-1].bias)
         self.critics = Critics(obs_dim, action_dim, config.hidden, config.critics).to(self.device)
         self.target_critics = copy.deepcopy(self.critics).requires_grad_(False)
         self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=config.actor_lr)
@@ -273,6 +279,12 @@ class Agent:
         self.updates = 0
         self.actor_updates = 0
         self.actor_started = False  # until then the agent acts as the reference exactly
+
+    def rl_action(self, obs_n: torch.Tensor, ref: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
+        """The RL candidate: the actor's action, or with `residual` its bounded correction of the reference's."""
+        raw = self.actor(obs_n)
+        action = ref + self.config.residual * raw if self.config.residual > 0 else raw
+        return (action if noise is None else action + noise).clamp(-1.0, 1.0)
 
     def _phi(self, phi: torch.Tensor | None) -> torch.Tensor | None:
         return phi if self.config.critic_potential == "additive" else None
@@ -288,9 +300,9 @@ class Agent:
         else:
             obs_t = torch.as_tensor(obs, dtype=torch.float32, device=self.device)
             obs_n = self.normaliser(obs_t)
-            rl = self.actor(obs_n)
+            ref_t = torch.as_tensor(ref, device=self.device)
+            rl = self.rl_action(obs_n, ref_t)
             if self.config.ibrl:
-                ref_t = torch.as_tensor(ref, device=self.device)
                 combine = (lambda q: q.min(0).values) if self.config.select == "min" else (lambda q: q.mean(0))
                 q_ref = combine(self.critics(obs_n, ref_t))
                 q_rl = combine(self.critics(obs_n, rl))
@@ -314,7 +326,7 @@ class Agent:
             value = self.target_critics(next_n, next_ref, next_phi)[subset].min(0).values
             if self.actor_started or not c.ibrl:
                 noise = (torch.randn(next_ref.shape, generator=self.generator).to(self.device) * c.target_noise).clamp(-c.target_noise_clip, c.target_noise_clip)
-                next_rl = (self.actor(next_n) + noise).clamp(-1, 1)
+                next_rl = self.rl_action(next_n, next_ref, noise)
                 rl_value = self.target_critics(next_n, next_rl, next_phi)[subset].min(0).values
                 value = torch.maximum(value, rl_value) if c.ibrl else rl_value
             target = batch["reward"] + batch["discount"] * value
@@ -336,7 +348,7 @@ class Agent:
         return metrics
 
     def _update_actor(self, obs_n: torch.Tensor, ref_action: torch.Tensor, phi) -> dict[str, float]:
-        action = self.actor(obs_n)
+        action = self.rl_action(obs_n, ref_action)
         q = self.critics(obs_n, action, phi).mean(0)
         loss = -q.mean() / self.target_scale
         bc = ((action - ref_action) ** 2).sum(-1).mean()
@@ -357,7 +369,7 @@ class Agent:
         loss = torch.zeros(())
         for _ in range(steps):
             index = torch.as_tensor(rng.integers(0, len(obs_t), batch_size), device=self.device)
-            loss = ((self.actor(self.normaliser(obs_t[index])) - ref_t[index]) ** 2).sum(-1).mean()
+            loss = ((self.rl_action(self.normaliser(obs_t[index]), ref_t[index]) - ref_t[index]) ** 2).sum(-1).mean()
             self.actor_opt.zero_grad(set_to_none=True)
             loss.backward()
             self.actor_opt.step()

@@ -506,7 +506,7 @@ def run_online_rl(config: OnlineRLConfig, resume: bool = False, on_eval=None) ->
             if len(online) + (len(demos) if demos is not None else 0) >= config.batch_size:
                 if step >= config.warmup_steps and not pretrained:
                     pretrained = True
-                    if config.actor_pretrain:
+                    if config.actor_pretrain and config.agent.residual == 0:  # a residual starts at exactly 0 already
                         states = np.concatenate([online.data["obs"][: len(online)]] + ([demo_states] if demo_states is not None else []))
                         targets = np.concatenate([online.data["ref_action"][: len(online)]] + ([demo_refs] if demo_refs is not None else []))
                         info["actor_pretrain_loss"] = agent.pretrain_actor(states, targets, config.actor_pretrain, config.batch_size, rng)

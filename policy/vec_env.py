@@ -99,8 +99,24 @@ class _Slot:
         self.env.close()
 
 
+def _exit_with_parent() -> None:
+    """A worker whose learner was killed (kill -9 included) exits instead of lingering."""
+    import threading
+    import time
+
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
 def _worker(remote, spec: VecEnvSpec) -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    _exit_with_parent()
     slot = None
     try:
         slot = _Slot(spec)

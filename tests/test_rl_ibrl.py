@@ -268,3 +268,18 @@ def test_kill_9_then_resume_finishes_the_run(tiny_bc, tiny_dataset, tmp_path):
     assert done.stdout.strip().splitlines()[-1] == "400"
     steps = [int(line.split(",")[0]) for line in (out / "eval.csv").read_text().splitlines()[1:]]
     assert steps == sorted(set(steps)) and steps[0] == 0 and steps[-1] == 400
+
+
+def test_a_reward_model_whose_views_the_simulator_cannot_render_is_refused(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from headway.policy import rl_runner
+    from headway.reward import loading
+
+    policy = tmp_path / "policy"
+    policy.mkdir()
+    (policy / "config.json").write_text("{}")
+    monkeypatch.setattr(loading, "load_reward_model", lambda path, device=None: SimpleNamespace(views=("agentview", "ceiling_cam"), image_size=84))
+    config = OnlineRLConfig(init=policy, out=tmp_path / "run", reward=f"prm:{tmp_path}")
+    with pytest.raises(HeadwayError, match="ceiling_cam.*cannot render"):
+        rl_runner.Rewards(config, 2)

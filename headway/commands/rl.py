@@ -101,5 +101,6 @@ def register(commands: argparse._SubParsersAction) -> None:
     tune.add_argument("--critics", type=int, default=5, help="critic ensemble size (2-20)")
     tune.add_argument("--n-step", type=int, default=3)
     tune.add_argument("--bc-weight", type=float, default=0.0, help="pull of the RL actor toward the init policy's action (scale-free)")
+    tune.add_argument("--residual", type=float, default=0.3, help="bound of the RL actor's correction of the init policy's action (0: a free actor)")
     tune.add_argument("--horizon", type=int, default=None)
     tune.set_defaults(run=_rl_finetune)
