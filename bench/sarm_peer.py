@@ -1,4 +1,4 @@
-"""LeRobot's SARM reward model as a peer for headway's benches, built from lerobot 0.4.4's own classes
+"""LeRobot's SARM reward model as a peer for headway's benches, built from lerobot 0.6's own classes
 with random weights and nothing downloaded (see bench/reward_speed.py's docstring for the details).
 
 Used by bench/reward_speed.py and bench/label_speed.py.
@@ -20,7 +20,7 @@ SARM_VIEW = "agentview"
 def local_clip_tokenizer(words: list[str], folder: Path):
     """A CLIPTokenizer over a byte-level vocab with `words` as whole tokens (no download)."""
     from transformers import CLIPTokenizer
-    from transformers.models.clip.tokenization_clip import bytes_to_unicode
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
 
     characters = list(bytes_to_unicode().values())
     vocab = characters + [c + "</w>" for c in characters]
@@ -29,14 +29,14 @@ def local_clip_tokenizer(words: list[str], folder: Path):
         pieces = list(word[:-1]) + [word[-1] + "</w>"]
         prefix = pieces[0]
         for piece in pieces[1:]:
-            merges.append(f"{prefix} {piece}")
+            merges.append((prefix, piece))
             prefix += piece
             if prefix not in vocab:
                 vocab.append(prefix)
     vocab += ["<|startoftext|>", "<|endoftext|>"]
-    (folder / "vocab.json").write_text(json.dumps({token: i for i, token in enumerate(vocab)}))
-    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(dict.fromkeys(merges)) + "\n")
-    return CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=77)
+    tokenizer = CLIPTokenizer(vocab={token: i for i, token in enumerate(vocab)}, merges=list(dict.fromkeys(merges)), model_max_length=77)
+    tokenizer.save_pretrained(folder / "clip_tokenizer")
+    return tokenizer
 
 
 def build_sarm(task: str, folder: Path):

@@ -292,12 +292,21 @@ def dataset_fingerprint(root: Path) -> str:
     return digest.hexdigest()[:16]
 
 
-def model_fingerprint(path: Path) -> str:
-    """sha256 of a checkpoint folder's files (its config and weights; training state excluded)."""
-    path = Path(path)
-    files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith((".", "train_state")))
+def model_fingerprint(path: Path | str) -> str:
+    """sha256 of a checkpoint folder's files (its config and weights; training state excluded); for a
+    `PREFIX:REST` model spec, of the spec and of the files of the local folder it names, if any."""
+    from headway.reward.loading import reward_model_spec
+
     digest = hashlib.sha256()
-    _hash_files(files, path, digest)
+    spec = reward_model_spec(path)
+    if spec is not None:
+        digest.update(spec.encode())
+        local = [Path(piece) for piece in spec.split("?")[0].split(":") if piece and Path(piece).is_dir()]
+        path = local[-1] if local else None
+    if path is not None:
+        path = Path(path)
+        files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith((".", "train_state")))
+        _hash_files(files, path, digest)
     return digest.hexdigest()[:16]
 
 
@@ -414,6 +423,10 @@ def _score(model, episode: Episode, mapping: dict[str, str], batch_size: int) ->
     output = model.score_episode(images, episode.task, state, batch_size)
     if len(output) != episode.length:
         raise HeadwayError(f"episode {episode.index}: the model returned {len(output)} scores for {episode.length} frames")
+    bad = np.flatnonzero(~np.isfinite(np.asarray(output.progress, dtype=np.float64)))
+    if len(bad):
+        raise HeadwayError(f"episode {episode.index}: the model gave no usable progress for frame {bad[0]} "
+                           f"({len(bad)} frames); RA-BC statistics cannot include it")
     index = episode.arrays.get("index")
     frame_index = episode.arrays.get("frame_index")
     reward = episode.arrays.get("next.reward")
@@ -511,7 +524,7 @@ def _assemble(partial: Path, episodes: list[int], identity: dict, stage_names: t
             ("progress", pa.float32()),
             ("stage", pa.int64()),
             ("stage_name", pa.string()),
-            ("stage_probs", pa.list_(pa.float32(), len(stage_names))),
+            ("stage_probs", pa.list_(pa.float32(), max(len(stage_names), 1))),
             ("success", pa.float32()),
             ("uncertainty", pa.float32()),
             ("reward", pa.float32()),
@@ -535,17 +548,22 @@ def _assemble(partial: Path, episodes: list[int], identity: dict, stage_names: t
             weights = weights_from_deltas(progress_deltas(progress.astype(np.float64), chunk), rabc)
             shaped = potential_based_rewards(progress, data["task_reward"], gamma, bool(data["terminated"]))
             episode_index = np.full(length, index, dtype=np.int64)
-            probs = pa.FixedSizeListArray.from_arrays(pa.array(data["stage_probs"].reshape(-1)), len(stage_names))
+            if stage_names:
+                probs = pa.FixedSizeListArray.from_arrays(pa.array(data["stage_probs"].reshape(-1)), len(stage_names))
+                stage, stage_name = pa.array(data["stage"]), pa.array(names[data["stage"]], type=pa.string())
+            else:  # the model has no stages: null columns, never placeholder values
+                probs = pa.nulls(length, pa.list_(pa.float32(), 1))
+                stage, stage_name = pa.nulls(length, pa.int64()), pa.nulls(length, pa.string())
             columns = [
                 pa.array(data["index"]),
                 pa.array(episode_index),
                 pa.array(data["frame_index"]),
                 pa.array(progress),
-                pa.array(data["stage"]),
-                pa.array(names[data["stage"]], type=pa.string()),
+                stage,
+                stage_name,
                 probs,
-                pa.array(data["success"]),
-                pa.array(data["uncertainty"]),
+                pa.array(data["success"], from_pandas=True),  # NaN (an absent output) -> null
+                pa.array(data["uncertainty"], from_pandas=True),
                 pa.array(shaped),
                 pa.array(weights),
             ]
@@ -575,10 +593,13 @@ def label_dataset(config: LabelConfig, resume: bool = False, overwrite: bool = F
     started = time.perf_counter()
     root = resolve_dataset(config.dataset, config.allow_download)
     reader = DatasetReader(root)
+    from headway.reward.loading import reward_model_spec
+
+    spec = reward_model_spec(config.model)
     model_path = Path(config.model)
-    if not model_path.exists():
+    if spec is None and not model_path.exists():
         raise HeadwayError(f"reward model {model_path} does not exist; pass a checkpoint folder written by `headway reward train`")
-    model = load_model(model_path, config.device)
+    model = load_model(config.model, config.device)
     mapping = match_views(tuple(model.views), reader.camera_keys, config.views)
     episodes = list(config.episodes) if config.episodes is not None else list(range(reader.num_episodes))
     missing = [e for e in episodes if e >= reader.num_episodes]
@@ -603,8 +624,8 @@ def label_dataset(config: LabelConfig, resume: bool = False, overwrite: bool = F
     identity = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
-        "model": str(model_path.resolve()),
-        "model_fingerprint": model_fingerprint(model_path),
+        "model": spec or str(model_path.resolve()),
+        "model_fingerprint": model_fingerprint(config.model),
         "dataset": str(root.resolve()),
         "dataset_fingerprint": dataset_fingerprint(root),
         "views": mapping,

@@ -21,6 +21,9 @@ class RewardOutput:
     stage_probs: np.ndarray  # (T, K)
     success: np.ndarray  # (T,) probability the task has succeeded
     uncertainty: np.ndarray  # (T,) spread of the ensemble's progress (0 for a single model)
+    # outputs this model does not produce (e.g. {"stage", "success"}): their arrays hold -1 / NaN /
+    # zero-width placeholders that no consumer may read as scores
+    absent: frozenset = frozenset()
 
     def __len__(self) -> int:
         return int(self.progress.shape[0])
@@ -30,7 +33,8 @@ class RewardOutput:
 
     @staticmethod
     def concatenate(parts: list[RewardOutput]) -> RewardOutput:
-        return RewardOutput(*(np.concatenate(column) for column in zip(*(p._fields() for p in parts))))
+        absent = frozenset().union(*(p.absent for p in parts))
+        return RewardOutput(*(np.concatenate(column) for column in zip(*(p._fields() for p in parts))), absent=absent)
 
 
 @runtime_checkable

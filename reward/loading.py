@@ -47,12 +47,30 @@ def _load_gvl(rest: str, device: str | None) -> RewardModel:
 REWARD_MODEL_SPECS.register("gvl", _load_gvl)
 
 
+def _load_lerobot(rest: str, device: str | None) -> RewardModel:
+    """`lerobot:TYPE:PATH`: any lerobot reward model (sarm, robometer, topreward, reward_classifier)."""
+    # imported here: lerobot's reward stack loads only when one of its models is asked for
+    from headway.reward.lerobot_reward import load_lerobot_reward_model
+
+    return load_lerobot_reward_model(rest, device)
+
+
+REWARD_MODEL_SPECS.register("lerobot", _load_lerobot)
+
+
+def reward_model_spec(path: Path | str) -> str | None:
+    """The text of `path` if it is a `PREFIX:REST` spec (not an existing folder), else None."""
+    text = str(path)
+    prefix, sep, _ = text.partition(":")
+    return text if sep and len(prefix) > 1 and not Path(text).exists() else None
+
+
 def load_reward_model(path: Path | str, device: str | None = None) -> RewardModel:
     """Open a reward model: a headway checkpoint folder of any registered format, or `PREFIX:REST`
     for a registered spec prefix (`lerobot:sarm:PATH`, `gvl:MODEL`)."""
-    text = str(path)
-    prefix, sep, rest = text.partition(":")
-    if sep and not Path(text).exists() and len(prefix) > 1:
+    spec = reward_model_spec(path)
+    if spec is not None:
+        prefix, _, rest = spec.partition(":")
         return REWARD_MODEL_SPECS.get(prefix)(rest, device)
     fix = "Pass the folder written by `headway reward train` (or another headway reward model)"
     return load_by_format(path, REWARD_MODEL_FORMATS, device, "reward model", fix)

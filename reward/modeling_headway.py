@@ -73,7 +73,8 @@ class HeadwayRewardModel(PreTrainedRewardModel):
         times = indices.clamp(min=0).float() / model.config.fps
         task_ids, task_offsets = task_tensors(self._tasks(batch, count), device)
         output = model._output(model.net.temporal_forward(tokens, valid, times, task_ids, task_offsets))
-        return {name: torch.from_numpy(value) for name, value in vars(output).items()}
+        fields = ("progress", "stage", "stage_probs", "success", "uncertainty")
+        return {name: torch.from_numpy(getattr(output, name)) for name in fields}
 
     def _view_frames(self, batch: dict[str, Tensor], view: str) -> Tensor:
         key = self.config.camera_key(view)

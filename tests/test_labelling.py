@@ -128,7 +128,7 @@ def test_lerobot_native_dataset_labelled_end_to_end(native_dataset, model_path, 
     )
     printed = capsys.readouterr().out
     assert code == 0
-    assert "2 episodes, 23 frames" in printed and f"--rabc_progress_path={out / PROGRESS_FILE}" in printed
+    assert "2 episodes, 23 frames" in printed and f"--sample_weighting.progress_path={out / PROGRESS_FILE}" in printed
     assert "30 fps" in printed  # the model was made at 20 fps: the summary says so
 
     progress = pd.read_parquet(out / PROGRESS_FILE)

@@ -38,7 +38,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         "into --out; resumable after a crash with --resume.",
     )
     label.add_argument("--dataset", required=True, help="LeRobot v3.0 dataset folder (or a hub id in lerobot's cache)")
-    label.add_argument("--model", type=Path, required=True, help="reward model checkpoint folder")
+    label.add_argument("--model", required=True, help="reward model: a checkpoint folder, lerobot:TYPE:PATH or gvl:MODEL")
     label.add_argument("--out", type=Path, default=None, help="output folder (default: <dataset>.labels beside the dataset)")
     label.add_argument(
         "--view", action="append", default=[], metavar="MODEL_VIEW=DATASET_KEY",
