@@ -64,7 +64,9 @@ class AgentConfig:
     actor_every: int = 2  # TD3's delayed actor updates
     ibrl: bool = True  # select between reference and actor by Q; False: the actor alone (after warm-up)
     critic_potential: str = "additive"  # none | additive (Q + w * Phi, see module doc)
-    select: str = "min"  # how the ensemble values the two candidate actions: min (pessimistic) | mean
+    # when the RL candidate replaces the reference's action: "agree" (every critic values it above every
+    # critic's value of the reference's: the ensemble must agree), "min" (min over critics, IBRL), "mean"
+    select: str = "agree"
     residual: float = 0.3  # > 0: the RL action is clip(a_ref + residual * actor(s)), a bounded correction that starts at 0
 
     def __post_init__(self) -> None:
@@ -87,8 +89,8 @@ class AgentConfig:
             raise HeadwayError(f"actor-every must be at least 1, got {self.actor_every}")
         if not 0.0 <= self.residual <= 2.0:
             raise HeadwayError(f"residual must be in [0, 2] (0: off), got {self.residual}")
-        if self.select not in ("min", "mean"):
-            raise HeadwayError(f"select must be min or mean, got {self.select!r}")
+        if self.select not in ("agree", "min", "mean"):
+            raise HeadwayError(f"select must be agree, min or mean, got {self.select!r}")
         if self.critic_potential not in CRITIC_POTENTIALS:
             raise HeadwayError(f"critic potential must be one of {', '.join(CRITIC_POTENTIALS)}, got {self.critic_potential!r}")
 
@@ -303,10 +305,13 @@ class Agent:
             ref_t = torch.as_tensor(ref, device=self.device)
             rl = self.rl_action(obs_n, ref_t)
             if self.config.ibrl:
-                combine = (lambda q: q.min(0).values) if self.config.select == "min" else (lambda q: q.mean(0))
-                q_ref = combine(self.critics(obs_n, ref_t))
-                q_rl = combine(self.critics(obs_n, rl))
-                used_t = q_rl > q_ref
+                q_ref, q_rl = self.critics(obs_n, ref_t), self.critics(obs_n, rl)
+                if self.config.select == "agree":
+                    used_t = q_rl.min(0).values > q_ref.max(0).values
+                elif self.config.select == "min":
+                    used_t = q_rl.min(0).values > q_ref.min(0).values
+                else:
+                    used_t = q_rl.mean(0) > q_ref.mean(0)
                 action = torch.where(used_t[:, None], rl, ref_t).cpu().numpy()
                 used = used_t.cpu().numpy()
             else:

@@ -96,9 +96,10 @@ def test_agent_acts_exactly_as_the_reference_until_its_actor_trains():
     for _ in range(4):
         agent.update(mixed_batch(buffer, None, 64, rng, 0.5, "cpu"), train_actor=True)
     action, used = agent.act(obs, ref, explore=False)
-    q = agent.critics(agent.normaliser(torch.as_tensor(obs)), torch.as_tensor(action)).min(0).values
-    q_ref = agent.critics(agent.normaliser(torch.as_tensor(obs)), torch.as_tensor(ref)).min(0).values
-    assert (q >= q_ref - 1e-6).all()  # IBRL: never an action the critics value below the reference's
+    q = agent.critics(agent.normaliser(torch.as_tensor(obs)), torch.as_tensor(action))
+    q_ref = agent.critics(agent.normaliser(torch.as_tensor(obs)), torch.as_tensor(ref))
+    replaced = ~np.isclose(action, ref).all(1)
+    assert (q.min(0).values[replaced] > q_ref.max(0).values[replaced]).all()  # only where every critic prefers it
 
 
 def test_actor_gradient_does_not_depend_on_the_rewards_scale():
