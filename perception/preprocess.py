@@ -47,3 +47,54 @@ def random_shift(images: torch.Tensor, pad: int, groups: torch.Tensor | None = N
         chosen = torch.nonzero(offsets[1] == offset).flatten()
         shifted.index_copy_(0, chosen, rows.index_select(0, chosen)[..., offset : offset + width])
     return shifted
+
+
+def _group_params(count: int, low: float, high: float, groups: torch.Tensor | None, n: int, device) -> torch.Tensor:
+    """One uniform draw in [low, high] per group (or per image without groups), spread to the images."""
+    import torch
+
+    draws = torch.empty(count if groups is not None else n, device=device).uniform_(low, high)
+    return draws[groups.to(device)] if groups is not None else draws
+
+
+def color_jitter(images: torch.Tensor, strength: float, groups: torch.Tensor | None = None) -> torch.Tensor:
+    """Brightness, contrast, saturation and a per-channel colour cast, each factor in 1 +- `strength`
+    (the cast 1 +- strength/2), on float images (N, 3, H, W) in [0, 1]. Images of one group share
+    their factors: a training window sees one lighting, as a real episode does. Draws from torch's
+    global generator (seeded and resumable, as `random_shift`)."""
+    import torch
+
+    if strength <= 0:
+        return images
+    n = images.shape[0]
+    count = int(groups.max()) + 1 if groups is not None else n
+    draw = lambda low, high: _group_params(count, low, high, groups, n, images.device)  # noqa: E731
+    brightness, contrast, saturation = (draw(1 - strength, 1 + strength)[:, None, None, None] for _ in range(3))
+    cast = torch.stack([draw(1 - strength / 2, 1 + strength / 2) for _ in range(3)], 1)[..., None, None]
+    images = images * brightness
+    mean = images.mean(dim=(1, 2, 3), keepdim=True)
+    images = (images - mean) * contrast + mean
+    grey = (0.299 * images[:, 0] + 0.587 * images[:, 1] + 0.114 * images[:, 2])[:, None]
+    images = (images - grey) * saturation + grey
+    return (images * cast).clamp(0.0, 1.0)
+
+
+def random_rotate_crop(images: torch.Tensor, degrees: float, crop: float, groups: torch.Tensor | None = None) -> torch.Tensor:
+    """A small rotation (up to +-`degrees`) and zoom-in crop (keeping 1/(1+s) of the side, s up to
+    `crop`) about the image centre, borders repeated, on float images (N, C, H, W). One draw per group."""
+    import math
+
+    import torch
+    import torch.nn.functional as F
+
+    if degrees <= 0 and crop <= 0:
+        return images
+    n = images.shape[0]
+    count = int(groups.max()) + 1 if groups is not None else n
+    angle = _group_params(count, -degrees, degrees, groups, n, images.device) * (math.pi / 180.0)
+    scale = 1.0 / _group_params(count, 1.0, 1.0 + crop, groups, n, images.device)
+    cos, sin = torch.cos(angle) * scale, torch.sin(angle) * scale
+    zeros = torch.zeros_like(cos)
+    theta = torch.stack([torch.stack([cos, -sin, zeros], 1), torch.stack([sin, cos, zeros], 1)], 1)
+    grid = F.affine_grid(theta.to(images.dtype), list(images.shape), align_corners=False)
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)

@@ -26,3 +26,34 @@ def task_batch(tasks: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         offsets.append(len(ids))
         ids.extend(task_token_ids(task))
     return torch.tensor(ids, dtype=torch.long), torch.tensor(offsets, dtype=torch.long)
+
+
+# Training paraphrases of the simulated tasks' instructions (`--paraphrase-prob`). Held-out wordings
+# used to test a model (e.g. bench/reward_robustness.py's) must stay out of these lists.
+PARAPHRASES: dict[str, tuple[str, ...]] = {
+    "pick up the red cube and lift it": (
+        "grab the red cube and raise it",
+        "lift the red cube",
+        "pick the red block up and hold it in the air",
+        "take the red cube off the table",
+        "raise the red cube above the table",
+        "get the red box and lift it up",
+    ),
+    "stack the red cube on the green cube": (
+        "put the red cube on top of the green cube",
+        "place the red block onto the green block",
+        "stack red on green",
+        "set the red box on the green box",
+    ),
+    "put the can in its bin": (
+        "place the can into its bin",
+        "move the can to its bin",
+        "drop the can in the right bin",
+    ),
+    "open the door": ("pull the door open", "swing the door open", "open that door"),
+}
+
+
+def paraphrases(task: str) -> tuple[str, ...]:
+    """Known training paraphrases of `task` (none for tasks headway does not know)."""
+    return PARAPHRASES.get(task.strip().lower(), ())

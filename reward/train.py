@@ -16,7 +16,7 @@ from headway.datasets.annotations import temporal_proportions
 from headway.datasets.reader import DatasetReader
 from headway.errors import HeadwayError
 from headway.perception.encoders import build_encoder
-from headway.perception.preprocess import random_shift
+from headway.perception.preprocess import color_jitter, random_rotate_crop, random_shift
 from headway.reward.labels import StagePrior
 from headway.reward.stage_model import StageModelConfig, StageRewardNet, task_tensors
 from headway.reward.stage_reward import StageRewardModel, default_device
@@ -50,6 +50,12 @@ class TrainConfig:
     view_dropout: float = 0.4  # share of training segments shown a random strict subset of the views
     image_shift: int = 2  # pixels of DrQ random-shift augmentation (0: none)
     shift_per: str = "segment"  # one shift per segment and view (motion survives) or per "frame"
+    # appearance augmentations for scene shifts (conv encoder only), one draw per segment and view:
+    color_jitter: float = 0.0  # brightness / contrast / saturation factors in 1 +- this, colour cast 1 +- half
+    rotate_degrees: float = 0.0  # small rotations up to +- this many degrees
+    crop_scale: float = 0.0  # zoom-in crops keeping down to 1/(1 + this) of the image side
+    task_text: str | None = None  # train every episode under this task text instead of the dataset's wording
+    paraphrase_prob: float = 0.0  # share of matched samples shown a paraphrase of their task (headway.reward.task_text)
     linear_if_missing: bool = False
     prior: str = "dataset"  # stage shares of progress: "dataset" (SARM: mean share of time) or "equal"
     elapsed_time: bool = False  # let the model see absolute episode time (it then learns the pace)
@@ -73,7 +79,15 @@ class TrainConfig:
             raise HeadwayError(f"unknown shift_per {self.shift_per!r}; choose one of {', '.join(SHIFT_PER)}")
         if self.image_shift < 0:
             raise HeadwayError(f"image_shift must be >= 0 pixels, got {self.image_shift}")
-        for name in ("rewind_prob", "mismatch_prob", "view_dropout"):
+        if not 0.0 <= self.color_jitter < 1.0:
+            raise HeadwayError(f"color_jitter must be in [0, 1), got {self.color_jitter}")
+        if not 0.0 <= self.rotate_degrees <= 30.0:
+            raise HeadwayError(f"rotate_degrees must be in [0, 30], got {self.rotate_degrees}")
+        if not 0.0 <= self.crop_scale <= 0.5:
+            raise HeadwayError(f"crop_scale must be in [0, 0.5], got {self.crop_scale}")
+        if self.task_text is not None and not self.task_text.strip():
+            raise HeadwayError("--task-text is empty; give the task's wording or leave it out")
+        for name in ("rewind_prob", "mismatch_prob", "view_dropout", "paraphrase_prob"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise HeadwayError(f"{name} is a probability and must be in [0, 1], got {getattr(self, name)}")
 
@@ -113,10 +127,18 @@ def train_reward_model(config: TrainConfig, resume: bool = False, progress: bool
     else:
         prior = StagePrior.from_mapping(temporal_proportions([a for a in annotations if a], stage_names))
     encoder = build_encoder(config.encoder, **({"allow_download": config.allow_download} if config.encoder.startswith("hf:") else {}))
+    if not encoder.trainable and (config.color_jitter or config.rotate_degrees or config.crop_scale):
+        raise HeadwayError(
+            "colour jitter, rotation and crop augment frames, but a frozen encoder trains on cached features; "
+            "use the conv encoder or leave those augmentations out"
+        )
     features = None if encoder.trainable else cached_features(readers, encoder, views, config.feature_cache, progress)
     episodes = load_episodes(
         config.datasets, views, config.image_size, stage_names, prior, config.linear_if_missing, progress, features
     )
+    if config.task_text is not None:
+        for episode in episodes:
+            episode.task = config.task_text
     model_config = StageModelConfig(
         views=views,
         stage_names=stage_names,
@@ -141,12 +163,14 @@ def train_reward_model(config: TrainConfig, resume: bool = False, progress: bool
     sampler = SegmentSampler(
         episodes, config.window, model_config.fps, stride=config.stride, segment=config.segment,
         rewind_prob=config.rewind_prob, mismatch_prob=config.mismatch_prob, view_dropout=config.view_dropout, seed=config.seed,
+        paraphrase_prob=config.paraphrase_prob,
     )
     step = 0
     state_path = config.out / TRAIN_STATE
     if resume and state_path.exists():
         state = torch.load(state_path, map_location=device, weights_only=False)
-        if state["train_config"] != _identity(config):
+        # settings added since the state was written read at their defaults (the old behaviour)
+        if {**_NEW_SETTINGS, **state["train_config"]} != _identity(config):
             raise HeadwayError(f"--resume: {state_path} was written with other training settings; use another --out")
         net.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -168,7 +192,10 @@ def train_reward_model(config: TrainConfig, resume: bool = False, progress: bool
             if net.encoder.trainable:
                 frames = batch.frames.to(device)
                 frames = random_shift(frames.flatten(0, 1), config.image_shift, _shift_groups(batch, config.shift_per)).view(frames.shape)
-                features = net.view_features(frames.float() / 255.0)
+                frames = frames.float() / 255.0
+                if config.color_jitter or config.rotate_degrees or config.crop_scale:
+                    frames = _appearance(frames, batch, config)
+                features = net.view_features(frames)
             else:
                 features = batch.frames.to(device).float()
             tokens = net.frame_tokens(features, batch.present.to(device))
@@ -193,6 +220,7 @@ def train_reward_model(config: TrainConfig, resume: bool = False, progress: bool
     net.eval()
     StageRewardModel(net, device).save(config.out)
     seconds = time.perf_counter() - started
+    write_training_record(config, readers, episodes, step, seconds)
     recent = history[-50:] if history else []
     return {
         "out": str(config.out),
@@ -204,6 +232,72 @@ def train_reward_model(config: TrainConfig, resume: bool = False, progress: bool
         "final_loss": float(np.mean([h["total"] for h in recent])) if recent else float("nan"),
         "seconds": seconds,
     }
+
+
+TRAINING_RECORD = "training.json"
+_NEW_SETTINGS = {"color_jitter": 0.0, "rotate_degrees": 0.0, "crop_scale": 0.0, "task_text": None, "paraphrase_prob": 0.0}
+
+
+def _appearance(frames: torch.Tensor, batch, config: TrainConfig) -> torch.Tensor:
+    """Colour jitter, rotation and crop with one draw per (segment, view): the same for every frame of a window."""
+    shape = frames.shape
+    flat, groups = frames.flatten(0, 1), _shift_groups(batch, "segment")
+    flat = random_rotate_crop(color_jitter(flat, config.color_jitter, groups), config.rotate_degrees, config.crop_scale, groups)
+    return flat.view(shape)
+
+
+def write_training_record(config: TrainConfig, readers, episodes, steps: int, seconds: float) -> None:
+    """`training.json` beside the checkpoint: what it was trained on (datasets, their scene
+    randomisation, task wording) and how (augmentations, steps, time)."""
+    from headway.atomic import atomic_write_json
+
+    datasets = []
+    for reader in readers:
+        card = reader.card()
+        randomization = card.get("randomization") or {}
+        datasets.append(
+            {
+                "path": str(reader.root),
+                "episodes": int(reader.num_episodes),
+                "task": card.get("task"),
+                "instruction": card.get("instruction"),
+                "image_size": card.get("image_size"),
+                "fps": reader.fps,
+                "collect_seed": (card.get("collect") or {}).get("seed"),
+                "randomization": randomization.get("strengths", {}),
+            }
+        )
+    record = {
+        "datasets": datasets,
+        "tasks": sorted({e.task for e in episodes}),
+        "augmentations": {
+            "image_shift": config.image_shift,
+            "shift_per": config.shift_per,
+            "color_jitter": config.color_jitter,
+            "rotate_degrees": config.rotate_degrees,
+            "crop_scale": config.crop_scale,
+            "view_dropout": config.view_dropout,
+            "rewind_prob": config.rewind_prob,
+            "mismatch_prob": config.mismatch_prob,
+            "paraphrase_prob": config.paraphrase_prob,
+        },
+        "task_text": config.task_text,
+        "encoder": config.encoder,
+        "image_size": config.image_size,
+        "steps": steps,
+        "seed": config.seed,
+        "seconds": round(seconds, 1),
+    }
+    atomic_write_json(config.out / TRAINING_RECORD, record)
+
+
+def read_training_record(checkpoint: Path) -> dict | None:
+    path = Path(checkpoint) / TRAINING_RECORD
+    if not path.exists():
+        return None
+    import json
+
+    return json.loads(path.read_text())
 
 
 def _shift_groups(batch, shift_per: str) -> torch.Tensor | None:

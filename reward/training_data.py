@@ -187,7 +187,10 @@ class SegmentSampler:
         mismatch_prob: float = 0.2,
         view_dropout: float = 0.3,
         seed: int = 0,
+        paraphrase_prob: float = 0.0,
     ) -> None:
+        from headway.reward.task_text import paraphrases
+
         self.episodes = episodes
         self.window = window
         self.stride = stride
@@ -198,7 +201,11 @@ class SegmentSampler:
         self.view_dropout = view_dropout
         self.rng = np.random.default_rng(seed)
         own = sorted({e.task for e in episodes})
-        self.negatives = [t for t in NEGATIVE_TASKS if t not in own] + own
+        # a paraphrase is the same task: it is never a mismatched negative
+        self.paraphrase_prob = paraphrase_prob
+        self.paraphrases = {task: paraphrases(task) for task in own}
+        said = {p for ps in self.paraphrases.values() for p in ps}
+        self.negatives = [t for t in NEGATIVE_TASKS if t not in own and t not in said] + own
 
     def sample(self, segments: int) -> Batch:
         frames, present, rows, frame_segment = [], [], [], []
@@ -213,7 +220,10 @@ class SegmentSampler:
             present.append(view_mask.expand(len(chosen), -1))
             task, matched = episode.task, True
             if self.rng.random() < self.mismatch_prob:
-                task, matched = str(self.rng.choice([t for t in self.negatives if t != episode.task])), False
+                others = [t for t in self.negatives if t != episode.task and t not in self.paraphrases.get(episode.task, ())]
+                task, matched = str(self.rng.choice(others)), False
+            elif self.paraphrase_prob > 0 and self.paraphrases.get(task) and self.rng.random() < self.paraphrase_prob:
+                task = str(self.rng.choice(self.paraphrases[task]))
             nothing_before = sequence[0] < self.stride  # no earlier frame on this segment's stride
             # windows over the segment's own positions, which are one window slot apart; slot 0 is the first frame
             positions, valid = window_indices(np.arange(len(sequence)), self.window)
