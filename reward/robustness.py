@@ -130,6 +130,11 @@ def robustness_report(model, conditions: list[Condition], views: list[str] | Non
             "size": condition.size,
             "episodes": len(scored),
             "metrics": compute_metrics(scored, horizon, seconds),
+            # what the wording test reads: a paraphrase should keep these, another task drop them
+            "final_progress": {
+                "successes": _mean([e.output.progress[-1] for e in scored if e.success]),
+                "failures": _mean([e.output.progress[-1] for e in scored if not e.success]),
+            },
         }
         if baselines:
             row["baselines"] = {
@@ -143,6 +148,10 @@ def robustness_report(model, conditions: list[Condition], views: list[str] | Non
         row["worse_by"] = {k: (v if k in LOWER_IS_BETTER else -v) for k, v in row["change"].items()}
         row["targets"] = check_targets(row["metrics"], nominal, is_nominal=index == 0)
     return {"views": list(views) if views else list(model.views), "nominal": rows[0]["label"], "rows": rows}
+
+
+def _mean(values: list[float]) -> float:
+    return float(np.mean(values)) if values else float("nan")
 
 
 def check_targets(values: dict, nominal: dict, is_nominal: bool = False) -> dict[str, bool | None]:

@@ -1,0 +1,254 @@
+"""Reward-model robustness bench (issue 26): a nominal and a randomised model, same budget, scored
+on nominal and shifted held-out collections, with robosuite's dense reward and linear-in-time
+baselines on the same episodes.
+
+    MUJOCO_GL=egl uv run python bench/reward_robustness.py --out runs/robustness            # the protocol
+    MUJOCO_GL=egl uv run python bench/reward_robustness.py --out runs/robust_reduced \\
+        --train-episodes 24 --test-episodes 12 --steps 1000 --shifts camera,all --wordings 2   # reduced
+
+Stages (each skipped when its output exists, so a killed run resumes):
+1. collect: training sets (nominal; randomised at --train-randomize) with the same episode count
+   and seed, and held-out sets with another seed: nominal, and each --shifts entry at strengths
+   above the training ones (camera pose, lighting, surface colour/texture, all together);
+2. train: the nominal model on the nominal set; the randomised model on the randomised set with
+   colour jitter / rotation / crop and paraphrase training, the same steps and batch;
+3. score: both models on every held-out set plus the nominal set under other task wordings (a
+   paraphrase, a reordering, synonyms, and a different task that must score low), frame steps
+   (--frame-steps) and image sizes (--sizes); one robustness report per model, and a comparison
+   table (markdown, JSON, PNG) in OUT.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+TRAIN_RANDOMIZE = "camera=1,lighting=1,texture=0.3,color=0.3"
+# held-out shifts: every strength above the training one, drawn from a held-out seed
+SHIFTS = {
+    "camera": "camera=1.5",
+    "lighting": "lighting=1.5",
+    "surface": "texture=0.45,color=0.45",
+    "all": "camera=1.5,lighting=1.5,texture=0.45,color=0.45",
+}
+# held out from training (none is in headway.reward.task_text.PARAPHRASES); the last is another task
+WORDINGS = {
+    "lift": (
+        "pick the cube up",  # the issue's measured paraphrase
+        "lift it after picking up the red cube",  # reordered
+        "grasp the crimson block and elevate it",  # synonyms
+        "close the laptop lid",  # a different task: must score low
+    ),
+    "stack": (
+        "put the red cube onto the green one",
+        "on the green cube, stack the red cube",
+        "pile the crimson block on the emerald block",
+        "close the laptop lid",
+    ),
+}
+AUGMENT = {"color_jitter": 0.25, "rotate_degrees": 3.0, "crop_scale": 0.08, "paraphrase_prob": 0.2}
+COMPARED = ("stage_accuracy", "progress_mae", "success_auroc", "kendall_tau", "succ_fail_gap", "voc")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--task", default="lift", choices=sorted(WORDINGS))
+    parser.add_argument("--train-episodes", type=int, default=40)
+    parser.add_argument("--test-episodes", type=int, default=20)
+    parser.add_argument("--size", type=int, default=84)
+    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--train-randomize", default=TRAIN_RANDOMIZE)
+    parser.add_argument("--shifts", default=",".join(SHIFTS), help=f"held-out scene shifts to collect: {', '.join(SHIFTS)}")
+    parser.add_argument("--wordings", type=int, default=4, help="how many of the held-out wordings to score (the last is another task)")
+    parser.add_argument("--frame-steps", default="2", help="comma-separated frame steps (empty: none)")
+    parser.add_argument("--sizes", default="64,128", help="comma-separated image sizes (empty: none)")
+    parser.add_argument("--data", type=Path, default=None, help="folder of the collections (default OUT/data)")
+    parser.add_argument("--seed", type=int, default=0)
+    return parser.parse_args(argv)
+
+
+def _ints(text: str) -> list[int]:
+    return [int(t) for t in text.split(",") if t.strip()]
+
+
+def collect_sets(args) -> dict[str, Path]:
+    """Training and held-out collections, by the CLI (resumable; each skipped when it exists)."""
+    from headway.sim.randomization import parse_randomization
+
+    data = args.data or args.out / "data"
+    shifts = [s for s in args.shifts.split(",") if s]
+    unknown = [s for s in shifts if s not in SHIFTS]
+    if unknown:
+        raise SystemExit(f"unknown shifts {unknown}; choose from {', '.join(SHIFTS)}")
+    parse_randomization(args.train_randomize)  # fail before any work
+    plan = {
+        "train_nominal": (args.train_episodes, 100, ""),
+        "train_randomized": (args.train_episodes, 100, args.train_randomize),
+        "test_nominal": (args.test_episodes, 200, ""),
+        **{f"test_{name}": (args.test_episodes, 200, SHIFTS[name]) for name in shifts},
+    }
+    paths = {}
+    for name, (episodes, seed, randomize) in plan.items():
+        out = data / name
+        paths[name] = out
+        if (out / "meta" / "info.json").exists():
+            continue
+        command = [
+            "headway", "sim", "collect", "--task", args.task, "--episodes", str(episodes), "--seed", str(seed),
+            "--size", str(args.size), "--out", str(out),
+        ]
+        if randomize:
+            command += ["--randomize", randomize]
+        partial = out.with_name(out.name + ".partial")
+        if partial.exists():
+            command.append("--resume")
+        print("$", " ".join(command), flush=True)
+        subprocess.run(command, check=True)
+    return paths
+
+
+def train_models(args, sets: dict[str, Path]) -> dict[str, Path]:
+    import torch
+
+    from headway.reward.train import TrainConfig, train_reward_model
+
+    torch.set_num_threads(1)
+    models = {"nominal": (sets["train_nominal"], {}), "randomized": (sets["train_randomized"], AUGMENT)}
+    paths = {}
+    for name, (dataset, augment) in models.items():
+        out = args.out / "models" / name
+        paths[name] = out
+        if (out / "training.json").exists():
+            continue
+        config = TrainConfig(datasets=[dataset], out=out, image_size=args.size, steps=args.steps, seed=args.seed, **augment)
+        started = time.perf_counter()
+        summary = train_reward_model(config, resume=out.exists())
+        print(f"trained {name}: {summary['steps']} steps, loss {summary['final_loss']:.3f}, {time.perf_counter() - started:.0f} s", flush=True)
+    return paths
+
+
+def score_models(args, sets: dict[str, Path], models: dict[str, Path]) -> dict[str, dict]:
+    import torch
+
+    from headway.reward.loading import load_reward_model
+    from headway.reward.robustness import conditions_from, render_table, robustness_report, write_report
+
+    torch.set_num_threads(1)
+    tests = [name for name in sets if name.startswith("test_")]
+    wordings = list(WORDINGS[args.task][: args.wordings])
+    if args.wordings and WORDINGS[args.task][-1] not in wordings:
+        wordings[-1] = WORDINGS[args.task][-1]  # always keep the different task
+    reports = {}
+    for name, path in models.items():
+        target = args.out / f"report_{name}"
+        if target.with_suffix(".json").exists():
+            reports[name] = json.loads(target.with_suffix(".json").read_text())
+            continue
+        model = load_reward_model(path, device="cpu")
+        conditions = conditions_from(
+            [sets[t] for t in tests], [t.removeprefix("test_") for t in tests], None, wordings,
+            _ints(args.frame_steps), _ints(args.sizes),
+        )
+        report = robustness_report(model, conditions)
+        training = json.loads((path / "training.json").read_text())
+        report["model"] = {"name": name, "path": str(path), "training_seconds": training["seconds"], "training": training}
+        write_report(report, target, title=f"{args.task}: {name} model")
+        print(f"\n== {name} model ==\n{render_table(report)}", flush=True)
+        reports[name] = report
+    return reports
+
+
+def compare(args, reports: dict[str, dict]) -> str:
+    """One table: each condition, each model's value of each metric (with its change from nominal)."""
+    names = list(reports)
+    rows = reports[names[0]]["rows"]
+    head = "| condition | " + " | ".join(f"{m} ({n})" for m in COMPARED for n in names) + " | final progress S/F | targets |"
+    lines = [head, "|" + "---|" * (len(COMPARED) * len(names) + 3)]
+    for index, row in enumerate(rows):
+        cells = []
+        for metric in COMPARED:
+            for name in names:
+                other = reports[name]["rows"][index]
+                value = other["metrics"][metric]
+                cell = "n/a" if not math.isfinite(value) else f"{value:.3f}"
+                if index and math.isfinite(value):
+                    cell += f" ({other['change'][metric]:+.3f})"
+                cells.append(cell)
+        finals = "; ".join(
+            f"{n}: {reports[n]['rows'][index]['final_progress']['successes']:.2f}/{reports[n]['rows'][index]['final_progress']['failures']:.2f}"
+            for n in names
+        )
+        met = "; ".join(f"{n}: {_met(reports[n]['rows'][index]['targets']['all'])}" for n in names)
+        lines.append(f"| {row['label']} | " + " | ".join(cells) + f" | {finals} | {met} |")
+    baseline_lines = ["", "Baselines on the same episodes (model-independent):", "",
+                      "| condition | baseline | " + " | ".join(COMPARED) + " |", "|" + "---|" * (len(COMPARED) + 2)]
+    for row in rows:
+        for baseline, values in row.get("baselines", {}).items():
+            if baseline.startswith("annotation"):
+                continue
+            baseline_lines.append(
+                f"| {row['label']} | {baseline} | " + " | ".join("n/a" if not math.isfinite(values[m]) else f"{values[m]:.3f}" for m in COMPARED) + " |"
+            )
+    seconds = {n: reports[n]["model"]["training_seconds"] for n in names}
+    footer = ["", "Training time (s): " + ", ".join(f"{n} {s:.0f}" for n, s in seconds.items())]
+    return "\n".join(lines + baseline_lines + footer)
+
+
+def plot_compare(reports: dict[str, dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    names = list(reports)
+    rows = reports[names[0]]["rows"]
+    figure, axes = plt.subplots(1, len(COMPARED), figsize=(3.0 * len(COMPARED), 4.2))
+    x = np.arange(len(rows))
+    width = 0.8 / len(names)
+    for axis, metric in zip(axes, COMPARED):
+        for k, name in enumerate(names):
+            values = [r["metrics"][metric] for r in reports[name]["rows"]]
+            axis.bar(x + k * width, [v if math.isfinite(v) else 0 for v in values], width, label=name)
+        axis.set_title(metric, fontsize=8)
+        axis.set_xticks(x + width * (len(names) - 1) / 2)
+        axis.set_xticklabels([r["label"] for r in rows], rotation=70, fontsize=6, ha="right")
+        axis.tick_params(axis="y", labelsize=7)
+    axes[0].legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def _met(value) -> str:
+    return "n/a" if value is None else "met" if value else "missed"
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    args.out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    sets = collect_sets(args)
+    models = train_models(args, sets)
+    reports = score_models(args, sets, models)
+    table = compare(args, reports)
+    (args.out / "comparison.md").write_text(table + "\n")
+    (args.out / "comparison.json").write_text(
+        json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "reports": reports}, indent=1, default=str)
+    )
+    plot_compare(reports, args.out / "comparison.png")
+    print("\n" + table)
+    print(f"\nbench done in {time.perf_counter() - started:.0f} s; {args.out}/comparison.md, .json, .png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
