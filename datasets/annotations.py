@@ -5,6 +5,12 @@ Per episode, in the episodes metadata: `sparse_subtask_names`, `sparse_subtask_s
 unprefixed legacy columns lerobot also writes). Frame ranges are inclusive and exact (not
 quantised to seconds as lerobot's annotator does). The dataset-level prior of stage proportions
 goes to `meta/temporal_proportions_sparse.json`.
+
+An unfinished episode (its last annotated stage is not the task's last) ends with a zero-length
+sentinel subtask, the next stage at frame `length` (one past its last frame). lerobot's SARM reader
+puts frames after the last annotated subtask at (last stage, 0.999), i.e. "task complete"; with the
+sentinel those frames fall in a gap and get (last achieved stage, tau 1): the same normalised
+progress headway's own targets give them. Readers here drop the sentinel.
 """
 
 from __future__ import annotations
@@ -19,8 +25,15 @@ FIELDS = ("subtask_names", "subtask_start_times", "subtask_end_times", "subtask_
 PROPORTIONS_FILE = "meta/temporal_proportions_sparse.json"
 
 
-def annotation_columns(subtasks: Sequence[Subtask], fps: float) -> dict[str, list]:
-    """The episode-metadata columns for one episode (prefixed and legacy names)."""
+def annotation_columns(
+    subtasks: Sequence[Subtask], fps: float, stage_names: Sequence[str] = (), length: int | None = None
+) -> dict[str, list]:
+    """The episode-metadata columns for one episode (prefixed and legacy names); with the task's
+    `stage_names` and the episode `length`, an unfinished episode gets its end sentinel."""
+    subtasks = list(subtasks)
+    if subtasks and length is not None and stage_names and subtasks[-1].name != stage_names[-1]:
+        following = stage_names[list(stage_names).index(subtasks[-1].name) + 1]
+        subtasks.append(Subtask(following, int(length), int(length)))
     values = (
         [s.name for s in subtasks],
         [s.start / fps for s in subtasks],
@@ -42,7 +55,12 @@ def subtasks_from_row(row: dict) -> list[Subtask] | None:
     ends = row.get(f"{PREFIX}_subtask_end_frames", row.get("subtask_end_frames"))
     if starts is None or ends is None:
         return None
-    return [Subtask(str(n), int(s), int(e)) for n, s, e in zip(names, starts, ends, strict=True)]
+    length = row.get("length")
+    return [
+        Subtask(str(n), int(s), int(e))
+        for n, s, e in zip(names, starts, ends, strict=True)
+        if length is None or int(s) < int(length)  # the end sentinel of an unfinished episode
+    ]
 
 
 def temporal_proportions(annotations: Iterable[Sequence[Subtask]], stage_names: Sequence[str]) -> dict[str, float]:

@@ -21,6 +21,13 @@ from headway.stages import Subtask
 
 CODEBASE_VERSION = "v3.0"
 IMAGE_PREFIX = "observation.images."
+# Simulator truths for calibration and evaluation sit under `oracle.`, not `observation.`: lerobot
+# feeds every float `observation.*` feature to its policies as an input.
+CAMERA_POSE_KEY = "oracle.camera_pose.{view}"
+KEYPOINTS_KEY = "oracle.keypoints"  # (K * 3,) ground-truth affordance points, world frame
+KEYPOINTS_VISIBLE_KEY = "oracle.keypoints_visible.{view}"  # (K,) 1.0 where the camera sees the point
+# datasets written before the move name them under `observation.`; readers rename them on load
+LEGACY_PREFIXES = {"observation.camera_pose.": "oracle.camera_pose.", "observation.keypoints": "oracle.keypoints"}
 
 
 @dataclass(frozen=True)
@@ -177,7 +184,7 @@ class DatasetReader:
     def episode(self, index: int, views: list[str] | None = None, decode: bool = True) -> Episode:
         """Episode `index` with frames of `views` (default: all) decoded, unless `decode` is False."""
         row = self._row(index)
-        arrays = self._frame_arrays(index, row)
+        arrays = _rename_legacy(self._frame_arrays(index, row))
         length = int(row["length"])
         images = {}
         if decode:
@@ -291,3 +298,15 @@ def _column_array(column) -> np.ndarray:
 def _clean(row: dict) -> dict:
     """NaN/None-safe copy of a metadata row (pandas turns missing lists into NaN)."""
     return {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in row.items()}
+
+
+def _rename_legacy(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Oracle columns of datasets written before they moved out of `observation.*`, under today's names."""
+    renamed = {}
+    for key, value in arrays.items():
+        for old, new in LEGACY_PREFIXES.items():
+            if key.startswith(old):
+                key = new + key[len(old):]
+                break
+        renamed[key] = value
+    return renamed

@@ -18,15 +18,13 @@ import pandas as pd
 
 from headway.atomic import atomic_write_bytes, atomic_write_json
 from headway.datasets.annotations import PROPORTIONS_FILE, annotation_columns, temporal_proportions
+from headway.datasets.reader import CAMERA_POSE_KEY, KEYPOINTS_KEY, KEYPOINTS_VISIBLE_KEY
 from headway.sim.env import CONTROL_FREQ
 from headway.sim.rollout import EpisodeRecord
 from headway.sim.task import Task
 
 HEADWAY_META = "meta/headway.json"
 IMAGE_KEY = "observation.images.{view}"
-CAMERA_POSE_KEY = "observation.camera_pose.{view}"
-KEYPOINTS_KEY = "observation.keypoints"  # (K * 3,) ground-truth affordance points, world frame
-KEYPOINTS_VISIBLE_KEY = "observation.keypoints_visible.{view}"  # (K,) 1.0 where the camera sees the point
 STATE_NAMES = ["eef_x", "eef_y", "eef_z", "eef_qx", "eef_qy", "eef_qz", "eef_qw", "finger_left", "finger_right"]
 ACTION_NAMES = ["dx", "dy", "dz", "dax", "day", "daz", "gripper"]
 OUTCOME_COLUMNS = ("headway_success", "headway_mode", "headway_quality", "headway_seed", "headway_success_frame")
@@ -144,7 +142,7 @@ def write_dataset(
             annotations.append(episode.subtasks)
             per_episode.append(
                 {
-                    **annotation_columns(episode.subtasks, CONTROL_FREQ),
+                    **annotation_columns(episode.subtasks, CONTROL_FREQ, task.stages, episode.length),
                     "headway_success": bool(episode.success),
                     "headway_mode": episode.mode,
                     "headway_quality": float(episode.quality),

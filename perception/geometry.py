@@ -41,7 +41,7 @@ class Camera:
         if T.shape != (4, 4) or not np.all(np.isfinite(T)):
             raise HeadwayError(
                 f"camera {self.name!r} has no valid pose: expected a finite 4x4 camera-to-world matrix, got shape {T.shape}; "
-                "record its extrinsics (datasets store observation.camera_pose.<view>)"
+                "record its extrinsics (datasets store oracle.camera_pose.<view>)"
             )
         object.__setattr__(self, "intrinsics", K)
         object.__setattr__(self, "pose", T)

@@ -2,8 +2,8 @@
 
 Datasets collected by `headway sim collect` store the task's affordance points per frame
 (`observation.keypoints`, world frame), their visibility per camera
-(`observation.keypoints_visible.<view>`), the camera poses per frame
-(`observation.camera_pose.<view>`) and the intrinsics in `meta/headway.json`; the 2D targets are
+(`oracle.keypoints_visible.<view>`), the camera poses per frame
+(`oracle.camera_pose.<view>`) and the intrinsics in `meta/headway.json`; the 2D targets are
 the projections of the 3D points.
 """
 
@@ -18,6 +18,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from headway.datasets.reader import CAMERA_POSE_KEY as POSE_KEY
+from headway.datasets.reader import KEYPOINTS_KEY
+from headway.datasets.reader import KEYPOINTS_VISIBLE_KEY as VISIBLE_KEY
 from headway.errors import HeadwayError
 from headway.perception.geometry import Camera, in_frame, project, triangulate
 from headway.perception.keypoint_model import (
@@ -28,9 +31,6 @@ from headway.perception.keypoint_model import (
     pixel_to_cell,
 )
 
-KEYPOINTS_KEY = "observation.keypoints"
-VISIBLE_KEY = "observation.keypoints_visible.{view}"
-POSE_KEY = "observation.camera_pose.{view}"
 STATE_FILE = "train_state.pt"
 
 

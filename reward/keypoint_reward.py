@@ -259,14 +259,14 @@ def static_cameras(dataset: Path, views: list[str] | None = None, tolerance: flo
 
     Cameras that move (the wrist camera) are left out: the reward model has no per-frame pose.
     """
-    from headway.datasets.reader import IMAGE_PREFIX, DatasetReader
+    from headway.datasets.reader import CAMERA_POSE_KEY, IMAGE_PREFIX, DatasetReader
 
     reader = DatasetReader(Path(dataset))
     card = reader.card()
     episode = reader.episode(0, decode=False)
     cameras = {}
     for view in views or reader.views:
-        key = f"observation.camera_pose.{view}"
+        key = CAMERA_POSE_KEY.format(view=view)
         if view not in card.get("intrinsics", {}) or key not in episode.arrays:
             raise HeadwayError(f"camera {view!r} of {dataset} has no calibration (intrinsics in meta/headway.json and {key})")
         poses = episode.arrays[key].reshape(-1, 4, 4)

@@ -51,8 +51,10 @@ def test_annotations_and_outcomes_are_in_lerobots_episode_metadata(tiny_dataset)
     for index in range(3):
         row = episodes.iloc[index]
         subtasks = reader.subtasks(index)
-        assert list(row["sparse_subtask_names"]) == [s.name for s in subtasks]
-        assert list(row["sparse_subtask_end_frames"]) == [s.end for s in subtasks]
+        written = len(subtasks) + (len(subtasks) < 3)  # an unfinished episode's end sentinel
+        assert list(row["sparse_subtask_names"])[: len(subtasks)] == [s.name for s in subtasks]
+        assert list(row["sparse_subtask_end_frames"])[: len(subtasks)] == [s.end for s in subtasks]
+        assert len(row["sparse_subtask_names"]) == written
         outcome = reader.outcome(index)
         assert outcome.success == (len(subtasks) == 3)
     proportions = json.loads((tiny_dataset / "meta" / "temporal_proportions_sparse.json").read_text())
@@ -187,3 +189,43 @@ def test_kill_and_resume_gives_the_same_dataset(tiny_dataset, tmp_path):
     assert _episode_arrays(out) == _episode_arrays(tiny_dataset)
     episodes = pd.read_parquet(next((out / "meta" / "episodes").rglob("*.parquet")))
     assert len(episodes) == 3
+
+
+def test_lerobots_sarm_reader_gives_failures_headways_progress_not_task_complete(tiny_dataset):
+    """lerobot's SARM target code, run on the annotations as written, derives the same normalised
+    progress as headway's own targets on the failed episode (not 'complete' after its last stage)."""
+    from lerobot.datasets.io_utils import load_episodes
+    from lerobot.rewards.sarm.sarm_utils import find_stage_and_tau, normalize_stage_tau
+
+    from headway.datasets.annotations import read_proportions
+    from headway.datasets.reader import DatasetReader
+    from headway.reward.labels import StagePrior, stage_targets
+
+    reader = DatasetReader(tiny_dataset)
+    proportions = read_proportions(tiny_dataset)
+    names = list(proportions)
+    prior = StagePrior.from_mapping(proportions)
+    episodes = load_episodes(tiny_dataset).to_pandas()
+    failed = [i for i in range(reader.num_episodes) if not reader.outcome(i).success]
+    assert failed, "the tiny set holds a failure"
+    for index in failed:
+        row = episodes.loc[index]
+        length = int(row["length"])
+        theirs = [
+            float(normalize_stage_tau(
+                find_stage_and_tau(t, length, list(row["sparse_subtask_names"]), list(row["sparse_subtask_start_frames"]),
+                                   list(row["sparse_subtask_end_frames"]), names, proportions, return_combined=True),
+                num_stages=len(names), temporal_proportions=proportions, subtask_names=names))
+            for t in range(length)
+        ]
+        ours = prior.progress(*stage_targets(reader.subtasks(index), length, names, index))
+        assert np.allclose(theirs, ours, atol=1e-3), (index, theirs[-5:], ours[-5:])
+        assert theirs[-1] < 0.9
+        assert len(reader.subtasks(index)) < len(row["sparse_subtask_names"])  # the end sentinel is dropped on read
+
+
+def test_oracle_columns_are_not_policy_inputs_for_lerobot(tiny_dataset):
+    info = json.loads((tiny_dataset / "meta" / "info.json").read_text())
+    observation = [key for key in info["features"] if key.startswith("observation.")]
+    assert not [key for key in observation if "camera_pose" in key or "keypoints" in key]
+    assert any(key.startswith("oracle.camera_pose.") for key in info["features"])

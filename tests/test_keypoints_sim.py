@@ -63,8 +63,8 @@ def test_collected_datasets_store_keypoints_visibility_and_intrinsics(tiny_datas
     assert card["keypoint_names"] == ["gripper", "grasp", "lift_target"]
     assert set(card["intrinsics"]) == set(reader.views)
     episode = reader.episode(0, decode=False)
-    keypoints = episode.arrays["observation.keypoints"].reshape(episode.length, 3, 3)
+    keypoints = episode.arrays["oracle.keypoints"].reshape(episode.length, 3, 3)
     np.testing.assert_allclose(keypoints[:, 0], episode.arrays["observation.state"][:, :3], atol=1e-5)  # gripper = eef
-    visible = episode.arrays["observation.keypoints_visible.agentview"]
+    visible = episode.arrays["oracle.keypoints_visible.agentview"]
     assert visible.shape == (episode.length, 3) and set(np.unique(visible)) <= {0.0, 1.0}
     assert visible[:, 1].mean() > 0.5  # the cube is mostly in view from agentview
