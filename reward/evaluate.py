@@ -60,7 +60,9 @@ def score_dataset(model, root: Path, views: list[str] | None = None, progress: b
     missing = [v for v in views if v not in reader.views]
     if missing:
         raise HeadwayError(f"{root} has no camera {missing}; its cameras: {reader.views}")
-    prior = StagePrior(model.stage_names, tuple(model.config.stage_proportions))
+    # zero-shot models (GVL, lerobot's) have no stages: their targets come from the dataset's prior
+    prior = target_prior(model, root)
+    stage_names = prior.names
     scored, seconds = [], 0.0
     for index in tqdm(range(reader.num_episodes), desc=f"score {Path(root).name}", disable=not progress):
         episode = reader.episode(index, views=views)
@@ -70,10 +72,10 @@ def score_dataset(model, root: Path, views: list[str] | None = None, progress: b
         seconds += time.perf_counter() - started
         target_stage = target_progress = None
         if episode.subtasks is not None:
-            stage, tau = stage_targets(episode.subtasks, episode.length, model.stage_names, index, scene=episode.scene)
+            stage, tau = stage_targets(episode.subtasks, episode.length, stage_names, index, scene=episode.scene)
             target_stage, target_progress = stage, prior.progress(stage, tau)
         outcome = episode.outcome
-        success = outcome.success if outcome else bool(episode.subtasks and len(episode.subtasks) == len(model.stage_names))
+        success = outcome.success if outcome else bool(episode.subtasks and len(episode.subtasks) == len(stage_names))
         scored.append(
             ScoredEpisode(
                 index,
@@ -89,6 +91,18 @@ def score_dataset(model, root: Path, views: list[str] | None = None, progress: b
     return scored, seconds
 
 
+def target_prior(model, root: Path) -> StagePrior:
+    """The stage prior targets are measured against: the model's own, or for a model without stages
+    the dataset's (its annotated proportions)."""
+    if model.stage_names:
+        return StagePrior(model.stage_names, tuple(model.config.stage_proportions))
+    proportions = DatasetReader(root).stage_proportions()
+    if not proportions:
+        raise HeadwayError("this reward model has no stages and the dataset records no stage prior "
+                           "(meta/temporal_proportions_sparse.json); annotate the dataset to evaluate progress")
+    return StagePrior.from_mapping(proportions)
+
+
 def compute_metrics(episodes: list[ScoredEpisode], horizon: int, seconds: float | None = None) -> dict[str, float]:
     """The metric table row for a list of scored episodes."""
     experts = [e for e in episodes if e.mode == "expert"] or [e for e in episodes if e.success]
@@ -96,6 +110,8 @@ def compute_metrics(episodes: list[ScoredEpisode], horizon: int, seconds: float 
     final_progress = np.array([e.output.progress[-1] for e in episodes])
     final_success = np.array([e.output.success[-1] for e in episodes])
     outcomes = np.array([e.success for e in episodes])
+    has_stages = bool(episodes) and "stage" not in episodes[0].output.absent
+    has_success = bool(episodes) and "success" not in episodes[0].output.absent
     returns = np.array([np.concatenate([e.output.progress, np.full(max(horizon - len(e.output), 0), e.output.progress[-1])])[:horizon].mean() for e in episodes])
     frames = sum(len(e.output) for e in episodes)
     return {
@@ -103,15 +119,15 @@ def compute_metrics(episodes: list[ScoredEpisode], horizon: int, seconds: float 
         "stage_accuracy": metrics.stage_accuracy(
             np.concatenate([e.output.stage for e in annotated]), np.concatenate([e.target_stage for e in annotated])
         )
-        if annotated
+        if annotated and has_stages
         else float("nan"),
         "progress_mae": metrics.mean_absolute_error(
             np.concatenate([e.output.progress for e in annotated]), np.concatenate([e.target_progress for e in annotated])
         )
         if annotated
         else float("nan"),
-        "success_auroc": metrics.auroc(final_success, outcomes),
-        "success_f1": metrics.f1_score(final_success > 0.5, outcomes),
+        "success_auroc": metrics.auroc(final_success, outcomes) if has_success else float("nan"),
+        "success_f1": metrics.f1_score(final_success > 0.5, outcomes) if has_success else float("nan"),
         "kendall_tau": metrics.kendall_tau_a(returns, np.array([e.quality for e in episodes])),
         "succ_fail_gap": metrics.succ_fail_gap(final_progress, outcomes),
         "frames_per_second": float(frames / seconds) if seconds else float("nan"),
@@ -153,7 +169,7 @@ def baseline_outputs(episodes: list[ScoredEpisode], prior: StagePrior) -> dict[s
 def evaluate(model, roots: list[Path], views: list[str] | None = None, plots: Path | None = None, progress: bool = True) -> dict:
     """Metric table: the model and the baselines on the same episodes."""
     all_scored, seconds, baselines = [], 0.0, {}
-    prior = StagePrior(model.stage_names, tuple(model.config.stage_proportions))
+    prior = target_prior(model, roots[0])
     horizon = 1
     for root in roots:
         scored, spent = score_dataset(model, root, views, progress)

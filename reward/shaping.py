@@ -134,6 +134,12 @@ def potential(
     """
     config = config or PotentialConfig()
     length = len(output)
+    for field, weight in (("success", config.success_weight), ("uncertainty", config.uncertainty_penalty)):
+        if weight and field in output.absent:
+            raise HeadwayError(
+                f"the potential weights {field} ({weight}) but this reward model does not produce it "
+                f"(absent: {', '.join(sorted(output.absent))}); set that weight to 0"
+            )
     phi = config.progress_weight * np.asarray(output.progress, dtype=np.float64).reshape(length)
     if config.success_weight:
         phi = phi + config.success_weight * np.asarray(output.success, dtype=np.float64).reshape(length)

@@ -89,3 +89,23 @@ def test_bad_lerobot_specs_are_clear(tiny_sarm, tmp_path):
         load_reward_model("lerobot:sarm")
     with pytest.raises(HeadwayError, match="unknown reward model kind 'nope'"):
         load_reward_model("nope:thing")
+
+
+def test_reward_eval_reports_what_a_lerobot_model_lacks_as_absent(tiny_sarm, tiny_dataset):
+    from headway.reward.evaluate import evaluate
+
+    report = evaluate(load_reward_model(f"lerobot:sarm:{tiny_sarm}", device="cpu"), [tiny_dataset], progress=False)
+    metrics = report["metrics"]
+    assert np.isnan(metrics["stage_accuracy"]) and np.isnan(metrics["success_auroc"])
+    assert 0 <= metrics["progress_mae"] <= 1  # against the dataset's own annotated prior
+
+
+def test_a_potential_weighting_an_absent_output_is_refused():
+    from headway.reward.interface import RewardOutput
+    from headway.reward.shaping import PotentialConfig, potential
+
+    output = RewardOutput(np.array([0.1, 0.2], np.float32), np.full(2, -1), np.zeros((2, 0), np.float32),
+                          np.full(2, np.nan, np.float32), np.full(2, np.nan, np.float32), absent=frozenset({"success", "stage"}))
+    assert np.allclose(potential(output), [0.1, 0.2])
+    with pytest.raises(HeadwayError, match="weights success .* does not produce it"):
+        potential(output, PotentialConfig(success_weight=0.5))

@@ -109,7 +109,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
     train.set_defaults(run=_reward_train)
     evaluate = reward_commands.add_parser("eval", help="metrics on held-out episodes, with baselines")
-    evaluate.add_argument("--model", type=Path, required=True)
+    evaluate.add_argument("--model", required=True, help="reward model: a checkpoint folder, lerobot:TYPE:PATH or gvl:MODEL")
     evaluate.add_argument("--dataset", type=Path, action="append", required=True)
     evaluate.add_argument("--views", default=None, help="score with this subset of the model's views")
     evaluate.add_argument("--json", type=Path, default=None, help="write the report as JSON")
