@@ -7,3 +7,9 @@ if __name__ == "datasets":
         "as `headway.datasets` and run tools from outside the root (the `headway` command, `uv run pytest`), "
         "not `python -c`/`python -m` from the repository root."
     )
+
+import logging as _logging
+
+# lerobot warns on every dataset it opens that torchcodec is absent and it decodes with pyav, which is
+# the decoder headway chooses (torchcodec needs system FFmpeg libraries; see pyproject.toml)
+_logging.getLogger("lerobot.utils.import_utils").setLevel(_logging.ERROR)
