@@ -319,3 +319,28 @@ def test_tiny_vlm_with_fixed_generation_scores_in_range_and_saves(tiny_vlm, tmp_
 def test_missing_local_model_names_the_fix(tmp_path):
     with pytest.raises(HeadwayError, match="has no config.json, so it holds no model"):
         load_reward_model(f"gvl:{tmp_path}")
+
+
+def test_headway_label_labels_a_dataset_with_a_tiny_vlm(tiny_vlm, tiny_dataset, tmp_path, monkeypatch):
+    """`headway label --model gvl:...` end to end; the tiny model's generation is fixed so it answers."""
+    import pyarrow.parquet as pq
+    import torch
+    from transformers import Qwen2VLForConditionalGeneration
+
+    from headway.cli import main
+
+    def generate(self, input_ids, max_new_tokens, do_sample, **inputs):
+        tokenizer = generate.tokenizer
+        reply = torch.tensor([tokenizer.encode("Frame 1: 20%\nFrame 2: 50%\nFrame 3: 80%<|im_end|>")])
+        return torch.cat([input_ids, reply], 1)
+
+    from transformers import AutoProcessor
+
+    generate.tokenizer = AutoProcessor.from_pretrained(tiny_vlm).tokenizer
+    monkeypatch.setattr(Qwen2VLForConditionalGeneration, "generate", generate)
+    spec = f"gvl:{tiny_vlm}?views=agentview,robot0_eye_in_hand&max_frames=3&image_size=28"
+    out = tmp_path / "labels"
+    assert main(["label", "--dataset", str(tiny_dataset), "--model", spec, "--out", str(out), "--episodes", "0"]) == 0
+    table = pq.read_table(out / "labels.parquet").to_pandas()
+    assert len(table) > 10 and table["progress"].between(0, 1).all() and table["progress"].iloc[0] == 0
+    assert table["stage"].isna().all() and table["success"].isna().all()
