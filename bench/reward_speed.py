@@ -16,7 +16,7 @@ random weights (or `--model CKPT`), wrapped in `StageRewardModel(net, device="cp
             warm-up steps (conv encoder on both views, view fusion, 2-layer window transformer).
   offline = `score_episode(images, task)` on a `--frames`-frame two-view episode, median of 3 runs.
 
-LeRobot SARM (ONE view: agentview; SARM is single-camera), built from lerobot 0.4.4's own classes with
+LeRobot SARM (ONE view: agentview; SARM is single-camera), built from lerobot 0.6's own classes with
 random weights and nothing downloaded:
   - `SARMRewardModel(SARMConfig())` (default sizes: hidden 768, 8 layers, 12 heads; its
     StageTransformer and SubtaskTransformer), eval mode;
@@ -225,7 +225,7 @@ def main() -> None:
             recorded = DatasetReader(Path(args.dataset)).episode(0, decode=False).state
             if recorded is not None:
                 state = np.asarray(recorded, dtype=np.float32).reshape(len(recorded), -1)[np.arange(len(frames)) % len(recorded)]
-        print(f"\nLeRobot SARM (lerobot policies.sarm, random weights): ONE view ({sarm_view}) - SARM is single-camera. "
+        print(f"\nLeRobot SARM (lerobot.rewards.sarm, random weights): ONE view ({sarm_view}) - SARM is single-camera. "
               f"CLIP ViT-B/32 from default CLIPConfig ({sum(p.numel() for p in encoder.clip_model.parameters()) / 1e6:.0f}M params) "
               f"+ SARMRewardModel (stage + subtask transformers, hidden {config.hidden_dim}, {config.num_layers} layers, "
               f"{sum(p.numel() for p in sarm.parameters()) / 1e6:.0f}M params); window 13 slots = 9 obs "
