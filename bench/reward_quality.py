@@ -23,6 +23,7 @@ import json
 from pathlib import Path
 
 from headway.reward.evaluate import evaluate, render_table
+from headway.reward.loading import load_reward_model
 from headway.reward.stage_reward import StageRewardModel
 from headway.reward.train import SHIFT_PER, TrainConfig
 from fixtures import simulated_dataset, trained_reward_model  # bench/ is on sys.path
@@ -75,6 +76,8 @@ def main() -> None:
     parser.add_argument("--stride", type=int, default=TrainConfig.stride, help="frames between the causal window's recent frames")
     parser.add_argument("--view-dropout", type=float, default=TrainConfig.view_dropout, help="share of training segments shown a strict subset of views")
     parser.add_argument("--work", type=Path, default=Path("runs/bench/reward_quality"))
+    parser.add_argument("--peer", action="append", default=[], metavar="SPEC",
+                        help="another reward model scored on the same held-out episodes, e.g. lerobot:sarm:PATH or gvl:MODEL (repeatable)")
     args = parser.parse_args()
 
     seeds = [int(s) for s in args.train_seeds.split(",")]
@@ -119,10 +122,24 @@ def main() -> None:
             results.setdefault(task, []).append({"model_seed": model_seed, "report": report, "voc_drop_by_missing_view": drops})
         if len(runs) > 1:
             print(seed_summary(runs))
+        for spec in args.peer:
+            peer = evaluate(load_reward_model(spec), [eval_dir])["metrics"]
+            print(f"\n== {task}: {spec} on the same {report['episodes']} held-out episodes (headway model seed {model_seeds[-1]})")
+            print(peer_table(report["metrics"], peer))
+            results.setdefault(f"{task}_peers", []).append({"peer": spec, "metrics": peer})
     out = args.work / "reward_quality.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2))
     print(f"\nwrote {out}")
+
+
+def peer_table(ours: dict, theirs: dict) -> str:
+    """headway's metrics beside a peer's, with the ratio (NaN where the peer lacks the output)."""
+    lines = [f"  {'metric':<18}{'headway':>10}{'peer':>10}{'ratio':>9}"]
+    for name in ("voc", "stage_accuracy", "progress_mae", "success_auroc", "kendall_tau", "succ_fail_gap", "frames_per_second"):
+        ratio = ours[name] / theirs[name] if theirs[name] not in (0.0,) and theirs[name] == theirs[name] else float("nan")
+        lines.append(f"  {name:<18}{ours[name]:>10.3f}{theirs[name]:>10.3f}{ratio:>9.2f}")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
