@@ -162,7 +162,7 @@ def plot(results: dict, path: Path, title: str) -> None:
     import matplotlib.pyplot as plt
 
     tasks = list(results)
-    figure, axes = plt.subplots(1, len(tasks), figsize=(4.5 * len(tasks), 3.6), squeeze=False)
+    figure, axes = plt.subplots(1, len(tasks), figsize=(max(4.5 * len(tasks), 5.5), 3.8), squeeze=False)
     for axis, task in zip(axes[0], tasks):
         rows = [r for r in ROWS if r in results[task]]
         means = [100 * results[task][r]["success"] for r in rows]
@@ -220,7 +220,7 @@ def main() -> None:
     atomic_write_json(args.json, payload)
     png = args.json.with_suffix(".png")
     label = "" if headline else "REDUCED run: "
-    plot(results, png, f"{label}seeds {args.seeds}, {args.episodes} held-out episodes each, {args.steps} steps; bars: 95% bootstrap")
+    plot(results, png, f"{label}training seeds {args.seeds}, {args.episodes} held-out episodes each,\n{args.steps} actor steps; bars: 95% bootstrap interval")
     print()
     for task, rows in results.items():
         print(f"| {task} | " + " | ".join(f"{NAMES[r]} {100 * v['success']:.0f}% [{100 * v['low']:.0f}, {100 * v['high']:.0f}]"
