@@ -69,14 +69,19 @@ def color_jitter(images: torch.Tensor, strength: float, groups: torch.Tensor | N
     n = images.shape[0]
     count = int(groups.max()) + 1 if groups is not None else n
     draw = lambda low, high: _group_params(count, low, high, groups, n, images.device)  # noqa: E731
-    brightness, contrast, saturation = (draw(1 - strength, 1 + strength)[:, None, None, None] for _ in range(3))
-    cast = torch.stack([draw(1 - strength / 2, 1 + strength / 2) for _ in range(3)], 1)[..., None, None]
-    images = images * brightness
-    mean = images.mean(dim=(1, 2, 3), keepdim=True)
-    images = (images - mean) * contrast + mean
-    grey = (0.299 * images[:, 0] + 0.587 * images[:, 1] + 0.114 * images[:, 2])[:, None]
-    images = (images - grey) * saturation + grey
-    return (images * cast).clamp(0.0, 1.0)
+    brightness, contrast, saturation = (draw(1 - strength, 1 + strength) for _ in range(3))
+    cast = torch.stack([draw(1 - strength / 2, 1 + strength / 2) for _ in range(3)], 1)  # (N, 3)
+    # brightness b, contrast c about the image mean m, saturation s towards grey (weights w), cast k:
+    # all linear, so one 3x3 matrix and offset per image: k * (b c (s I + (1 - s) 1 w^T) x + b m (1 - c))
+    grey = images.new_tensor([0.299, 0.587, 0.114])
+    eye = torch.eye(3, dtype=images.dtype, device=images.device)
+    s = saturation[:, None, None]
+    mixing = s * eye + (1 - s) * grey.expand(3, 3)
+    matrix = cast[:, :, None] * (brightness * contrast)[:, None, None] * mixing
+    mean = images.mean(dim=(1, 2, 3))
+    offset = cast * (brightness * mean * (1 - contrast))[:, None]
+    out = torch.einsum("nij,njhw->nihw", matrix, images) + offset[..., None, None]
+    return out.clamp(0.0, 1.0)
 
 
 def random_rotate_crop(images: torch.Tensor, degrees: float, crop: float, groups: torch.Tensor | None = None) -> torch.Tensor:
