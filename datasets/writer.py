@@ -35,6 +35,27 @@ OUTCOME_COLUMNS = ("headway_success", "headway_mode", "headway_quality", "headwa
 ENCODER_QUEUE_FRAMES = 4096
 
 
+def quiet_libav() -> None:
+    """Keep libav to errors while lerobot writes videos. lerobot's encoders hand libav's log back to
+    its default C callback after each video (`av.logging.restore_default_callback`), which prints the
+    muxer's per-file notes ("Starting second pass: moving the moov atom ...") to stderr; the level
+    is set again after every such hand-back."""
+    import av.logging
+
+    if getattr(av.logging.restore_default_callback, "headway_quiet", False):
+        av.logging.set_level(av.logging.ERROR)
+        return
+    restore = av.logging.restore_default_callback
+
+    def restore_quietly() -> None:
+        restore()
+        av.logging.set_level(av.logging.ERROR)
+
+    restore_quietly.headway_quiet = True
+    av.logging.restore_default_callback = restore_quietly
+    av.logging.set_level(av.logging.ERROR)
+
+
 def frame_features(
     views: tuple[str, ...], image_size: int, object_dim: int, keypoint_names: tuple[str, ...] = ()
 ) -> dict[str, dict]:
@@ -84,14 +105,13 @@ def write_dataset(
     vcodec: str = "libsvtav1",
 ) -> None:
     """Write `episodes` (in order) as a new LeRobot dataset at `root`, which must not exist."""
-    import av
     import datasets as hf_datasets
     from lerobot.configs.video import RGBEncoderConfig
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
     os.environ.setdefault("SVT_LOG", "1")  # the AV1 encoder's banner, printed per episode, otherwise
     hf_datasets.disable_progress_bars()
-    av.logging.set_level(av.logging.ERROR)  # the mp4 muxer's per-file notes
+    quiet_libav()
     episodes = iter(episodes)
     first = next(episodes, None)
     if first is not None:

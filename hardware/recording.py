@@ -160,16 +160,15 @@ def write_rollout_dataset(
     vcodec: str = "libsvtav1",
 ) -> None:
     """Write `episodes` as a new LeRobot v3.0 dataset at `root` (which must not exist)."""
-    import av
     import datasets as hf_datasets
     from lerobot.configs.video import RGBEncoderConfig
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
-    from headway.datasets.writer import add_episode_columns
+    from headway.datasets.writer import add_episode_columns, quiet_libav
 
     os.environ.setdefault("SVT_LOG", "1")
     hf_datasets.disable_progress_bars()
-    av.logging.set_level(av.logging.ERROR)
+    quiet_libav()
     first = episodes[0]
     views = {v: tuple(first.images[v][0].shape) for v in first.views}
     dataset = LeRobotDataset.create(

@@ -2,6 +2,7 @@
 
 import logging
 import os
+import warnings
 
 # MuJoCo picks its GL backend when robosuite is first imported; EGL renders offscreen without a display.
 os.environ.setdefault("MUJOCO_GL", "egl")
@@ -23,3 +24,5 @@ def _quiet_robosuite(record: logging.LogRecord) -> bool:
 
 
 logging.getLogger("robosuite_logs").addFilter(_quiet_robosuite)
+# robosuite's logo string has an invalid escape; Python 3.12 warns each time it compiles the module
+warnings.filterwarnings("ignore", message=r"invalid escape sequence", category=SyntaxWarning, module="robosuite")
