@@ -116,6 +116,11 @@ def train_one(config) -> dict:
     from headway.policy.rl_runner import run_online_rl
 
     torch.set_num_threads(1)
+    done = config.out / "summary.json"
+    if done.exists() and (config.out / "config.json").exists():  # finished earlier with these settings: reuse it
+        summary = json.loads(done.read_text())
+        if summary.get("steps", 0) >= config.steps and json.loads((config.out / "config.json").read_text()) == config.identity():
+            return summary
     return run_online_rl(config, resume=True)
 
 
