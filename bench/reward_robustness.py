@@ -189,10 +189,13 @@ def compare(args, reports: dict[str, dict]) -> str:
         lines.append(f"| {row['label']} | " + " | ".join(cells) + f" | {finals} | {met} |")
     baseline_lines = ["", "Baselines on the same episodes (model-independent):", "",
                       "| condition | baseline | " + " | ".join(COMPARED) + " |", "|" + "---|" * (len(COMPARED) + 2)]
+    shown = set()
     for row in rows:
         for baseline, values in row.get("baselines", {}).items():
-            if baseline.startswith("annotation"):
-                continue
+            key = (baseline, tuple(round(values[m], 6) for m in COMPARED if math.isfinite(values[m])))
+            if baseline.startswith("annotation") or key in shown:
+                continue  # state-based baselines repeat on sets whose episodes are the same trajectories
+            shown.add(key)
             baseline_lines.append(
                 f"| {row['label']} | {baseline} | " + " | ".join("n/a" if not math.isfinite(values[m]) else f"{values[m]:.3f}" for m in COMPARED) + " |"
             )

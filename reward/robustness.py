@@ -96,7 +96,7 @@ def conditions_from(
     for step in frame_steps:
         if step < 2:
             raise HeadwayError(f"--frame-step keeps every k-th frame and needs k >= 2, got {step}")
-        rows.append(Condition(f"{names[0]} / every {step}th frame", roots[0], task_text, frame_step=step))
+        rows.append(Condition(f"{names[0]} / frame step {step}", roots[0], task_text, frame_step=step))
     for size in sizes:
         if not 8 <= size <= 1024:
             raise HeadwayError(f"--shift-size must be between 8 and 1024 pixels, got {size}")

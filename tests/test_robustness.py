@@ -49,7 +49,7 @@ def test_bad_report_conditions_are_refused(tmp_path):
     with pytest.raises(HeadwayError, match="between 8 and 1024"):
         conditions_from([tmp_path], sizes=[4])
     rows = conditions_from([tmp_path / "a", tmp_path / "b"], wordings=["lift it"], frame_steps=[2], sizes=[64])
-    assert [r.label for r in rows] == ["a", "b", "a / task: 'lift it'", "a / every 2th frame", "a / 64 px"]
+    assert [r.label for r in rows] == ["a", "b", "a / task: 'lift it'", "a / frame step 2", "a / 64 px"]
 
 
 def test_targets_are_checked_against_issue_26():
@@ -135,7 +135,7 @@ def test_robustness_report_end_to_end_on_tiny_data(tiny_dataset, tmp_path, capsy
     assert "nominal" in printed and "same again" in printed and "pick the cube up" in printed
     report = json.loads(prefix.with_suffix(".json").read_text())
     labels = [row["label"] for row in report["rows"]]
-    assert labels == ["nominal", "same again", "nominal / task: 'pick the cube up'", "nominal / every 2th frame", "nominal / 24 px"]
+    assert labels == ["nominal", "same again", "nominal / task: 'pick the cube up'", "nominal / frame step 2", "nominal / 24 px"]
     same = report["rows"][1]
     assert all(abs(v) < 1e-9 for v in same["change"].values() if np.isfinite(v))
     assert "linear-in-time" in same["baselines"] and "robosuite dense reward" in same["baselines"]
