@@ -30,7 +30,7 @@ from headway.hardware.cameras import StaticCamera
 from headway.hardware.controller import RolloutConfig, RolloutController
 from headway.hardware.protocols import ArmContext, ArmObservation
 from headway.hardware.safety import SafetyConfig
-from headway.hardware.scripted import ScriptedPolicy
+from headway.policy.scripted import ScriptedPolicy
 from headway.hardware.sim_arm import SimArm, sim_limits
 
 VIEWS = ("agentview", "robot0_eye_in_hand")

@@ -411,15 +411,9 @@ def make_arm(config: RolloutConfig, views: tuple[str, ...], image_size: int) -> 
 
 
 def load_rollout_policy(path: Path | str, device: str | None = None) -> Policy:
-    """`load_policy` with every format headway ships registered (the scripted reference policy too)."""
-    import headway.hardware.scripted  # noqa: F401  (registers "headway.scripted")
+    """Any registered policy checkpoint (`headway policy eval` loads the same formats)."""
     from headway.policy.interface import load_policy
 
-    for module in ("headway.policy.bc", "headway.policy.sac"):
-        try:
-            __import__(module)
-        except ImportError:
-            pass
     return load_policy(path, device)
 
 

@@ -74,6 +74,15 @@ def _load_sac(path: Path, device: str | None) -> Policy:
 POLICY_FORMATS.register("headway.sac", _load_sac)
 
 
+def _load_scripted(path: Path, device: str | None) -> Policy:
+    from headway.policy.scripted import load_scripted
+
+    return load_scripted(path, device)
+
+
+POLICY_FORMATS.register("headway.scripted", _load_scripted)
+
+
 def load_policy(path: Path | str, device: str | None = None) -> Policy:
     """Open a policy checkpoint of any registered format."""
     fix = "Pass the folder written by `headway policy bc` or `headway rl train`"

@@ -7,7 +7,7 @@ import pandas as pd
 from test_hardware_fakes import SIZE, tiny_reward_model
 
 from headway.cli import main
-from headway.hardware.scripted import ScriptedPolicy
+from headway.policy.scripted import ScriptedPolicy
 from headway.hardware.sim_arm import sim_limits
 
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from headway.atomic import atomic_write_json, read_json
 from headway.errors import HeadwayError
-from headway.policy.interface import POLICY_FORMATS, Observation, Policy
+from headway.policy.interface import Observation, Policy
 from headway.sim.env import PROPRIO_DIM
 from headway.sim.expert import ScriptedExpert, sample_behaviour
 from headway.sim.task import get_task
@@ -63,10 +63,6 @@ class ScriptedPolicy:
         atomic_write_json(Path(path) / "config.json", payload)
 
 
-def _load(path: Path, device: str | None = None) -> Policy:
+def load_scripted(path: Path, device: str | None = None) -> Policy:
     meta = read_json(Path(path) / "config.json")
     return ScriptedPolicy(meta.get("task", "lift"), meta.get("mode", "expert"), meta.get("seed", 0), meta.get("failure"))
-
-
-if FORMAT not in POLICY_FORMATS:
-    POLICY_FORMATS.register(FORMAT, _load)
