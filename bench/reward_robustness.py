@@ -11,7 +11,8 @@ Stages (each skipped when its output exists, so a killed run resumes):
    and seed, and held-out sets with another seed: nominal, and each --shifts entry at strengths
    above the training ones (camera pose, lighting, surface colour/texture, all together);
 2. train: the nominal model on the nominal set; the randomised model on the randomised set with
-   colour jitter / rotation / crop and paraphrase training, the same steps and batch;
+   colour jitter / rotation / crop and paraphrase training; the mixed model on both sets with those
+   augmentations; the same steps and batch for all three;
 3. score: both models on every held-out set plus the nominal set under other task wordings (a
    paraphrase, a reordering, synonyms, and a different task that must score low), frame steps
    (--frame-steps) and image sizes (--sizes); one robustness report per model, and a comparison
@@ -120,14 +121,18 @@ def train_models(args, sets: dict[str, Path]) -> dict[str, Path]:
     from headway.reward.train import TrainConfig, train_reward_model
 
     torch.set_num_threads(1)
-    models = {"nominal": (sets["train_nominal"], {}), "randomized": (sets["train_randomized"], AUGMENT)}
+    models = {
+        "nominal": ([sets["train_nominal"]], {}),
+        "randomized": ([sets["train_randomized"]], AUGMENT),
+        "mixed": ([sets["train_nominal"], sets["train_randomized"]], AUGMENT),  # both collections, same steps
+    }
     paths = {}
-    for name, (dataset, augment) in models.items():
+    for name, (datasets, augment) in models.items():
         out = args.out / "models" / name
         paths[name] = out
         if (out / "training.json").exists():
             continue
-        config = TrainConfig(datasets=[dataset], out=out, image_size=args.size, steps=args.steps, seed=args.seed, **augment)
+        config = TrainConfig(datasets=datasets, out=out, image_size=args.size, steps=args.steps, seed=args.seed, **augment)
         started = time.perf_counter()
         summary = train_reward_model(config, resume=out.exists())
         print(f"trained {name}: {summary['steps']} steps, loss {summary['final_loss']:.3f}, {time.perf_counter() - started:.0f} s", flush=True)
@@ -171,21 +176,23 @@ def compare(args, reports: dict[str, dict]) -> str:
     rows = reports[names[0]]["rows"]
     head = "| condition | " + " | ".join(f"{m} ({n})" for m in COMPARED for n in names) + " | final progress S/F | targets |"
     lines = [head, "|" + "---|" * (len(COMPARED) * len(names) + 3)]
+    by_label = {n: {r["label"]: r for r in reports[n]["rows"]} for n in names}
     for index, row in enumerate(rows):
         cells = []
         for metric in COMPARED:
             for name in names:
-                other = reports[name]["rows"][index]
-                value = other["metrics"][metric]
+                other = by_label[name].get(row["label"])
+                value = other["metrics"][metric] if other else float("nan")
                 cell = "n/a" if not math.isfinite(value) else f"{value:.3f}"
                 if index and math.isfinite(value):
                     cell += f" ({other['change'][metric]:+.3f})"
                 cells.append(cell)
+        present = [n for n in names if row["label"] in by_label[n]]
         finals = "; ".join(
-            f"{n}: {reports[n]['rows'][index]['final_progress']['successes']:.2f}/{reports[n]['rows'][index]['final_progress']['failures']:.2f}"
-            for n in names
+            f"{n}: {by_label[n][row['label']]['final_progress']['successes']:.2f}/{by_label[n][row['label']]['final_progress']['failures']:.2f}"
+            for n in present
         )
-        met = "; ".join(f"{n}: {_met(reports[n]['rows'][index]['targets']['all'])}" for n in names)
+        met = "; ".join(f"{n}: {_met(by_label[n][row['label']]['targets']['all'])}" for n in present)
         lines.append(f"| {row['label']} | " + " | ".join(cells) + f" | {finals} | {met} |")
     baseline_lines = ["", "Baselines on the same episodes (model-independent):", "",
                       "| condition | baseline | " + " | ".join(COMPARED) + " |", "|" + "---|" * (len(COMPARED) + 2)]
@@ -199,8 +206,8 @@ def compare(args, reports: dict[str, dict]) -> str:
             baseline_lines.append(
                 f"| {row['label']} | {baseline} | " + " | ".join("n/a" if not math.isfinite(values[m]) else f"{values[m]:.3f}" for m in COMPARED) + " |"
             )
-    seconds = {n: reports[n]["model"]["training_seconds"] for n in names}
-    footer = ["", "Training time (s): " + ", ".join(f"{n} {s:.0f}" for n, s in seconds.items())]
+    seconds = {n: reports[n].get("model", {}).get("training_seconds") for n in names}
+    footer = ["", "Training time (s): " + ", ".join(f"{n} {'n/a' if s is None else f'{s:.0f}'}" for n, s in seconds.items())]
     return "\n".join(lines + baseline_lines + footer)
 
 
@@ -213,12 +220,13 @@ def plot_compare(reports: dict[str, dict], path: Path) -> None:
 
     names = list(reports)
     rows = reports[names[0]]["rows"]
+    by_label = {n: {r["label"]: r for r in reports[n]["rows"]} for n in names}
     figure, axes = plt.subplots(1, len(COMPARED), figsize=(3.0 * len(COMPARED), 4.2))
     x = np.arange(len(rows))
     width = 0.8 / len(names)
     for axis, metric in zip(axes, COMPARED):
         for k, name in enumerate(names):
-            values = [r["metrics"][metric] for r in reports[name]["rows"]]
+            values = [by_label[name][r["label"]]["metrics"][metric] if r["label"] in by_label[name] else float("nan") for r in rows]
             axis.bar(x + k * width, [v if math.isfinite(v) else 0 for v in values], width, label=name)
         axis.set_title(metric, fontsize=8)
         axis.set_xticks(x + width * (len(names) - 1) / 2)
