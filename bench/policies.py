@@ -7,7 +7,7 @@ Per task (lift, stack, pick_place_can):
 1. Dataset: 60 scripted episodes, half expert and half what real teleoperation adds (noisy, failed,
    recovering, hesitating, detouring: headway.datasets.collect.HARD_MIX), collected once into the work folder.
 2. Reward model: a headway stage reward model trained on that dataset (once).
-3. Labels: `headway reward label` of the dataset with that model (progress, success, shaped reward,
+3. Labels: `headway label` of the dataset with that model (progress, success, shaped reward,
    LeRobot's sarm_progress.parquet), chunk size = the policies' chunk.
 4. Six policies with the same network (headway.policy.bc.BCNet, chunk 10), the same number of actor
    steps and batch size, once per training seed:

@@ -146,7 +146,7 @@ def progress_file(path: Path) -> Path:
         candidate = path / PROGRESS_FILE
         if not candidate.exists():
             raise HeadwayError(
-                f"{path} has no {PROGRESS_FILE}; label the dataset first (`headway reward label`) "
+                f"{path} has no {PROGRESS_FILE}; label the dataset first (`headway label`) "
                 f"or pass the parquet file itself with --labels"
             )
         return candidate

@@ -4,7 +4,7 @@
 
 The seed paper ("Real-World Offline RL from Vision Language Model Feedback") labels an unlabelled,
 sub-optimal dataset with a learned reward and learns a policy with IQL. Here the labels come from
-`headway reward label` (a folder with `labels.json` + `labels.parquet`) and the policy is the same
+`headway label` (a folder with `labels.json` + `labels.parquet`) and the policy is the same
 network as `headway policy bc` (headway.policy.bc.BCNet: observation -> chunk of H actions), saved
 in the BC checkpoint format, so `headway policy eval` and `headway rollout` load it unchanged. The
 critics are saved beside it in `<out>/critic/`.
@@ -61,7 +61,7 @@ class IQLConfig:
     """What to learn from, how, and where the checkpoint goes."""
 
     dataset: Path
-    labels: Path  # a `headway reward label` folder (labels.json + labels.parquet)
+    labels: Path  # a `headway label` folder (labels.json + labels.parquet)
     out: Path
     reward: str = "shaped"  # shaped | progress | success | sparse
     expectile: float = 0.7
@@ -133,11 +133,11 @@ def label_folder(path: Path) -> Path:
     path = Path(path)
     folder = path.parent if path.suffix == ".parquet" else path
     if not folder.exists():
-        raise HeadwayError(f"labels {path} do not exist; label the dataset first with `headway reward label`")
+        raise HeadwayError(f"labels {path} do not exist; label the dataset first with `headway label`")
     if not (folder / LABEL_CARD).exists() or not (folder / LABEL_TABLE).exists():
         raise HeadwayError(
             f"{folder} is not a headway label folder (it needs {LABEL_CARD} and {LABEL_TABLE}; a bare "
-            "sarm_progress.parquet holds progress only, no rewards); label the dataset with `headway reward label`"
+            "sarm_progress.parquet holds progress only, no rewards); label the dataset with `headway label`"
         )
     return folder
 
@@ -178,7 +178,7 @@ def check_provenance(folder: Path, dataset: Path, model: Path | None = None, for
             )
     if problems and not force:
         raise HeadwayError(
-            "; ".join(problems) + ". Relabel the dataset with `headway reward label`, or pass --force to use these labels anyway"
+            "; ".join(problems) + ". Relabel the dataset with `headway label`, or pass --force to use these labels anyway"
         )
     return [f"--force: {p}" for p in problems]
 

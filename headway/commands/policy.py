@@ -116,7 +116,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     bc.set_defaults(run=_policy_bc)
     iql = policy_commands.add_parser("iql", help="offline RL (Implicit Q-Learning) on a dataset and its reward labels")
     iql.add_argument("--dataset", type=Path, required=True, help="a LeRobot v3.0 dataset with observation.state and action")
-    iql.add_argument("--labels", type=Path, required=True, help="the dataset's label folder from `headway reward label`")
+    iql.add_argument("--labels", type=Path, required=True, help="the dataset's label folder from `headway label`")
     iql.add_argument("--out", type=Path, required=True, help="checkpoint folder to write (BC format: `headway policy eval` loads it)")
     iql.add_argument("--reward", choices=("shaped", "progress", "success", "sparse"), default="shaped",
                      help="shaped: the labels' potential-based reward (default); progress / success: the model's outputs; "
