@@ -33,7 +33,7 @@ def _sim_collect(args: argparse.Namespace) -> int:
 def register(commands: argparse._SubParsersAction) -> None:
     from headway.datasets.collect import DEFAULT_MIX, FAILURE_STAGES
     from headway.sim.env import DEFAULT_VIEWS
-    from headway.sim.expert import FAILURES
+    from headway.sim.expert import FAILURES, MODES
 
     sim = commands.add_parser("sim", help="simulation: collect demonstrations")
     sim_commands = sim.add_subparsers(dest="sim_command", required=True, metavar="COMMAND")
@@ -41,7 +41,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     collect.add_argument("--task", default="lift", help="lift, stack, pick_place_can or door")
     collect.add_argument("--episodes", type=int, default=50)
     mix_text = ",".join(f"{k}={v}" for k, v in DEFAULT_MIX.items())
-    collect.add_argument("--mix", default=mix_text, help=f"shares of expert/noisy/fail episodes (default {mix_text})")
+    collect.add_argument("--mix", default=mix_text, help=f"shares of episodes per mode ({'/'.join(MODES)}; default {mix_text})")
     collect.add_argument("--failures", default=",".join(FAILURES), help="failure kinds that failed episodes take in turn")
     collect.add_argument(
         "--failure-stages", default="random", choices=FAILURE_STAGES,
