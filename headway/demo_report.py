@@ -116,7 +116,7 @@ def write_report_figure(config, paths, results: dict[str, dict]) -> Path:
         axes[1, 1].plot(row["eval_steps"], [100 * v for v in row["eval_success"]], marker="o", label=name)
     axes[1, 1].set_xlabel("environment steps")
     axes[1, 1].set_ylabel("success (%)")
-    axes[1, 1].set_title("online RL from the RA-BC policy")
+    axes[1, 1].set_title("online RL from a weak BC start")
     axes[1, 1].legend(fontsize=8)
     times = {name: result.get("seconds", 0.0) / 60 for name, result in results.items()}
     axes[1, 2].barh(list(times)[::-1], list(times.values())[::-1], color="tab:orange")
