@@ -17,7 +17,7 @@ import numpy as np
 from headway.errors import HeadwayError
 from headway.policy.replay import DemoEpisode
 from headway.registry import Registry
-from headway.reward.shaping import SHAPINGS
+from headway.reward.shaping import SHAPINGS, check_present
 
 
 class RewardNaNError(HeadwayError):
@@ -85,7 +85,9 @@ class ModelSource(RewardSource):
         self.scorer = model.stream(task)
 
     def _phi(self, output) -> np.ndarray:
-        return (1.0 - self.success_weight) * np.asarray(output.progress, np.float64) + self.success_weight * np.asarray(
+        check_present(output, self.success_weight, 0.0)
+        phi = (1.0 - self.success_weight) * np.asarray(output.progress, np.float64)
+        return phi if not self.success_weight else phi + self.success_weight * np.asarray(
             output.success, np.float64
         )
 
@@ -126,12 +128,12 @@ def _no_argument(name: str, factory: Callable[[], RewardSource]) -> Callable[[st
 
 
 def _model_source(argument: str | None, task: str, device: str | None) -> RewardSource:
-    from headway.reward.loading import load_reward_model
+    from headway.reward.loading import load_reward_model, reward_model_spec
     from headway.sim.task import get_task
 
     if not argument:
         raise HeadwayError("reward source 'prm' needs a checkpoint: --reward prm:PATH (a folder from `headway reward train`)")
-    if not Path(argument).exists():
+    if reward_model_spec(argument) is None and not Path(argument).exists():
         raise HeadwayError(f"reward model checkpoint {argument} does not exist; pass the folder written by `headway reward train`")
     model = load_reward_model(argument, device=device)
     return ModelSource(model, get_task(task).instruction, checkpoint=argument)

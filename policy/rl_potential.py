@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from headway.errors import HeadwayError
+from headway.reward.shaping import check_present
 
 
 class BatchedPotential:
@@ -42,7 +43,10 @@ class BatchedPotential:
             self.scorers = [model.stream(task) for _ in range(num_envs)]
 
     def phi(self, output) -> np.ndarray:
-        value = (1.0 - self.success_weight) * np.asarray(output.progress, np.float64) + self.success_weight * np.asarray(output.success, np.float64)
+        check_present(output, self.success_weight, self.uncertainty_penalty)
+        value = (1.0 - self.success_weight) * np.asarray(output.progress, np.float64)
+        if self.success_weight:  # 0 * NaN is NaN: a model without success (GVL, lerobot's) reports it absent
+            value = value + self.success_weight * np.asarray(output.success, np.float64)
         if self.uncertainty_penalty:
             value = value - self.uncertainty_penalty * np.asarray(output.uncertainty, np.float64)
         return value

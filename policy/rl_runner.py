@@ -143,11 +143,11 @@ class Rewards:
         self.stages = len(get_task(config.task).stages)
         if self.name == "prm":
             from headway.policy.rl_potential import BatchedPotential
-            from headway.reward.loading import load_reward_model
+            from headway.reward.loading import load_reward_model, reward_model_spec
             from headway.sim.env import VIEWS
 
             path = config.reward.partition(":")[2]
-            if not Path(path).exists():
+            if reward_model_spec(path) is None and not Path(path).exists():
                 raise HeadwayError(f"reward model checkpoint {path} does not exist; pass the folder written by `headway reward train`")
             model = load_reward_model(path, device=device)
             missing = [v for v in model.views if v not in VIEWS]

@@ -122,6 +122,17 @@ class PotentialConfig:
             raise HeadwayError("every potential weight is 0, so Phi would be constant; give progress or success a weight")
 
 
+def check_present(output: RewardOutput, success_weight: float, uncertainty_penalty: float) -> None:
+    """Refuse a potential that weights an output the reward model does not produce (`output.absent`)."""
+    absent = getattr(output, "absent", frozenset())
+    for field, weight in (("success", success_weight), ("uncertainty", uncertainty_penalty)):
+        if weight and field in absent:
+            raise HeadwayError(
+                f"the potential weights {field} ({weight}) but this reward model does not produce it "
+                f"(absent: {', '.join(sorted(absent))}); set that weight to 0"
+            )
+
+
 def potential(
     output: RewardOutput,
     config: PotentialConfig | None = None,
@@ -134,12 +145,7 @@ def potential(
     """
     config = config or PotentialConfig()
     length = len(output)
-    for field, weight in (("success", config.success_weight), ("uncertainty", config.uncertainty_penalty)):
-        if weight and field in output.absent:
-            raise HeadwayError(
-                f"the potential weights {field} ({weight}) but this reward model does not produce it "
-                f"(absent: {', '.join(sorted(output.absent))}); set that weight to 0"
-            )
+    check_present(output, config.success_weight, config.uncertainty_penalty)
     phi = config.progress_weight * np.asarray(output.progress, dtype=np.float64).reshape(length)
     if config.success_weight:
         phi = phi + config.success_weight * np.asarray(output.success, dtype=np.float64).reshape(length)

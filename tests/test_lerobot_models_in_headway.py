@@ -109,3 +109,14 @@ def test_a_potential_weighting_an_absent_output_is_refused():
     assert np.allclose(potential(output), [0.1, 0.2])
     with pytest.raises(HeadwayError, match="weights success .* does not produce it"):
         potential(output, PotentialConfig(success_weight=0.5))
+
+
+def test_rl_reward_source_takes_a_lerobot_spec_and_its_potential_skips_absent_success(tiny_sarm):
+    from headway.policy.reward_sources import ModelSource, make_reward_source
+
+    source = make_reward_source(f"prm:lerobot:sarm:{tiny_sarm}", task="lift", device="cpu")
+    assert source.model.views == ("agentview",)
+    output = source.model.score_episode({"agentview": np.zeros((3, 32, 32, 3), np.uint8)}, "lift the cube")
+    assert np.isfinite(source._phi(output)).all()  # success is NaN (absent) and weighted 0
+    with pytest.raises(HeadwayError, match="weights success .* does not produce it"):
+        ModelSource(source.model, "lift the cube", success_weight=0.5)._phi(output)
