@@ -54,7 +54,7 @@ class RolloutConfig:
 
     robot: str = "sim:lift"  # sim:<task> or lerobot:<robot type>
     policy: Path | None = None
-    reward: Path | None = None
+    reward: Path | str | None = None  # a checkpoint folder or a reward-model spec (lerobot:TYPE:PATH, gvl:MODEL)
     record: Path = Path("runs/rollout")
     robot_config: Path | None = None  # lerobot robots: JSON config (port, cameras, headway limits/views)
     episodes: int = 10

@@ -52,7 +52,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     rollout.add_argument("--robot", required=True, help="sim:<task> (e.g. sim:lift) or lerobot:<type> (e.g. lerobot:so100_follower)")
     rollout.add_argument("--robot-config", type=Path, default=None, help="JSON robot config for lerobot:<type> (port, cameras, headway views/limits)")
     rollout.add_argument("--policy", type=Path, required=True, help="policy checkpoint folder (any registered format)")
-    rollout.add_argument("--reward", type=Path, required=True, help="reward model checkpoint folder")
+    rollout.add_argument("--reward", required=True, help="reward model: a checkpoint folder, lerobot:TYPE:PATH or gvl:MODEL")
     rollout.add_argument("--episodes", type=int, default=10)
     rollout.add_argument("--fps", type=float, default=20.0, help="control rate in Hz")
     rollout.add_argument("--record", type=Path, required=True, help="LeRobot dataset folder to write")
