@@ -23,7 +23,6 @@ restart from a fresh reset.
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import shutil
@@ -35,6 +34,7 @@ import numpy as np
 import torch
 
 from headway.atomic import atomic_write_json
+from headway.csvlog import CsvLog, read_rows
 from headway.errors import HeadwayError
 from headway.policy.evaluate import DEFAULT_EVAL_SEED
 from headway.policy.reward_sources import RewardNaNError
@@ -309,40 +309,6 @@ def demo_buffer(config: OnlineRLConfig, rewards: Rewards, reference, obs_dim: in
 
 
 # -- logs and checkpoints ---------------------------------------------------------------------------
-def _rows(path: Path, up_to: int) -> list[dict]:
-    if not path.exists():
-        return []
-    out = []
-    with path.open(newline="") as handle:
-        for row in csv.DictReader(handle):
-            try:
-                if None not in row.values() and int(float(row["step"])) <= up_to:
-                    out.append(row)
-            except (TypeError, ValueError):
-                continue
-    return out
-
-
-class CsvLog:
-    def __init__(self, path: Path, columns: list[str], keep: list[dict]) -> None:
-        self.columns = columns
-        tmp = path.with_name(f".{path.name}.tmp")
-        with tmp.open("w", newline="") as handle:
-            writer = csv.DictWriter(handle, columns)
-            writer.writeheader()
-            writer.writerows(keep)
-        os.replace(tmp, path)
-        self.handle = path.open("a", newline="")
-        self.writer = csv.DictWriter(self.handle, columns)
-
-    def write(self, row: dict) -> None:
-        self.writer.writerow({k: row[k] for k in self.columns})
-        self.handle.flush()
-
-    def close(self) -> None:
-        self.handle.close()
-
-
 def save_checkpoint(out: Path, step: int, state: dict, online: Buffer) -> None:
     root = out / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
@@ -427,8 +393,8 @@ def run_online_rl(config: OnlineRLConfig, resume: bool = False, on_eval=None) ->
             first = [obs_vector(o) for o, _ in env.reset(list(range(config.num_envs)), [config.seed * TRAIN_SEED_STRIDE + 99_999 - i for i in range(config.num_envs)])]
             agent.normaliser.fit(demo_states if demo_states is not None else np.stack(first))
         last_good = step if checkpoint is not None else -1
-        log_train = CsvLog(out / "train.csv", TRAIN_FIELDS, _rows(out / "train.csv", step if checkpoint else -1))
-        eval_rows = _rows(out / "eval.csv", step if checkpoint else -1)
+        log_train = CsvLog(out / "train.csv", TRAIN_FIELDS, read_rows(out / "train.csv", step if checkpoint else -1))
+        eval_rows = read_rows(out / "eval.csv", step if checkpoint else -1)
         log_eval = CsvLog(out / "eval.csv", EVAL_FIELDS, eval_rows)
         timing = {"env_seconds": 0.0, "update_seconds": 0.0, "env_steps": 0, "updates": 0}
 
@@ -558,7 +524,7 @@ def run_online_rl(config: OnlineRLConfig, resume: bool = False, on_eval=None) ->
         "env_steps_per_s": float(eval_rows[-1]["env_steps_per_s"]), "updates_per_s": float(eval_rows[-1]["updates_per_s"]),
         "seconds": round(time.perf_counter() - started, 1), **info,
     }
-    train_rows = _rows(out / "train.csv", step)
+    train_rows = read_rows(out / "train.csv", step)
     summary["reward_hacking_flag"] = hacking_flag(train_rows, summary["eval_success"])
     atomic_write_json(out / "summary.json", summary)
     return summary

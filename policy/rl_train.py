@@ -41,7 +41,6 @@ fresh reset (its seed continues the sequence), which off-policy learning does no
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import os
@@ -55,6 +54,7 @@ import torch
 from tqdm import tqdm
 
 from headway.atomic import atomic_write_json
+from headway.csvlog import CsvLog, read_rows
 from headway.errors import HeadwayError
 from headway.policy.replay import ReplayBuffer, fill_demo_buffer, mixed_batch, read_demo_episodes
 from headway.policy.reward_sources import OnlineReward, RewardNaNError, check_shaping, default_shaping, make_reward_source
@@ -190,43 +190,6 @@ def _make_env(config: RLConfig, views: tuple[str, ...], image_size: int):
 def _check_action_space(env) -> None:
     if not (np.allclose(env.action_space.low, -1.0) and np.allclose(env.action_space.high, 1.0)):
         raise HeadwayError(f"the SAC agent acts in [-1, 1]; this env's action space is {env.action_space}")
-
-
-def _read_csv(path: Path, up_to_step: int) -> list[dict]:
-    """Rows of a log written before a crash, up to `up_to_step` (a torn last line is dropped)."""
-    if not path.exists():
-        return []
-    rows = []
-    with path.open(newline="") as handle:
-        for row in csv.DictReader(handle):
-            try:
-                if None not in row.values() and int(float(row["step"])) <= up_to_step:
-                    rows.append(row)
-            except (TypeError, ValueError):
-                continue
-    return rows
-
-
-class CsvLog:
-    """Append-only CSV that a resumed run rewrites up to its checkpoint first."""
-
-    def __init__(self, path: Path, columns: list[str], keep_rows: list[dict]) -> None:
-        self.path, self.columns = path, columns
-        tmp = path.with_name(f".{path.name}.tmp")
-        with tmp.open("w", newline="") as handle:
-            writer = csv.DictWriter(handle, columns)
-            writer.writeheader()
-            writer.writerows(keep_rows)
-        os.replace(tmp, path)
-        self.handle = path.open("a", newline="")
-        self.writer = csv.DictWriter(self.handle, columns)
-
-    def write(self, row: dict) -> None:
-        self.writer.writerow({k: row[k] for k in self.columns})
-        self.handle.flush()
-
-    def close(self) -> None:
-        self.handle.close()
 
 
 def plot_learning_curve(eval_rows: list[dict], train_rows: list[dict], path: Path, title: str) -> Path:
@@ -480,8 +443,8 @@ def train_rl(config: RLConfig, resume: bool = False) -> dict:
     checkpoint_every = config.checkpoint_every or config.eval_every
 
     keep_up_to = step if checkpoint is not None else -1  # rows logged after the checkpoint are redone
-    train_log = CsvLog(out / "train.csv", TRAIN_FIELDS, _read_csv(out / "train.csv", keep_up_to))
-    eval_rows = _read_csv(out / "eval.csv", keep_up_to)
+    train_log = CsvLog(out / "train.csv", TRAIN_FIELDS, read_rows(out / "train.csv", keep_up_to))
+    eval_rows = read_rows(out / "eval.csv", keep_up_to)
     eval_log = CsvLog(out / "eval.csv", EVAL_FIELDS, eval_rows)
     eval_rows = list(eval_rows)
     writer = SummaryWriter(str(out / "tb"), purge_step=step if checkpoint is not None else None)
@@ -584,7 +547,7 @@ def train_rl(config: RLConfig, resume: bool = False) -> dict:
         env.close()
         eval_env.close()
 
-    train_rows = _read_csv(out / "train.csv", step)
+    train_rows = read_rows(out / "train.csv", step)
     title = f"{config.task}: {config.reward.split(':')[0]} + {shaping}"
     png = plot_learning_curve(eval_rows, train_rows, out / "learning_curve.png", title)
     successes = [float(r["success_rate"]) for r in eval_rows]
