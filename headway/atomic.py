@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -63,3 +64,22 @@ def replace_folder(build: Path, out: Path) -> None:
     build.rename(out)
     if old.exists():
         shutil.rmtree(old)
+
+
+def publish_checkpoint(out: Path, step: int, write: Callable[[Path], None]) -> Path:
+    """Write `out/checkpoints/step_N` through `write(folder)` into a temp folder, rename it into place,
+    then point `out/latest.json` at it (written last, so a kill never leaves a half checkpoint named)."""
+    import shutil
+
+    root = Path(out) / "checkpoints"
+    root.mkdir(parents=True, exist_ok=True)
+    name = f"step_{step:09d}"
+    tmp = root / f".{name}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    write(tmp)
+    final = root / name
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+    atomic_write_json(Path(out) / "latest.json", {"step": step, "checkpoint": f"checkpoints/{name}"})
+    return final

@@ -24,7 +24,6 @@ restart from a fresh reset.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
@@ -33,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from headway.atomic import atomic_write_json
+from headway.atomic import atomic_write_json, publish_checkpoint
 from headway.csvlog import CsvLog, read_rows
 from headway.errors import HeadwayError
 from headway.policy.evaluate import DEFAULT_EVAL_SEED
@@ -310,18 +309,11 @@ def demo_buffer(config: OnlineRLConfig, rewards: Rewards, reference, obs_dim: in
 
 # -- logs and checkpoints ---------------------------------------------------------------------------
 def save_checkpoint(out: Path, step: int, state: dict, online: Buffer) -> None:
-    root = out / "checkpoints"
-    root.mkdir(parents=True, exist_ok=True)
-    name = f"step_{step:09d}"
-    tmp = root / f".{name}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    torch.save(state, tmp / "state.pt")
-    np.savez(tmp / "replay.npz", **online.state())
-    final = root / name
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(tmp, final)
-    atomic_write_json(out / "latest.json", {"step": step, "checkpoint": f"checkpoints/{name}"})
+    def write(folder: Path) -> None:
+        torch.save(state, folder / "state.pt")
+        np.savez(folder / "replay.npz", **online.state())
+
+    root = publish_checkpoint(out, step, write).parent
     for old in sorted(root.glob("step_*"))[:-2]:  # keep the last two
         shutil.rmtree(old, ignore_errors=True)
 

@@ -53,7 +53,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from headway.atomic import atomic_write_json
+from headway.atomic import atomic_write_json, publish_checkpoint
 from headway.csvlog import CsvLog, read_rows
 from headway.errors import HeadwayError
 from headway.policy.replay import ReplayBuffer, fill_demo_buffer, mixed_batch, read_demo_episodes
@@ -244,20 +244,15 @@ def _policy(agent: SACAgent, config: RLConfig, state_dim: int, object_dim: int) 
 
 
 def _save_checkpoint(out: Path, step: int, payload: dict, replay: ReplayBuffer, policy: SACPolicy) -> Path:
-    """Write checkpoints/step_N in a temp folder, rename it into place, then point latest.json at it."""
-    root = out / "checkpoints"
-    root.mkdir(parents=True, exist_ok=True)
-    name = f"step_{step:09d}"
-    tmp = root / f".{name}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    torch.save(payload, tmp / "train_state.pt")
-    np.savez(tmp / "replay.npz", **replay.state())
-    policy.save(tmp / "policy")
-    final = root / name
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(tmp, final)
-    atomic_write_json(out / "latest.json", {"step": step, "checkpoint": f"checkpoints/{name}"})
+    """Publish checkpoints/step_N (see `publish_checkpoint`), then swap in the user-facing policy folder."""
+
+    def write(folder: Path) -> None:
+        torch.save(payload, folder / "train_state.pt")
+        np.savez(folder / "replay.npz", **replay.state())
+        policy.save(folder / "policy")
+
+    final = publish_checkpoint(out, step, write)
+    root, name = final.parent, final.name
     # the user-facing policy folder: swap in a complete copy
     staging = out / ".policy.tmp"
     shutil.rmtree(staging, ignore_errors=True)
