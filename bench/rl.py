@@ -1,16 +1,17 @@
 """Online RL from a weak headway policy: which reward gets it to 90% success fastest, and does it keep its start.
 
-    uv run python bench/rl.py --task lift --seeds 0,1 --json PATH [--variants sparse,robosuite-dense,oracle+pbrs,prm+pbrs]
-        [--steps 15000] [--eval-every 1000] [--eval-episodes 20] [--model REWARD_CKPT] [--demos DATASET] [--out runs/bench_rl]
+    uv run python bench/rl.py --task lift --seeds 2,3 --json PATH [--variants sparse,robosuite-dense,oracle+pbrs,prm+pbrs]
+        [--steps 5000] [--eval-every 500] [--eval-episodes 20] [--method awr|ibrl] [--model REWARD_CKPT] [--demos DATASET] [--out runs/bench_rl]
 
 Per training seed the start is a deliberately weak BC policy (`headway policy bc` on --init-episodes
 demonstration episodes, --init-steps steps, that seed), shared by every variant (paired comparison).
 Its own success is measured with `headway policy eval`'s evaluator on the same held-out seeds the
-runs evaluate on, and printed beside each run's first evaluation (they must agree: the agent acts as
-that policy until its critics have warmed up). Every run: policy/rl_runner.py's defaults (IBRL
-selection between the frozen BC policy and an RL actor, a 5-critic LayerNorm ensemble, 3-step
-returns, critic warm-up with the BC policy acting, 50/50 demo/online batches), the demonstrations in
-replay, two envs in worker processes.
+runs evaluate on, and printed beside each run's first evaluation (they must agree: step 0 is that
+policy). Every run uses policy/rl_runner.py with --method: awr (default) fine-tunes the start's own
+network by advantage-weighted regression on noisy rollouts, anchored on the start's own demonstration
+episodes (policy/rl_awr.py); ibrl acts through the frozen start with an RL actor chosen by a critic
+ensemble (policy/rl_algo.py). Two envs in worker processes per run. The defaults are the headline
+protocol; its settings were chosen on seeds 0 and 1 and the headline seeds are 2-6.
 
 Variants (reward, shaping):
 - sparse: 1 on success, episode ends on success.
@@ -85,12 +86,14 @@ def init_success(args: argparse.Namespace, policy: Path, seed: int) -> dict:
 
 def run_config(args: argparse.Namespace, variant: str, seed: int, init: Path, demos: Path, model: Path | None):
     from headway.policy.rl_algo import AgentConfig
+    from headway.policy.rl_awr import AWRConfig
     from headway.policy.rl_runner import OnlineRLConfig
 
     reward, shaping, uncertain = VARIANTS[variant]
     return OnlineRLConfig(
         task=args.task,
         init=init,
+        method=args.method,
         reward=f"prm:{model}" if reward == "prm" else reward,
         shaping=shaping,
         demos=demos,
@@ -106,6 +109,7 @@ def run_config(args: argparse.Namespace, variant: str, seed: int, init: Path, de
         horizon=args.horizon,
         uncertainty_penalty=args.uncertainty_penalty if uncertain else 0.0,
         agent=AgentConfig(critics=args.critics, n_step=args.n_step, bc_weight=args.bc_weight, residual=args.residual),
+        awr=AWRConfig(noise=args.noise, beta=args.beta, gamma=args.gamma, lam=args.lam, updates_per_episode=args.updates_per_episode),
         progress=True,
     )
 
@@ -167,11 +171,17 @@ def plot(variants: dict[str, dict], args: argparse.Namespace, path: Path) -> Non
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--task", default="lift", choices=("lift", "stack", "pick_place_can"))
-    parser.add_argument("--seeds", type=integers_argument, default=(0, 1, 2, 3, 4))
+    parser.add_argument("--seeds", type=integers_argument, default=(2, 3, 4, 5, 6), help="training seeds (settings were chosen on 0 and 1)")
     parser.add_argument("--variants", default=DEFAULT_VARIANTS)
-    parser.add_argument("--steps", type=int, default=15_000)
-    parser.add_argument("--eval-every", type=int, default=1_000)
+    parser.add_argument("--method", default="awr", choices=("awr", "ibrl"))
+    parser.add_argument("--steps", type=int, default=5_000)
+    parser.add_argument("--eval-every", type=int, default=500)
     parser.add_argument("--eval-episodes", type=int, default=20)
+    parser.add_argument("--noise", type=float, default=0.1, help="awr: exploration noise on executed actions")
+    parser.add_argument("--beta", type=float, default=1.0, help="awr: temperature in advantage standard deviations")
+    parser.add_argument("--gamma", type=float, default=0.999, help="awr: discount (of the return and of the potential's shaping)")
+    parser.add_argument("--lam", type=float, default=0.95, help="awr: GAE lambda")
+    parser.add_argument("--updates-per-episode", type=int, default=50, help="awr: gradient steps per finished episode")
     parser.add_argument("--utd", type=int, default=2)
     parser.add_argument("--critics", type=int, default=5)
     parser.add_argument("--n-step", type=int, default=3)

@@ -28,9 +28,9 @@ SIZES = {
         "keypoint_steps": 500,
         "bc_steps": 1500,
         "policy_eval_episodes": 10,
-        "rl_steps": 1000,
+        "rl_steps": 2000,
         "rl_eval_every": 500,
-        "rl_eval_episodes": 5,
+        "rl_eval_episodes": 10,
         "rollout_episodes": 2,
         "horizon": None,  # episode limit for policy evaluation, RL and rollouts (None: the task's)
         "image_size": 84,
@@ -43,8 +43,8 @@ SIZES = {
         "bc_steps": 3000,
         "policy_eval_episodes": 50,
         "rl_steps": 10000,
-        "rl_eval_every": 2000,
-        "rl_eval_episodes": 10,
+        "rl_eval_every": 1000,
+        "rl_eval_episodes": 20,
         "rollout_episodes": 5,
         "horizon": None,
         "image_size": 84,
@@ -236,8 +236,8 @@ def _policies(config: DemoConfig, settings: dict, paths: DemoPaths) -> dict:
 
 def _reinforce(config: DemoConfig, settings: dict, paths: DemoPaths) -> dict:
     """Online RL from a deliberately weak start (BC on two demonstrations), reward model + pbrs vs
-    sparse, through policy/rl_runner.py: the agent acts through the frozen weak policy (IBRL), so
-    each curve starts at that policy's own success."""
+    sparse, through policy/rl_runner.py: AWR fine-tunes the weak policy's own network, so each curve
+    starts at that policy's own success (policy/rl_awr.py)."""
     import numpy as np
 
     from headway.policy.bc import BCConfig, train_bc
@@ -252,21 +252,19 @@ def _reinforce(config: DemoConfig, settings: dict, paths: DemoPaths) -> dict:
         summary = run_online_rl(
             OnlineRLConfig(
                 task=config.task,
+                method="awr",
                 reward=reward,
                 init=weak,
                 demos=paths.train_data,
                 steps=settings["rl_steps"],
                 eval_every=settings["rl_eval_every"],
                 eval_episodes=settings["rl_eval_episodes"],
-                warmup_steps=min(1000, settings["rl_steps"] // 4),
                 horizon=settings["horizon"],
                 out=out,
             ),
             resume=True,
         )
         steps, success = summary["eval_steps"], summary["eval_success"]
-        curve = out / "learning_curve.png"
-        _plot_curve(steps, success, curve, f"{config.task}: {name} from a weak BC start")
         span = steps[-1] - steps[0] if len(steps) > 1 else 0
         runs[name] = {
             "start_success_rate": summary["start_success"],
@@ -274,21 +272,27 @@ def _reinforce(config: DemoConfig, settings: dict, paths: DemoPaths) -> dict:
             "success_auc": float(np.trapezoid(success, steps) / span) if span else success[-1],
             "eval_steps": steps,
             "eval_success": success,
-            "learning_curve": str(curve),
             "init": str(weak),
         }
+    curve = paths.rl / "learning_curves.png"
+    _plot_curves(runs, curve, f"{config.task}: online RL from a weak BC start ({settings['rl_eval_episodes']} held-out episodes per point)")
+    for row in runs.values():
+        row["learning_curve"] = str(curve)
     return runs
 
 
-def _plot_curve(steps: list[int], success: list[float], path: Path, title: str) -> None:
+def _plot_curves(runs: dict[str, dict], path: Path, title: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5, 3.4))
-    ax.plot(steps, success, marker="o")
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for name, row in runs.items():
+        ax.plot(row["eval_steps"], row["eval_success"], marker="o", label=name)
     ax.set(xlabel="environment steps", ylabel="success (held-out seeds)", ylim=(-0.05, 1.05), title=title)
+    ax.title.set_fontsize(9)
+    ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -29,7 +29,8 @@ def write_demo_report(config, paths, results: dict[str, dict], stages: dict[str,
     triangulation = {name: {"median cm": row["median"], "p90 cm": row["p90"], "points": row["n"]} for name, row in keypoints["triangulation"].items()}
     per_view = {view: {"median px": row["median"], "p90 px": row["p90"], "points": row["n"]} for view, row in keypoints["per_view"].items()}
     policy_rows = {name: {k: row[k] for k in ("success_rate", "mean_return", "mean_dense_return", "mean_length")} for name, row in _runs(policies).items()}
-    rl_rows = {name: {"final success rate": row["final_success_rate"], "success AUC": row["success_auc"]} for name, row in _runs(rl).items()}
+    rl_rows = {name: {"start success rate": row["start_success_rate"], "final success rate": row["final_success_rate"], "success AUC": row["success_auc"]}
+               for name, row in _runs(rl).items()}
     rollout_row = {
         "simulated arm": {
             "success rate (reward model)": rollout.get("success_rate"),
@@ -70,8 +71,9 @@ def write_demo_report(config, paths, results: dict[str, dict], stages: dict[str,
         ),
         ("Behaviour cloning: plain vs reward-aligned (RA-BC)", html_table(policy_rows, ["success_rate", "mean_return", "mean_dense_return", "mean_length"])),
         (
-            "Online RL from the RA-BC policy: reward model + potential-based shaping vs sparse reward",
-            html_table(rl_rows, ["final success rate", "success AUC"]) + _images([row["learning_curve"] for row in _runs(rl).values()], 2),
+            "Online RL from a weak BC start: reward model + potential-based shaping vs sparse reward",
+            html_table(rl_rows, ["start success rate", "final success rate", "success AUC"])
+            + _images(sorted({row["learning_curve"] for row in _runs(rl).values()}), 1),
         ),
         (
             "Rollout through the hardware layer (simulated arm, live reward)",

@@ -466,6 +466,7 @@ def _train_bc(config: BCConfig, progress: bool, samples: BCSamples | None) -> di
             "weights": config.weights,
             "labels": str(config.labels) if config.labels else None,
             "episodes": len(samples.episode_lengths),
+            "episode_ids": [int(e) for e in samples.episode_lengths],
             "samples": len(samples),
             "steps": config.steps,
             "seed": config.seed,

@@ -38,7 +38,9 @@ from headway.errors import HeadwayError
 from headway.policy.evaluate import DEFAULT_EVAL_SEED
 from headway.policy.reward_sources import RewardNaNError
 from headway.policy.rl_algo import MAX_UTD, Agent, AgentConfig, Buffer, NStep, mixed_batch
+from headway.policy.rl_awr import AWRConfig, AWRLearner, Episode
 
+METHODS = ("ibrl", "awr")
 REWARDS = ("sparse", "robosuite-dense", "oracle", "prm")
 SHAPINGS = ("pbrs", "delta", "none")
 TRAIN_SEED_STRIDE = 100_000
@@ -49,7 +51,8 @@ EVAL_FIELDS = ["step", "success_rate", "mean_dense_return", "mean_length", "used
 @dataclass
 class OnlineRLConfig:
     task: str = "lift"
-    init: Path | None = None  # any headway policy checkpoint: the frozen reference the agent acts through
+    init: Path | None = None  # a headway policy checkpoint: the reference (ibrl) or the network fine-tuned (awr)
+    method: str = "awr"  # awr: fine-tune the init's own network (policy/rl_awr.py); ibrl: act through it (policy/rl_algo.py)
     reward: str = "sparse"  # sparse | robosuite-dense | oracle | prm:CKPT
     shaping: str | None = None  # pbrs | delta | none; None: pbrs with a potential, none otherwise
     demos: Path | None = None  # LeRobot dataset kept in replay (demo_ratio of each batch)
@@ -70,6 +73,7 @@ class OnlineRLConfig:
     uncertainty_penalty: float = 0.0  # Phi -= k * the reward model's ensemble uncertainty
     horizon: int | None = None
     agent: AgentConfig = field(default_factory=AgentConfig)
+    awr: AWRConfig = field(default_factory=AWRConfig)
     threads: int = 1
     progress: bool = True
 
@@ -81,6 +85,10 @@ class OnlineRLConfig:
         self.demos = None if self.demos is None else Path(self.demos)
         if isinstance(self.agent, dict):
             self.agent = AgentConfig(**self.agent)
+        if isinstance(self.awr, dict):
+            self.awr = AWRConfig(**self.awr)
+        if self.method not in METHODS:
+            raise HeadwayError(f"unknown RL method {self.method!r}; valid: {', '.join(METHODS)}")
         get_task(self.task)
         if self.init is None:
             raise HeadwayError("online RL starts from a headway policy: pass --init POLICY (e.g. from `headway policy bc`)")
@@ -135,7 +143,7 @@ class Rewards:
         from headway.sim.task import get_task
 
         self.config, self.name, self.shaping = config, config.reward_name, config.shaping_name
-        self.gamma = config.agent.gamma
+        self.gamma = config.awr.gamma if config.method == "awr" else config.agent.gamma
         self.potential = None
         self.views: tuple[str, ...] = ()
         self.image_size = 84
@@ -329,13 +337,8 @@ def load_checkpoint(out: Path) -> tuple[dict, Buffer] | None:
     return state, online
 
 
-# -- the loop ----------------------------------------------------------------------------------------
-def run_online_rl(config: OnlineRLConfig, resume: bool = False, on_eval=None) -> dict:
-    """Train (or continue) the run in `config.out`; `on_eval(step, result)` is called after each evaluation."""
-    from headway.policy.vec_env import VecEnv, VecEnvSpec
-
-    started = time.perf_counter()
-    torch.set_num_threads(config.threads)
+def open_run(config: OnlineRLConfig, resume: bool) -> Path:
+    """Create `config.out`, or check that the run it holds has these settings when resuming."""
     out = config.out
     identity = config.identity()
     if out.exists() and any(out.iterdir()):
@@ -348,6 +351,39 @@ def run_online_rl(config: OnlineRLConfig, resume: bool = False, on_eval=None) ->
             raise HeadwayError(f"{out} holds a run with different settings ({', '.join(differing)}); use another --out")
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "config.json", identity)
+    return out
+
+
+def write_summary(config: OnlineRLConfig, step: int, eval_rows: list[dict], started: float, info: dict) -> dict:
+    """summary.json from the evaluation log: curve, start and final success, throughput, hacking flag."""
+    out = config.out
+    curve_steps = [int(float(r["step"])) for r in eval_rows]
+    summary = {
+        "out": str(out), "task": config.task, "method": config.method, "reward": config.reward, "shaping": config.shaping_name, "seed": config.seed, "steps": step,
+        "eval_episodes": config.eval_episodes, "eval_steps": curve_steps,
+        "eval_success": [float(r["success_rate"]) for r in eval_rows],
+        "eval_successes": [[int(c) for c in r["successes"]] for r in eval_rows],
+        "start_success": float(eval_rows[0]["success_rate"]),
+        "final_success": float(eval_rows[-1]["success_rate"]),
+        "env_steps_per_s": float(eval_rows[-1]["env_steps_per_s"]), "updates_per_s": float(eval_rows[-1]["updates_per_s"]),
+        "seconds": round(time.perf_counter() - started, 1), **info,
+    }
+    train_rows = read_rows(out / "train.csv", step)
+    summary["reward_hacking_flag"] = hacking_flag(train_rows, summary["eval_success"])
+    atomic_write_json(out / "summary.json", summary)
+    return summary
+
+
+# -- the loop ----------------------------------------------------------------------------------------
+def run_online_rl(config: OnlineRLConfig, resume: bool = False, on_eval=None) -> dict:
+    """Train (or continue) the run in `config.out`; `on_eval(step, result)` is called after each evaluation."""
+    from headway.policy.vec_env import VecEnv, VecEnvSpec
+
+    if config.method == "awr":
+        return run_awr(config, resume, on_eval)
+    started = time.perf_counter()
+    torch.set_num_threads(config.threads)
+    out = open_run(config, resume)
 
     rng = np.random.default_rng(config.seed)
     torch.manual_seed(config.seed)
@@ -505,21 +541,7 @@ def run_online_rl(config: OnlineRLConfig, resume: bool = False, on_eval=None) ->
         env.close()
         eval_env.close()
 
-    curve_steps = [int(float(r["step"])) for r in eval_rows]
-    summary = {
-        "out": str(out), "task": config.task, "reward": config.reward, "shaping": config.shaping_name, "seed": config.seed, "steps": step,
-        "eval_episodes": config.eval_episodes, "eval_steps": curve_steps,
-        "eval_success": [float(r["success_rate"]) for r in eval_rows],
-        "eval_successes": [[int(c) for c in r["successes"]] for r in eval_rows],
-        "start_success": float(eval_rows[0]["success_rate"]),
-        "final_success": float(eval_rows[-1]["success_rate"]),
-        "env_steps_per_s": float(eval_rows[-1]["env_steps_per_s"]), "updates_per_s": float(eval_rows[-1]["updates_per_s"]),
-        "seconds": round(time.perf_counter() - started, 1), **info,
-    }
-    train_rows = read_rows(out / "train.csv", step)
-    summary["reward_hacking_flag"] = hacking_flag(train_rows, summary["eval_success"])
-    atomic_write_json(out / "summary.json", summary)
-    return summary
+    return write_summary(config, step, eval_rows, started, info)
 
 
 def hacking_flag(train_rows: list[dict], eval_success: list[float]) -> bool:
@@ -530,3 +552,198 @@ def hacking_flag(train_rows: list[dict], eval_success: list[float]) -> bool:
     learned = np.array([float(r["learned_return"]) for r in train_rows])
     third = len(learned) // 3
     return bool(learned[-third:].mean() > learned[:third].mean() and eval_success[-1] < eval_success[0] - 0.1)
+
+
+# -- the AWR loop: the init policy's own network acts and learns (policy/rl_awr.py) --------------------
+def awr_anchor(policy, config: OnlineRLConfig):
+    """The demonstrations the init policy was cloned from (its checkpoint names them), as BC samples;
+    `config.demos` instead when the checkpoint does not say. The anchor adds no new demonstrations."""
+    from headway.policy.bc_data import load_bc_samples
+
+    train = policy.meta.get("train", {})
+    named = bool(train.get("dataset")) and train.get("episode_ids") is not None
+    dataset, episodes = (Path(train["dataset"]), train["episode_ids"]) if named else (config.demos, None)
+    if dataset is None or not (dataset / "meta" / "info.json").exists():
+        return None
+    return load_bc_samples(dataset, chunk=policy.chunk, use_object_state=policy.object_dim > 0, episodes=episodes, progress=False)
+
+
+def run_awr(config: OnlineRLConfig, resume: bool = False, on_eval=None) -> dict:
+    """`run_online_rl` with method awr: noisy episodes of the current policy, an AWR update after each."""
+    from headway.policy.bc import BCPolicy
+    from headway.policy.interface import load_policy
+    from headway.policy.vec_env import VecEnv, VecEnvSpec
+
+    started = time.perf_counter()
+    torch.set_num_threads(config.threads)
+    out = open_run(config, resume)
+    rng = np.random.default_rng(config.seed)
+    torch.manual_seed(config.seed)
+    init = load_policy(config.init, device="cpu")
+    if not isinstance(init, BCPolicy):
+        raise HeadwayError(f"method awr fine-tunes a BC policy's network; {config.init} is not a `headway policy bc` checkpoint (use --method ibrl to act through any policy)")
+    if init.views:
+        raise HeadwayError(f"method awr fine-tunes state-based BC policies; {config.init} reads cameras {list(init.views)} (use --method ibrl)")
+    rewards = Rewards(config, config.num_envs)
+    env = VecEnv(VecEnvSpec(config.task, rewards.views, rewards.image_size, config.horizon), config.num_envs, config.processes)
+    eval_env = VecEnv(VecEnvSpec(config.task, (), 84, config.horizon), config.num_envs, config.processes)
+    log_train = log_eval = None
+    try:
+        from headway.policy.evaluate import check_policy_fits
+
+        check_policy_fits(init, config.task, env)
+        net = init.net
+        actors = [BCPolicy(net, init.meta) for _ in range(config.num_envs)]  # one action queue per env, one network
+        evaluators = [BCPolicy(net, init.meta) for _ in range(config.num_envs)]
+        obs_dim = int(env.observation_space["state"].shape[0] + env.observation_space["object"].shape[0])
+        learner = AWRLearner(net, obs_dim, config.awr, awr_anchor(init, config), seed=config.seed)
+        checkpoint = load_checkpoint_awr(out) if resume else None
+        step = episode_counter = 0
+        info: dict = {"method": "awr"}
+        if checkpoint is not None:
+            state, episodes = checkpoint
+            learner.load_state_dict(state["learner"])
+            learner.load_episodes(episodes)
+            rng.bit_generator.state = state["rng"]
+            step, episode_counter, info = state["step"], state["episodes"], state["info"]
+            started -= state["seconds"]
+        else:
+            from headway.policy.replay import read_demo_episodes
+
+            demo_obs = [e.obs for e in read_demo_episodes(config.demos)] if config.demos is not None else []
+            first = [obs_vector(o) for o, _ in env.reset(list(range(config.num_envs)), [config.seed * TRAIN_SEED_STRIDE + 99_999 - i for i in range(config.num_envs)])]
+            learner.fit_normaliser(np.concatenate(demo_obs) if demo_obs else np.stack(first))
+        last_good = step if checkpoint is not None else -1
+        log_train = CsvLog(out / "train.csv", TRAIN_FIELDS, read_rows(out / "train.csv", step if checkpoint else -1))
+        eval_rows = read_rows(out / "eval.csv", step if checkpoint else -1)
+        log_eval = CsvLog(out / "eval.csv", EVAL_FIELDS, eval_rows)
+        timing = {"env_seconds": 0.0, "update_seconds": 0.0, "env_steps": 0, "updates": 0}
+
+        def do_eval() -> dict:
+            result = evaluate(None, evaluators, eval_env, config.eval_episodes, reference_only=True)
+            row = {
+                "step": step, **{k: result[k] for k in ("success_rate", "mean_dense_return", "mean_length")}, "used_rl": 1.0 if step else 0.0,
+                "successes": "".join(map(str, result["successes"])), "seconds": round(time.perf_counter() - started, 1),
+                "env_steps_per_s": round(timing["env_steps"] / max(timing["env_seconds"], 1e-9), 1),
+                "updates_per_s": round(timing["updates"] / max(timing["update_seconds"], 1e-9), 1),
+            }
+            log_eval.write(row)
+            eval_rows.append(row)
+            if on_eval is not None:
+                on_eval(step, result)
+            if config.progress:
+                print(f"[rl awr {config.task} {config.reward_name}+{config.shaping_name} seed {config.seed}] step {step}: success {result['success_rate']:.2f}, "
+                      f"{row['env_steps_per_s']} env steps/s, {row['updates_per_s']} updates/s", flush=True)
+            return result
+
+        def checkpoint_now() -> None:
+            state = {"learner": learner.state_dict(), "rng": rng.bit_generator.state, "step": step, "episodes": episode_counter, "info": info,
+                     "seconds": time.perf_counter() - started}
+
+            def write(folder: Path) -> None:
+                torch.save(state, folder / "state.pt")
+                np.savez(folder / "replay.npz", **learner.episodes_state())
+                BCPolicy(net, {**init.meta, "finetuned": {"method": "awr", "reward": config.reward, "shaping": config.shaping_name, "env_steps": step}}).save(folder / "policy")
+
+            root = publish_checkpoint(out, step, write).parent
+            for old in sorted(root.glob("step_*"))[:-2]:
+                shutil.rmtree(old, ignore_errors=True)
+
+        if step == 0:
+            info["start_success"] = do_eval()["success_rate"]
+            checkpoint_now()
+            last_good = 0
+        slots = list(range(config.num_envs))
+
+        def begin(indices: list[int]) -> list[dict]:
+            nonlocal episode_counter
+            seeds = [config.seed * TRAIN_SEED_STRIDE + (episode_counter + k) % TRAIN_SEED_STRIDE for k in range(len(indices))]
+            episode_counter += len(indices)
+            resets = env.reset(indices, seeds)
+            phis = rewards.potentials(indices, [o for o, _ in resets], [i for _, i in resets], reset=True)
+            runs = []
+            for k, (i, (o, _)) in enumerate(zip(indices, resets)):
+                actors[i].reset()
+                runs.append({"seed": seeds[k], "obs": o, "policy_in": [], "obs_v": [obs_vector(o)], "phi": [checked(float(phis[k]), "potential", step)],
+                             "actions": [], "rewards": [], "task": 0.0, "success": False})
+            return runs
+
+        runs = begin(slots)
+        next_eval = (step // config.eval_every + 1) * config.eval_every
+        while step < config.steps:
+            actions = []
+            for i in slots:
+                state_in, _ = actors[i]._inputs(runs[i]["obs"])
+                runs[i]["policy_in"].append(state_in[0].numpy() if state_in is not None else np.zeros(0, np.float32))
+                noise = rng.normal(0.0, config.awr.noise, size=init.action_dim)
+                actions.append(np.clip(actors[i].act(runs[i]["obs"]) + noise, -1.0, 1.0).astype(np.float32))
+            t0 = time.perf_counter()
+            results = env.step(np.stack(actions))
+            timing["env_seconds"] += time.perf_counter() - t0
+            timing["env_steps"] += len(results)
+            step += len(results)
+            phi_next = rewards.potentials(slots, [r[0] for r in results], [r[4] for r in results], reset=False)
+            done = []
+            for i, (o2, _, terminated, truncated, inf) in enumerate(results):
+                run = runs[i]
+                task_reward = checked(rewards.task_reward(0.0, terminated, inf), "task reward", step)
+                phi2 = checked(float(phi_next[i]), "potential", step)
+                run["rewards"].append(checked(rewards.shaped(task_reward, run["phi"][-1], phi2, terminated), "shaped reward", step))
+                run["actions"].append(actions[i])
+                run["obs"] = o2
+                run["obs_v"].append(obs_vector(o2))
+                run["phi"].append(phi2)
+                run["task"] += task_reward
+                run["success"] = run["success"] or bool(inf["success"])
+                if terminated or truncated:
+                    done.append(i)
+                    run["terminated"] = bool(terminated)
+            if done:
+                t0 = time.perf_counter()
+                for i in done:
+                    run = runs[i]
+                    learner.add_episode(Episode(
+                        policy_in=np.stack(run["policy_in"]).astype(np.float32), obs=np.stack(run["obs_v"]).astype(np.float32),
+                        phi=np.asarray(run["phi"], np.float64), actions=np.stack(run["actions"]), rewards=np.asarray(run["rewards"], np.float64),
+                        terminated=run["terminated"],
+                    ))
+                    learner.update(config.awr.updates_per_episode)
+                    timing["updates"] += config.awr.updates_per_episode
+                    log_train.write({"step": step, "episode": episode_counter, "seed": run["seed"], "task_return": round(run["task"], 4),
+                                     "learned_return": round(float(np.sum(run["rewards"])), 4), "success": int(run["success"]),
+                                     "length": len(run["actions"]), "used_rl": 1.0, "seconds": round(time.perf_counter() - started, 1)})
+                timing["update_seconds"] += time.perf_counter() - t0
+                for i, run in zip(done, begin(done)):
+                    runs[i] = run
+            if step >= next_eval or step >= config.steps:
+                do_eval()
+                checkpoint_now()
+                last_good = step
+                next_eval = (step // config.eval_every + 1) * config.eval_every
+        info.update({f"last_{k}": v for k, v in learner.last.items()})
+    except RewardNaNError as error:
+        kept = f"the last good checkpoint (step {last_good}) is kept in {out}" if locals().get("last_good", -1) >= 0 else "no checkpoint was written yet"
+        raise RewardNaNError(f"{error}; training stopped, {kept}. Fix the reward model, then rerun with --resume") from None
+    finally:
+        for log in (log_train, log_eval):
+            if log is not None:
+                log.close()
+        env.close()
+        eval_env.close()
+    final = out / "policy"
+    tmp = out / ".policy.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(out / json.loads((out / "latest.json").read_text())["checkpoint"] / "policy", tmp)
+    shutil.rmtree(final, ignore_errors=True)
+    tmp.rename(final)
+    return write_summary(config, step, eval_rows, started, info)
+
+
+def load_checkpoint_awr(out: Path) -> tuple[dict, dict] | None:
+    latest = out / "latest.json"
+    if not latest.exists():
+        return None
+    folder = out / json.loads(latest.read_text())["checkpoint"]
+    state = torch.load(folder / "state.pt", weights_only=False)
+    with np.load(folder / "replay.npz") as data:
+        return state, {k: data[k] for k in data.files}

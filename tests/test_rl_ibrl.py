@@ -194,7 +194,7 @@ def tiny_bc(tiny_dataset, tmp_path_factory) -> Path:
 
 def _run_config(out: Path, init: Path, demos: Path, **overrides) -> OnlineRLConfig:
     settings = dict(
-        task="lift", init=init, demos=demos, out=out, steps=40, eval_every=20, eval_episodes=2, horizon=10, batch_size=16, warmup_steps=20,
+        task="lift", method="ibrl", init=init, demos=demos, out=out, steps=40, eval_every=20, eval_episodes=2, horizon=10, batch_size=16, warmup_steps=20,
         actor_pretrain=5, num_envs=2, processes=False, progress=False, agent=AgentConfig(hidden=(16, 16), critics=2),
     )
     settings.update(overrides)
@@ -247,7 +247,7 @@ def test_kill_9_then_resume_finishes_the_run(tiny_bc, tiny_dataset, tmp_path):
         "from pathlib import Path\n"
         "from headway.policy.rl_algo import AgentConfig\n"
         "from headway.policy.rl_runner import OnlineRLConfig, run_online_rl\n"
-        f"c = OnlineRLConfig(task='lift', init=Path({str(tiny_bc)!r}), demos=Path({str(tiny_dataset)!r}), out=Path({str(out)!r}), steps=400, eval_every=20,"
+        f"c = OnlineRLConfig(task='lift', method='ibrl', init=Path({str(tiny_bc)!r}), demos=Path({str(tiny_dataset)!r}), out=Path({str(out)!r}), steps=400, eval_every=20,"
         " eval_episodes=2, horizon=10, batch_size=16, warmup_steps=20, actor_pretrain=5, num_envs=2, processes=False, progress=False,"
         " agent=AgentConfig(hidden=(16, 16), critics=2))\n"
         "print(run_online_rl(c, resume=len(sys.argv) > 1)['steps'])\n"

@@ -25,16 +25,17 @@ def _rl_train(args: argparse.Namespace) -> int:
 
 def _rl_finetune(args: argparse.Namespace) -> int:
     from headway.policy.rl_algo import AgentConfig
+    from headway.policy.rl_awr import AWRConfig
     from headway.policy.rl_runner import OnlineRLConfig, run_online_rl
 
-    config = config_from_args(OnlineRLConfig, args, agent=config_from_args(AgentConfig, args))
+    config = config_from_args(OnlineRLConfig, args, agent=config_from_args(AgentConfig, args), awr=config_from_args(AWRConfig, args))
     summary = run_online_rl(config, resume=args.resume)
     print(
         f"{summary['task']} {summary['reward']} + {summary['shaping']}: {summary['steps']} env steps; success on {config.eval_episodes} held-out "
         f"seeds {summary['start_success']:.2f} at the start (the init policy itself) -> {summary['final_success']:.2f}; "
         f"{summary['env_steps_per_s']:.0f} env steps/s, {summary['updates_per_s']:.0f} updates/s, {summary['seconds']:.0f} s"
     )
-    print(f"logs: {config.out}/eval.csv, {config.out}/train.csv")
+    print(f"logs: {config.out}/eval.csv, {config.out}/train.csv" + (f"; fine-tuned policy: {config.out}/policy" if config.method == "awr" else ""))
     return 0
 
 
@@ -83,9 +84,14 @@ def register(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
     train.set_defaults(run=_rl_train)
 
-    tune = rl_commands.add_parser("finetune", help="improve a headway policy online: IBRL selection between it (frozen) and an RL actor (policy/rl_algo.py)")
+    tune = rl_commands.add_parser("finetune", help="improve a headway policy online: fine-tune its own network (awr) or act through it (ibrl)")
     tune.add_argument("--task", default="lift")
-    tune.add_argument("--init", type=Path, required=True, help="the headway policy to start from (BC, RA-BC, chunked); it stays frozen")
+    tune.add_argument("--init", type=Path, required=True, help="the headway policy to start from (awr: a state-based `headway policy bc` checkpoint; ibrl: any)")
+    tune.add_argument("--method", default="awr", choices=("awr", "ibrl"),
+                      help="awr: advantage-weighted fine-tuning of the init's network (policy/rl_awr.py) | ibrl: Q-based choice between the frozen init and an RL actor (policy/rl_algo.py)")
+    tune.add_argument("--noise", type=float, default=0.1, help="exploration noise on executed actions")
+    tune.add_argument("--beta", type=float, default=1.0, help="awr: temperature, in standard deviations of the advantages")
+    tune.add_argument("--updates-per-episode", type=int, default=50, help="awr: value and policy gradient steps per finished episode")
     tune.add_argument("--reward", default="sparse", help="sparse, robosuite-dense (success absorbing), oracle or prm:CKPT")
     tune.add_argument("--shaping", default=None, help="pbrs, delta or none (default: pbrs with oracle / prm, none otherwise)")
     tune.add_argument("--demos", type=Path, default=None, help="a LeRobot dataset kept in replay (half of each batch)")

@@ -1,0 +1,250 @@
+"""Advantage-weighted fine-tuning of a BC policy's own network (AWR, Peng et al. 2019), read top to bottom.
+
+The start policy is not copied into another actor: its network (action chunks, temporal ensembling
+and all) is the one that acts and the one that learns, so step 0 is the init policy exactly. The
+runner (policy/rl_runner.py, `method="awr"`) collects episodes with Gaussian noise on the executed
+actions and hands each finished episode to `AWRLearner.add_episode`; `AWRLearner.update` then
+1. fits a value function V(s, Phi) on lambda-returns of the (shaped) reward. The potential Phi is an
+   input, so V can represent V_shaped = V - Phi even when Phi depends on a reward model's frame window;
+2. computes GAE(lambda) advantages of every stored step with the current V;
+3. regresses the policy's chunk at s_t onto the executed actions a_t .. a_t+H-1, weighted by
+   exp(A / (beta * std(A))) clipped at `max_weight`: better-than-expected behaviour is imitated more.
+   Dividing by the advantages' spread makes the step independent of the reward's scale.
+   Half of every batch is the init's own demonstrations at weight 1, an anchor that keeps the start.
+
+Why this and not the critic-based recipe alone (policy/rl_algo.py): with few thousand env steps, a
+Q-function over 7-D actions learned from a handful of successes moves the actor before it is right
+(issue 25's diagnosis), while a state-value baseline is learned from every step and the update can
+only re-weight behaviour the policy already shows. Shaping pays here directly: with V still near 0,
+A_t is roughly the discounted progress gained over the next 1 / (1 - gamma * lambda) steps, so a
+process reward gives credit long before the first success, where a sparse reward gives none.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from headway.errors import HeadwayError
+from headway.policy.rl_algo import Normaliser
+
+
+@dataclass
+class AWRConfig:
+    noise: float = 0.1  # std of the Gaussian noise on executed actions (training episodes only)
+    gamma: float = 0.99
+    lam: float = 0.95  # GAE lambda
+    beta: float = 1.0  # temperature, in units of the advantages' standard deviation
+    max_weight: float = 20.0
+    updates_per_episode: int = 50  # value and policy gradient steps per finished training episode
+    batch_size: int = 256
+    policy_lr: float = 1e-4
+    value_lr: float = 3e-4
+    demo_ratio: float = 0.5  # share of each policy batch drawn from the init's demonstrations (weight 1)
+    hidden: int = 256
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.noise <= 1.0:
+            raise HeadwayError(f"exploration noise must be in [0, 1] (actions live in [-1, 1]), got {self.noise}")
+        if not 0.0 <= self.gamma < 1.0 or not 0.0 <= self.lam <= 1.0:
+            raise HeadwayError(f"gamma must be in [0, 1) and lambda in [0, 1], got {self.gamma}, {self.lam}")
+        if not self.beta > 0 or not self.max_weight >= 1.0:
+            raise HeadwayError(f"beta must be > 0 and max weight >= 1, got {self.beta}, {self.max_weight}")
+        if not 1 <= self.updates_per_episode <= 1000 or self.batch_size < 1 or self.hidden < 1:
+            raise HeadwayError("updates per episode must be in [1, 1000]; batch size and hidden width >= 1")
+        if not (self.policy_lr > 0 and self.value_lr > 0):
+            raise HeadwayError("learning rates must be positive")
+        if not 0.0 <= self.demo_ratio < 1.0:
+            raise HeadwayError(f"demo ratio must be in [0, 1), got {self.demo_ratio}")
+
+
+# -- 1. the value function ---------------------------------------------------------------------
+class ValueNet(nn.Module):
+    """V(s, Phi): LayerNorm MLP on the normalised state with the potential as one more input."""
+
+    def __init__(self, obs_dim: int, hidden: int) -> None:
+        super().__init__()
+        self.normaliser = Normaliser(obs_dim)
+        self.net = nn.Sequential(
+            nn.Linear(obs_dim + 1, hidden), nn.LayerNorm(hidden), nn.ReLU(),
+            nn.Linear(hidden, hidden), nn.LayerNorm(hidden), nn.ReLU(),
+            nn.Linear(hidden, 1),
+        )
+
+    def forward(self, obs: torch.Tensor, phi: torch.Tensor) -> torch.Tensor:
+        return self.net(torch.cat([self.normaliser(obs), phi[:, None]], dim=-1))[:, 0]
+
+
+# -- 2. advantages ---------------------------------------------------------------------------------
+def gae(rewards: np.ndarray, values: np.ndarray, terminated: bool, gamma: float, lam: float) -> np.ndarray:
+    """GAE(lambda) of one episode: `values` has T + 1 entries (the last is V of the final observation,
+    used only when the episode was truncated, not terminated)."""
+    length = len(rewards)
+    next_values = values[1:].copy()
+    if terminated:
+        next_values[-1] = 0.0
+    deltas = rewards + gamma * next_values - values[:length]
+    advantages = np.zeros(length)
+    running = 0.0
+    for t in reversed(range(length)):
+        running = deltas[t] + gamma * lam * running
+        advantages[t] = running
+    return advantages
+
+
+def awr_weights(advantages: np.ndarray, beta: float, max_weight: float) -> np.ndarray:
+    """exp(A / (beta * std(A))), clipped; all ones when every advantage is equal."""
+    scale = float(np.std(advantages))
+    if scale < 1e-8:
+        return np.ones_like(advantages)
+    return np.minimum(np.exp(np.clip(advantages / (beta * scale), -50.0, 50.0)), max_weight)
+
+
+# -- 3. the learner --------------------------------------------------------------------------------
+@dataclass
+class Episode:
+    policy_in: np.ndarray  # (T, S) the policy's input at each step
+    obs: np.ndarray  # (T + 1, O) the value function's input, including the final observation
+    phi: np.ndarray  # (T + 1,) potential of each observation
+    actions: np.ndarray  # (T, A) executed actions
+    rewards: np.ndarray  # (T,) the reward the learner optimises (shaped where shaping is on)
+    terminated: bool
+
+
+def chunk_targets(actions: np.ndarray, chunk: int) -> tuple[np.ndarray, np.ndarray]:
+    from headway.policy.bc_data import action_chunks
+
+    return action_chunks(actions, chunk)
+
+
+class AWRLearner:
+    """Owns the policy network being fine-tuned, the value function, and the online episodes."""
+
+    def __init__(self, net, obs_dim: int, config: AWRConfig, demos, seed: int = 0, device="cpu") -> None:
+        """`net` is a BCNet (headway.policy.bc), trained in place; `demos` its BCSamples anchor (or None)."""
+        self.net, self.config, self.device = net, config, torch.device(device)
+        self.value = ValueNet(obs_dim, config.hidden).to(self.device)
+        self.policy_opt = torch.optim.Adam(net.parameters(), lr=config.policy_lr)
+        self.value_opt = torch.optim.Adam(self.value.parameters(), lr=config.value_lr)
+        self.episodes: list[Episode] = []
+        self.rng = np.random.default_rng(seed)
+        self.demos = None
+        if demos is not None:
+            width = net.state_dim
+            self.demos = {
+                "state": torch.from_numpy(demos.state[:, :width]).to(self.device),
+                "actions": net.normalise_actions(torch.from_numpy(demos.actions).to(self.device)),
+                "mask": torch.from_numpy(demos.action_mask).to(self.device).float(),
+            }
+        self.last: dict[str, float] = {}
+
+    def fit_normaliser(self, observations: np.ndarray) -> None:
+        self.value.normaliser.fit(observations)
+
+    def add_episode(self, episode: Episode) -> None:
+        if len(episode.actions) == 0:
+            return
+        self.episodes.append(episode)
+
+    # the three steps of one update, each over all stored episodes
+    @torch.no_grad()
+    def _advantages(self) -> tuple[np.ndarray, np.ndarray]:
+        advantages, returns = [], []
+        for e in self.episodes:
+            v = self.value(torch.from_numpy(e.obs).to(self.device), torch.from_numpy(e.phi).float().to(self.device)).cpu().numpy().astype(np.float64)
+            a = gae(e.rewards, v, e.terminated, self.config.gamma, self.config.lam)
+            advantages.append(a)
+            returns.append(a + v[:-1])
+        return np.concatenate(advantages), np.concatenate(returns)
+
+    def _flat(self) -> dict[str, torch.Tensor]:
+        chunk = self.net.chunk
+        targets, masks = zip(*(chunk_targets(e.actions, chunk) for e in self.episodes))
+        cat = lambda xs: torch.from_numpy(np.concatenate(xs)).to(self.device)  # noqa: E731
+        return {
+            "policy_in": cat([e.policy_in for e in self.episodes]).float(),
+            "obs": cat([e.obs[:-1] for e in self.episodes]).float(),
+            "phi": cat([e.phi[:-1] for e in self.episodes]).float(),
+            "actions": self.net.normalise_actions(cat(list(targets)).float()),
+            "mask": cat(list(masks)).float(),
+        }
+
+    def update(self, steps: int) -> dict[str, float]:
+        """`steps` value and policy gradient steps on everything collected so far."""
+        if not self.episodes:
+            return {}
+        from headway.policy.bc import per_sample_loss
+
+        config, data = self.config, self._flat()
+        n = len(data["obs"])
+        _, returns = self._advantages()
+        target = torch.from_numpy(returns).float().to(self.device)
+        self.value.train()
+        for _ in range(steps):
+            index = torch.from_numpy(self.rng.integers(0, n, min(config.batch_size, n))).to(self.device)
+            loss = ((self.value(data["obs"][index], data["phi"][index]) - target[index]) ** 2).mean()
+            self.value_opt.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(self.value.parameters(), 10.0)
+            self.value_opt.step()
+        value_loss = float(loss.detach())
+        advantages, _ = self._advantages()
+        weights = torch.from_numpy(awr_weights(advantages, config.beta, config.max_weight)).float().to(self.device)
+        online_size = max(1, int(round(config.batch_size * (1.0 - config.demo_ratio)))) if self.demos is not None else config.batch_size
+        self.net.train()
+        for _ in range(steps):
+            index = torch.from_numpy(self.rng.integers(0, n, online_size)).to(self.device)
+            prediction = self.net(data["policy_in"][index] if self.net.state_dim else None)
+            losses = per_sample_loss(prediction, data["actions"][index], data["mask"][index]) * weights[index]
+            if self.demos is not None:
+                d = torch.from_numpy(self.rng.integers(0, len(self.demos["state"]), config.batch_size - online_size)).to(self.device)
+                demo_losses = per_sample_loss(self.net(self.demos["state"][d]), self.demos["actions"][d], self.demos["mask"][d])
+                losses = torch.cat([losses, demo_losses])
+            loss = losses.mean()
+            self.policy_opt.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(self.net.parameters(), 10.0)
+            self.policy_opt.step()
+        self.net.eval()
+        self.last = {"value_loss": value_loss, "policy_loss": float(loss.detach()), "mean_weight": float(weights.mean()),
+                     "advantage_std": float(np.std(advantages))}
+        return self.last
+
+    # checkpoints
+    def state_dict(self) -> dict:
+        return {"net": self.net.state_dict(), "value": self.value.state_dict(), "policy_opt": self.policy_opt.state_dict(),
+                "value_opt": self.value_opt.state_dict(), "rng": self.rng.bit_generator.state, "last": self.last}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.net.load_state_dict(state["net"])
+        self.value.load_state_dict(state["value"])
+        self.policy_opt.load_state_dict(state["policy_opt"])
+        self.value_opt.load_state_dict(state["value_opt"])
+        self.rng.bit_generator.state = state["rng"]
+        self.last = state["last"]
+
+    def episodes_state(self) -> dict[str, np.ndarray]:
+        """The online episodes as flat arrays with lengths (for replay.npz)."""
+        es = self.episodes
+        if not es:
+            return {"lengths": np.zeros(0, np.int64)}
+        return {
+            "lengths": np.array([len(e.actions) for e in es], np.int64), "terminated": np.array([e.terminated for e in es]),
+            "policy_in": np.concatenate([e.policy_in for e in es]), "obs": np.concatenate([e.obs for e in es]),
+            "phi": np.concatenate([e.phi for e in es]), "actions": np.concatenate([e.actions for e in es]),
+            "rewards": np.concatenate([e.rewards for e in es]),
+        }
+
+    def load_episodes(self, state: dict[str, np.ndarray]) -> None:
+        self.episodes = []
+        start = 0
+        for k, length in enumerate(state["lengths"].tolist()):
+            end = start + length
+            self.episodes.append(Episode(
+                policy_in=state["policy_in"][start:end], obs=state["obs"][start + k : end + k + 1], phi=state["phi"][start + k : end + k + 1],
+                actions=state["actions"][start:end], rewards=state["rewards"][start:end], terminated=bool(state["terminated"][k]),
+            ))
+            start = end

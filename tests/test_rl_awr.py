@@ -1,0 +1,155 @@
+"""Advantage-weighted fine-tuning of a BC policy's own network (policy/rl_awr.py, method awr of the runner)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from headway.errors import HeadwayError
+from headway.policy.rl_awr import AWRConfig, AWRLearner, Episode, awr_weights, gae
+from headway.policy.rl_runner import OnlineRLConfig, run_online_rl
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_gae_bootstraps_through_truncation_not_termination():
+    rewards = np.array([0.0, 0.0, 1.0])
+    values = np.array([0.5, 0.5, 0.5, 2.0])
+    gamma, lam = 0.9, 1.0
+    terminated = gae(rewards, values, True, gamma, lam)
+    truncated = gae(rewards, values, False, gamma, lam)
+    assert terminated[-1] == pytest.approx(1.0 - 0.5)  # no value after a terminal step
+    assert truncated[-1] == pytest.approx(1.0 + 0.9 * 2.0 - 0.5)
+    assert terminated[0] == pytest.approx(0.81 * 1.0 - 0.5)  # lambda = 1: Monte Carlo return minus V
+
+
+def test_awr_weights_do_not_depend_on_the_rewards_scale():
+    advantages = np.random.default_rng(0).normal(size=100)
+    weights = awr_weights(advantages, beta=1.0, max_weight=20.0)
+    np.testing.assert_allclose(awr_weights(advantages * 37.0, 1.0, 20.0), weights)
+    assert weights.max() <= 20.0 and weights[np.argmax(advantages)] == weights.max()
+    np.testing.assert_array_equal(awr_weights(np.zeros(5), 1.0, 20.0), np.ones(5))  # no signal: plain imitation
+
+
+def test_an_update_moves_the_policy_toward_high_advantage_actions():
+    from headway.policy.bc import BCNet
+
+    torch.manual_seed(0)
+    net = BCNet(state_dim=2, action_dim=1, chunk=1, hidden=32, layers=2)
+    learner = AWRLearner(net, obs_dim=2, config=AWRConfig(batch_size=64, policy_lr=3e-3, lam=0.0, gamma=0.5), demos=None)
+    rng = np.random.default_rng(0)
+    for _ in range(20):  # one-step episodes from the same state: action +0.5 is rewarded, -0.5 is not
+        a = rng.choice([-0.5, 0.5])
+        learner.add_episode(Episode(policy_in=np.zeros((1, 2), np.float32), obs=np.zeros((2, 2), np.float32), phi=np.zeros(2),
+                                    actions=np.array([[a]], np.float32), rewards=np.array([float(a > 0)]), terminated=True))
+    learner.update(300)
+    with torch.no_grad():
+        action = float(net.denormalise_actions(net(torch.zeros(1, 2)))[0, 0, 0])
+    assert action > 0.25  # plain imitation of both would give about 0
+
+
+# -- runs with a real (tiny) headway policy ------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tiny_bc(tiny_dataset, tmp_path_factory) -> Path:
+    from headway.policy.bc import BCConfig, train_bc
+
+    out = tmp_path_factory.mktemp("bc") / "policy"
+    torch.manual_seed(0)
+    train_bc(BCConfig(dataset=tiny_dataset, out=out, steps=30, hidden=32, layers=2, episodes=(0,)), progress=False)
+    return out
+
+
+def _config(out: Path, init: Path, demos: Path, **overrides) -> OnlineRLConfig:
+    settings = dict(task="lift", method="awr", init=init, demos=demos, out=out, steps=40, eval_every=20, eval_episodes=2, horizon=10,
+                    num_envs=2, processes=False, progress=False, awr=AWRConfig(batch_size=16, updates_per_episode=3, hidden=16))
+    settings.update(overrides)
+    return OnlineRLConfig(**settings)
+
+
+def test_awr_starts_as_the_init_policy_learns_and_writes_a_loadable_policy(tiny_bc, tiny_dataset, tmp_path):
+    from headway.policy.evaluate import DEFAULT_EVAL_SEED, evaluate_policy
+    from headway.policy.interface import load_policy
+
+    summary = run_online_rl(_config(tmp_path / "run", tiny_bc, tiny_dataset, reward="oracle"))
+    own = evaluate_policy(load_policy(tiny_bc), "lift", episodes=2, seed=DEFAULT_EVAL_SEED, horizon=10, progress=False)
+    assert summary["eval_successes"][0] == [int(r["success"]) for r in own["per_episode"]]
+    assert summary["method"] == "awr" and summary["eval_steps"] == [0, 20, 40]
+    tuned = load_policy(tmp_path / "run" / "policy")
+    before = load_policy(tiny_bc)
+    observation = {"state": np.zeros(tuned.state_dim, np.float32), "object": np.zeros(tuned.object_dim, np.float32)}
+    assert not np.allclose(tuned.predict_chunk(observation), before.predict_chunk(observation))  # it learned
+    assert tuned.meta["finetuned"]["method"] == "awr"
+    rows = (tmp_path / "run" / "train.csv").read_text().splitlines()
+    assert len(rows) >= 5  # two envs x horizon 10 over 40 steps: four or more finished episodes
+
+
+def test_awr_anchors_on_the_episodes_the_init_was_cloned_from(tiny_bc, tiny_dataset):
+    from headway.policy.interface import load_policy
+    from headway.policy.rl_runner import awr_anchor
+
+    policy = load_policy(tiny_bc)
+    assert policy.meta["train"]["episode_ids"] == [0]
+    anchor = awr_anchor(policy, _config(Path("unused"), tiny_bc, tiny_dataset))
+    assert set(anchor.episode_index.tolist()) == {0}
+
+
+def test_awr_refuses_a_policy_it_cannot_fine_tune(tiny_dataset, tmp_path):
+    from headway.policy.scripted import ScriptedPolicy
+
+    scripted = tmp_path / "scripted"
+    ScriptedPolicy("lift").save(scripted)
+    with pytest.raises(HeadwayError, match="not a `headway policy bc` checkpoint.*--method ibrl"):
+        run_online_rl(_config(tmp_path / "run", scripted, tiny_dataset))
+    with pytest.raises(HeadwayError, match="unknown RL method"):
+        _config(tmp_path / "run", scripted, tiny_dataset, method="ppo")
+    with pytest.raises(HeadwayError, match="exploration noise"):
+        AWRConfig(noise=-0.1)
+
+
+def test_awr_kill_9_then_resume_finishes_the_run(tiny_bc, tiny_dataset, tmp_path):
+    out = tmp_path / "run"
+    script = (
+        "import sys, torch; torch.set_num_threads(1)\n"
+        "from pathlib import Path\n"
+        "from headway.policy.rl_awr import AWRConfig\n"
+        "from headway.policy.rl_runner import OnlineRLConfig, run_online_rl\n"
+        f"c = OnlineRLConfig(task='lift', method='awr', init=Path({str(tiny_bc)!r}), demos=Path({str(tiny_dataset)!r}), out=Path({str(out)!r}), steps=400,"
+        " eval_every=20, eval_episodes=2, horizon=10, num_envs=2, processes=False, progress=False,"
+        " awr=AWRConfig(batch_size=16, updates_per_episode=3, hidden=16))\n"
+        "print(run_online_rl(c, resume=len(sys.argv) > 1)['steps'])\n"
+    )
+    env = {**os.environ, "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl")}
+    process = subprocess.Popen([sys.executable, "-c", script], env=env)
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        latest = out / "latest.json"
+        if latest.exists() and json.loads(latest.read_text())["step"] >= 40:
+            break
+        time.sleep(0.2)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    killed_at = json.loads((out / "latest.json").read_text())["step"]
+    assert 40 <= killed_at < 400
+    episodes_before = len(np.load(out / json.loads((out / "latest.json").read_text())["checkpoint"] / "replay.npz")["lengths"])
+    assert episodes_before >= 2
+    done = subprocess.run([sys.executable, "-c", script, "resume"], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "400"
+    steps = [int(line.split(",")[0]) for line in (out / "eval.csv").read_text().splitlines()[1:]]
+    assert steps == sorted(set(steps)) and steps[0] == 0 and steps[-1] == 400
+    assert (out / "policy" / "config.json").exists()
