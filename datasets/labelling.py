@@ -41,6 +41,7 @@ import numpy as np
 from headway.atomic import atomic_write_bytes, atomic_write_json
 from headway.datasets.reader import IMAGE_PREFIX, DatasetReader, Episode
 from headway.errors import HeadwayError
+from headway.runtime import torch_threads
 
 FORMAT = "headway.labels"
 FORMAT_VERSION = 1
@@ -647,20 +648,18 @@ def label_dataset(config: LabelConfig, resume: bool = False, overwrite: bool = F
         todo = [e for e in episodes if not _episode_file(partial, e).exists()]
         import torch
 
-        threads_before = torch.get_num_threads()
         # decoding runs in its own thread: leave it a core, or torch's threads and it fight over the CPU
-        torch.set_num_threads(config.threads or max(1, min(threads_before, (os.cpu_count() or 2) - 1)))
+        threads = config.threads or max(1, min(torch.get_num_threads(), (os.cpu_count() or 2) - 1))
         try:
             scoring_started = time.perf_counter()
-            scored, scored_frames = len(todo), _score_all(reader, model, mapping, todo, partial, config.batch_size, progress)
+            with torch_threads(threads):
+                scored, scored_frames = len(todo), _score_all(reader, model, mapping, todo, partial, config.batch_size, progress)
         except HeadwayError:
             if not any((partial / "episodes").glob("episode_*.npz")):  # nothing worth resuming: leave no trace
                 shutil.rmtree(partial, ignore_errors=True)
                 if not out_existed and out.exists() and not any(out.iterdir()):
                     out.rmdir()
             raise
-        finally:
-            torch.set_num_threads(threads_before)
         scoring_seconds = time.perf_counter() - scoring_started
         assembled = _assemble(partial, episodes, identity, tuple(model.stage_names))
         os.replace(assembled["table_tmp"], out / TABLE_FILE)

@@ -17,6 +17,7 @@ import shutil
 import sys
 import time
 from collections import Counter
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,7 @@ from headway.hardware.recording import (
 from headway.hardware.safety import KeyboardStop, SafetyConfig, SafetyLayer, stop_on_signals
 from headway.policy.interface import Policy
 from headway.reward.interface import RewardModel
+from headway.runtime import torch_threads
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +159,8 @@ class RolloutController:
         streak, best, best_step = 0, -np.inf, 0
         started = time.monotonic()
         first_log = len(safety.log)
-        threads = _set_torch_threads(config.torch_threads)
+        threads = ExitStack()
+        threads.enter_context(torch_threads(config.torch_threads))
         try:
             safety.reset_episode(seed)
             self.policy.reset()
@@ -235,7 +238,7 @@ class RolloutController:
             except Exception as hold_error:  # noqa: BLE001
                 log.error("could not hold the arm at the end of the episode: %s", hold_error)
                 error = error or hold_error
-            _set_torch_threads(threads)
+            threads.close()
             self.loop_stats.append(loop.stats())
             rows = safety.log[first_log:]
             episode.interventions = dict(Counter(row.reason for row in rows))
@@ -349,17 +352,6 @@ class RolloutController:
             "interventions_total": int(sum(interventions.values())),
             "stopped": self.safety.stopped,
         }
-
-
-def _set_torch_threads(threads: int | None) -> int | None:
-    """Set torch's intra-op thread count; returns the previous one (None: unchanged)."""
-    if threads is None:
-        return None
-    import torch
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    return previous
 
 
 def _video_path(record: Path) -> Path:

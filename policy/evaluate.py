@@ -10,6 +10,7 @@ seed away from the training data's (collection uses `seed * 100000 + index`).
 from __future__ import annotations
 
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ from tqdm import tqdm
 
 from headway.errors import HeadwayError
 from headway.policy.interface import Policy
+from headway.runtime import torch_threads
 
 DEFAULT_EVAL_SEED = 900_000
 VIDEO_VIEW = "agentview"
@@ -113,10 +115,8 @@ def evaluate_policy(
     if videos:
         video_views = tuple(dict.fromkeys(views + (VIDEO_VIEW,)))
         video_env = env if video_views == views else _make_env(task, video_views, size, horizon)
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # small policies: intra-op threads only add contention (see headway.policy.bc)
+    threads = ExitStack()
+    threads.enter_context(torch_threads(1))  # small policies: intra-op threads only add contention (headway.runtime)
     rows, written = [], []
     started = time.perf_counter()
     bar = tqdm(range(episodes), desc=f"eval {task}", disable=not progress)
@@ -147,7 +147,7 @@ def evaluate_policy(
             rows.append({"seed": seed + i, "success": success, "return": total, "dense_return": dense, "length": length})
             bar.set_postfix(success=f"{np.mean([r['success'] for r in rows]):.2f}")
     finally:
-        torch.set_num_threads(threads)
+        threads.close()
         env.close()
         if video_env is not None and video_env is not env:
             video_env.close()

@@ -46,7 +46,8 @@ from torch import nn
 from tqdm import tqdm
 
 from headway.errors import HeadwayError, unknown_name
-from headway.policy.bc import BCNet, BCPolicy, dataset_task, per_sample_loss, torch_threads
+from headway.policy.bc import BCNet, BCPolicy, dataset_task, per_sample_loss
+from headway.runtime import torch_threads
 from headway.policy.bc_data import ACTION_KEY, STATE_KEY, BCSamples, load_bc_samples
 
 REWARDS = ("shaped", "progress", "success", "sparse")

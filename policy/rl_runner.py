@@ -1,8 +1,11 @@
-"""The runner around policy/rl_algo.py: vectorised envs, rewards, evaluation, checkpoints, logs, resume.
+"""The runner around policy/rl_awr.py and policy/rl_algo.py: vectorised envs, rewards, evaluation, checkpoints, logs, resume.
 
-`run_online_rl(OnlineRLConfig, resume)` fine-tunes through a frozen headway policy (`init`): the
-agent acts as that policy until its critics have warmed up, then executes, per state, the better by
-Q of the policy's action and the RL actor's (policy/rl_algo.py explains the recipe).
+`run_online_rl(OnlineRLConfig, resume)` improves a headway policy (`init`) online with one of two methods:
+- `awr` (default): the init BC policy's own network acts (with exploration noise) and learns by
+  advantage-weighted regression after every finished episode (policy/rl_awr.py); the fine-tuned policy
+  is saved in `out/policy` (a `headway policy bc` checkpoint).
+- `ibrl`: the init policy (any format) stays frozen; the agent acts as it until its critics have warmed
+  up, then executes, per state, the better by Q of the policy's action and an RL actor's (policy/rl_algo.py).
 
 Rewards (`reward`): `sparse` (1 on success), `robosuite-dense` (robosuite's shaped reward; success
 is made absorbing: the success step pays r / (1 - gamma), the value of staying there, so hovering
@@ -39,6 +42,7 @@ from headway.policy.evaluate import DEFAULT_EVAL_SEED
 from headway.policy.reward_sources import RewardNaNError
 from headway.policy.rl_algo import MAX_UTD, Agent, AgentConfig, Buffer, NStep, mixed_batch
 from headway.policy.rl_awr import AWRConfig, AWRLearner, Episode
+from headway.runtime import torch_threads
 
 METHODS = ("ibrl", "awr")
 REWARDS = ("sparse", "robosuite-dense", "oracle", "prm")
@@ -377,14 +381,17 @@ def write_summary(config: OnlineRLConfig, step: int, eval_rows: list[dict], star
 # -- the loop ----------------------------------------------------------------------------------------
 def run_online_rl(config: OnlineRLConfig, resume: bool = False, on_eval=None) -> dict:
     """Train (or continue) the run in `config.out`; `on_eval(step, result)` is called after each evaluation."""
-    from headway.policy.vec_env import VecEnv, VecEnvSpec
-
     if config.method == "awr":
         return run_awr(config, resume, on_eval)
-    started = time.perf_counter()
-    torch.set_num_threads(config.threads)
-    out = open_run(config, resume)
+    with torch_threads(config.threads):
+        return _run_ibrl(config, resume, on_eval)
 
+
+def _run_ibrl(config: OnlineRLConfig, resume: bool, on_eval) -> dict:
+    from headway.policy.vec_env import VecEnv, VecEnvSpec
+
+    started = time.perf_counter()
+    out = open_run(config, resume)
     rng = np.random.default_rng(config.seed)
     torch.manual_seed(config.seed)
     rewards = Rewards(config, config.num_envs)
@@ -570,12 +577,16 @@ def awr_anchor(policy, config: OnlineRLConfig):
 
 def run_awr(config: OnlineRLConfig, resume: bool = False, on_eval=None) -> dict:
     """`run_online_rl` with method awr: noisy episodes of the current policy, an AWR update after each."""
+    with torch_threads(config.threads):
+        return _run_awr(config, resume, on_eval)
+
+
+def _run_awr(config: OnlineRLConfig, resume: bool, on_eval) -> dict:
     from headway.policy.bc import BCPolicy
     from headway.policy.interface import load_policy
     from headway.policy.vec_env import VecEnv, VecEnvSpec
 
     started = time.perf_counter()
-    torch.set_num_threads(config.threads)
     out = open_run(config, resume)
     rng = np.random.default_rng(config.seed)
     torch.manual_seed(config.seed)

@@ -56,11 +56,13 @@ from tqdm import tqdm
 from headway.atomic import atomic_write_json, publish_checkpoint
 from headway.csvlog import CsvLog, read_rows
 from headway.errors import HeadwayError
+from headway.policy.evaluate import DEFAULT_EVAL_SEED
 from headway.policy.replay import ReplayBuffer, fill_demo_buffer, mixed_batch, read_demo_episodes
 from headway.policy.reward_sources import OnlineReward, RewardNaNError, check_shaping, default_shaping, make_reward_source
 from headway.policy.sac import SACAgent, SACConfig, SACPolicy, SACPolicyConfig, observation_vector
+from headway.runtime import torch_threads
 
-EVAL_SEED_BASE = 1_000_000  # held-out evaluation seeds: EVAL_SEED_BASE + i; training seeds stay below it
+EVAL_SEED_BASE = DEFAULT_EVAL_SEED  # held-out evaluation seeds, those of `headway policy eval`; training seeds stay below
 TRAIN_SEED_STRIDE = 100_000
 TRAIN_FIELDS = ["step", "episode", "return", "task_return", "success", "length", "seconds"]
 EVAL_FIELDS = ["step", "success_rate", "mean_return", "mean_length", "seconds"]
@@ -338,6 +340,13 @@ def _pretrain(agent: SACAgent, config: RLConfig, episodes, device: torch.device)
 def train_rl(config: RLConfig, resume: bool = False) -> dict:
     """Train (or continue) a run in `config.out`; returns a summary with the final success rate,
     the learning-curve PNG and the policy folder."""
+    from headway.reward.stage_reward import default_device
+
+    with torch_threads(config.threads if default_device(config.device).type == "cpu" else None):
+        return _train_rl(config, resume)
+
+
+def _train_rl(config: RLConfig, resume: bool) -> dict:
     from torch.utils.tensorboard import SummaryWriter
 
     from headway.reward.stage_reward import default_device
@@ -345,8 +354,6 @@ def train_rl(config: RLConfig, resume: bool = False) -> dict:
     started = time.perf_counter()
     out = config.out
     device = default_device(config.device)
-    if config.threads and device.type == "cpu":
-        torch.set_num_threads(config.threads)
     source = make_reward_source(config.reward, config.task, config.device)
     shaping = check_shaping(config.shaping or default_shaping(source), source)
     identity = config.identity() | {"shaping": shaping}

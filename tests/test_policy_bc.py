@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from headway.errors import HeadwayError
-from headway.policy.bc import BCConfig, BCNet, BCPolicy, per_sample_loss, torch_threads, train_bc, weighted_loss
+from headway.policy.bc import BCConfig, BCNet, BCPolicy, per_sample_loss, train_bc, weighted_loss
+from headway.runtime import torch_threads
 from headway.policy.bc_data import load_bc_samples, read_progress, write_progress
 from headway.policy.evaluate import evaluate_policy
 from headway.policy.interface import Policy, load_policy

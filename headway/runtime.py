@@ -1,0 +1,25 @@
+"""Process-wide runtime settings shared by every area: torch's intra-op thread count."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+
+@contextmanager
+def torch_threads(count: int | None = 1) -> Iterator[None]:
+    """Run on `count` torch intra-op threads (None: leave the setting alone), restoring it after.
+
+    For headway's small CPU networks, intra-op threads mostly add synchronisation: on a loaded 2-core
+    machine one thread measured 17x faster per BC training step than two (0.11 s vs 1.9 s), and a
+    process that keeps the default count fights its own env workers and decoder threads.
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    if count is not None:
+        torch.set_num_threads(max(1, int(count)))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
