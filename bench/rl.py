@@ -1,7 +1,7 @@
 """Online RL from a weak headway policy: which reward gets it to 90% success fastest, and does it keep its start.
 
     uv run python bench/rl.py --task lift --seeds 2,3 --json PATH [--variants sparse,robosuite-dense,oracle+pbrs,prm+pbrs]
-        [--steps 5000] [--eval-every 500] [--eval-episodes 20] [--method awr|ibrl] [--model REWARD_CKPT] [--demos DATASET] [--out runs/bench_rl]
+        [--steps 3000] [--eval-every 750] [--eval-episodes 20] [--method awr|ibrl] [--model REWARD_CKPT] [--demos DATASET] [--out runs/bench_rl]
 
 Per training seed the start is a deliberately weak BC policy (`headway policy bc` on --init-episodes
 demonstration episodes, --init-steps steps, that seed), shared by every variant (paired comparison).
@@ -109,7 +109,7 @@ def run_config(args: argparse.Namespace, variant: str, seed: int, init: Path, de
         horizon=args.horizon,
         uncertainty_penalty=args.uncertainty_penalty if uncertain else 0.0,
         agent=AgentConfig(critics=args.critics, n_step=args.n_step, bc_weight=args.bc_weight, residual=args.residual),
-        awr=AWRConfig(noise=args.noise, beta=args.beta, gamma=args.gamma, lam=args.lam, updates_per_episode=args.updates_per_episode),
+        awr=AWRConfig(noise=args.noise, weighting=args.weighting, beta=args.beta, gamma=args.gamma, lam=args.lam, updates_per_episode=args.updates_per_episode),
         progress=True,
     )
 
@@ -174,12 +174,13 @@ def main() -> None:
     parser.add_argument("--seeds", type=integers_argument, default=(2, 3, 4, 5, 6), help="training seeds (settings were chosen on 0 and 1)")
     parser.add_argument("--variants", default=DEFAULT_VARIANTS)
     parser.add_argument("--method", default="awr", choices=("awr", "ibrl"))
-    parser.add_argument("--steps", type=int, default=5_000)
-    parser.add_argument("--eval-every", type=int, default=500)
+    parser.add_argument("--steps", type=int, default=3_000)
+    parser.add_argument("--eval-every", type=int, default=750)
     parser.add_argument("--eval-episodes", type=int, default=20)
-    parser.add_argument("--noise", type=float, default=0.1, help="awr: exploration noise on executed actions")
+    parser.add_argument("--noise", type=float, default=0.05, help="awr: exploration noise on executed actions")
+    parser.add_argument("--weighting", default="positive", choices=("exp", "positive"), help="awr: advantage weighting")
     parser.add_argument("--beta", type=float, default=1.0, help="awr: temperature in advantage standard deviations")
-    parser.add_argument("--gamma", type=float, default=0.999, help="awr: discount (of the return and of the potential's shaping)")
+    parser.add_argument("--gamma", type=float, default=0.99, help="awr: discount (of the return and of the potential's shaping)")
     parser.add_argument("--lam", type=float, default=0.95, help="awr: GAE lambda")
     parser.add_argument("--updates-per-episode", type=int, default=50, help="awr: gradient steps per finished episode")
     parser.add_argument("--utd", type=int, default=2)

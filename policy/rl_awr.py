@@ -31,13 +31,16 @@ from torch import nn
 from headway.errors import HeadwayError
 from headway.policy.rl_algo import Normaliser
 
+WEIGHTINGS = ("exp", "positive")
+
 
 @dataclass
 class AWRConfig:
-    noise: float = 0.1  # std of the Gaussian noise on executed actions (training episodes only)
+    noise: float = 0.05  # std of the Gaussian noise on executed actions (training episodes only)
     gamma: float = 0.99
     lam: float = 0.95  # GAE lambda
-    beta: float = 1.0  # temperature, in units of the advantages' standard deviation
+    weighting: str = "positive"  # exp: exp(A / (beta * std A)) clipped | positive: 1 where A > 0, else 0 (CRR's binary filter, self-imitation)
+    beta: float = 1.0  # temperature of "exp", in units of the advantages' standard deviation
     max_weight: float = 20.0
     updates_per_episode: int = 50  # value and policy gradient steps per finished training episode
     batch_size: int = 256
@@ -51,6 +54,8 @@ class AWRConfig:
             raise HeadwayError(f"exploration noise must be in [0, 1] (actions live in [-1, 1]), got {self.noise}")
         if not 0.0 <= self.gamma < 1.0 or not 0.0 <= self.lam <= 1.0:
             raise HeadwayError(f"gamma must be in [0, 1) and lambda in [0, 1], got {self.gamma}, {self.lam}")
+        if self.weighting not in WEIGHTINGS:
+            raise HeadwayError(f"unknown advantage weighting {self.weighting!r}; valid: {', '.join(WEIGHTINGS)}")
         if not self.beta > 0 or not self.max_weight >= 1.0:
             raise HeadwayError(f"beta must be > 0 and max weight >= 1, got {self.beta}, {self.max_weight}")
         if not 1 <= self.updates_per_episode <= 1000 or self.batch_size < 1 or self.hidden < 1:
@@ -95,8 +100,11 @@ def gae(rewards: np.ndarray, values: np.ndarray, terminated: bool, gamma: float,
     return advantages
 
 
-def awr_weights(advantages: np.ndarray, beta: float, max_weight: float) -> np.ndarray:
-    """exp(A / (beta * std(A))), clipped; all ones when every advantage is equal."""
+def awr_weights(advantages: np.ndarray, beta: float, max_weight: float, weighting: str = "exp") -> np.ndarray:
+    """exp(A / (beta * std(A))), clipped, all ones when every advantage is equal ("exp"); or 1 where
+    A > 0 and 0 elsewhere ("positive": only better-than-expected behaviour is imitated)."""
+    if weighting == "positive":
+        return (advantages > 0).astype(np.float64)
     scale = float(np.std(advantages))
     if scale < 1e-8:
         return np.ones_like(advantages)
@@ -192,7 +200,7 @@ class AWRLearner:
             self.value_opt.step()
         value_loss = float(loss.detach())
         advantages, _ = self._advantages()
-        weights = torch.from_numpy(awr_weights(advantages, config.beta, config.max_weight)).float().to(self.device)
+        weights = torch.from_numpy(awr_weights(advantages, config.beta, config.max_weight, config.weighting)).float().to(self.device)
         online_size = max(1, int(round(config.batch_size * (1.0 - config.demo_ratio)))) if self.demos is not None else config.batch_size
         self.net.train()
         for _ in range(steps):

@@ -44,6 +44,7 @@ def test_awr_weights_do_not_depend_on_the_rewards_scale():
     np.testing.assert_allclose(awr_weights(advantages * 37.0, 1.0, 20.0), weights)
     assert weights.max() <= 20.0 and weights[np.argmax(advantages)] == weights.max()
     np.testing.assert_array_equal(awr_weights(np.zeros(5), 1.0, 20.0), np.ones(5))  # no signal: plain imitation
+    np.testing.assert_array_equal(awr_weights(np.array([-1.0, 0.0, 0.5]), 1.0, 20.0, "positive"), [0.0, 0.0, 1.0])
 
 
 def test_an_update_moves_the_policy_toward_high_advantage_actions():
