@@ -320,14 +320,19 @@ def demo_buffer(config: OnlineRLConfig, rewards: Rewards, reference, obs_dim: in
 
 
 # -- logs and checkpoints ---------------------------------------------------------------------------
+def publish_pruned(out: Path, step: int, write) -> None:
+    """publish_checkpoint, then keep only the last two checkpoints."""
+    root = publish_checkpoint(out, step, write).parent
+    for old in sorted(root.glob("step_*"))[:-2]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
 def save_checkpoint(out: Path, step: int, state: dict, online: Buffer) -> None:
     def write(folder: Path) -> None:
         torch.save(state, folder / "state.pt")
         np.savez(folder / "replay.npz", **online.state())
 
-    root = publish_checkpoint(out, step, write).parent
-    for old in sorted(root.glob("step_*"))[:-2]:  # keep the last two
-        shutil.rmtree(old, ignore_errors=True)
+    publish_pruned(out, step, write)
 
 
 def load_checkpoint(out: Path) -> tuple[dict, Buffer] | None:
@@ -356,6 +361,39 @@ def open_run(config: OnlineRLConfig, resume: bool) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "config.json", identity)
     return out
+
+
+class RunLog:
+    """A run's train.csv and eval.csv (rewritten up to the checkpoint's step on resume), its
+    throughput counters and its progress lines; `on_eval(step, result)` is called after each evaluation."""
+
+    def __init__(self, config: OnlineRLConfig, step: int, resumed: bool, started: float, on_eval=None) -> None:
+        out, keep = config.out, step if resumed else -1
+        self.config, self.started, self.on_eval = config, started, on_eval
+        self.train = CsvLog(out / "train.csv", TRAIN_FIELDS, read_rows(out / "train.csv", keep))
+        self.eval_rows = read_rows(out / "eval.csv", keep)
+        self.eval = CsvLog(out / "eval.csv", EVAL_FIELDS, self.eval_rows)
+        self.timing = {"env_seconds": 0.0, "update_seconds": 0.0, "env_steps": 0, "updates": 0}
+
+    def evaluation(self, step: int, result: dict, used_rl: float, note: str = "") -> None:
+        timing, config = self.timing, self.config
+        row = {
+            "step": step, **{k: result[k] for k in ("success_rate", "mean_dense_return", "mean_length")}, "used_rl": used_rl,
+            "successes": "".join(map(str, result["successes"])), "seconds": round(time.perf_counter() - self.started, 1),
+            "env_steps_per_s": round(timing["env_steps"] / max(timing["env_seconds"], 1e-9), 1),
+            "updates_per_s": round(timing["updates"] / max(timing["update_seconds"], 1e-9), 1),
+        }
+        self.eval.write(row)
+        self.eval_rows.append(row)
+        if self.on_eval is not None:
+            self.on_eval(step, result)
+        if config.progress:
+            print(f"[rl {config.method} {config.task} {config.reward_name}+{config.shaping_name} seed {config.seed}] step {step}: success {result['success_rate']:.2f}"
+                  f"{note}, {row['env_steps_per_s']} env steps/s, {row['updates_per_s']} updates/s", flush=True)
+
+    def close(self) -> None:
+        self.train.close()
+        self.eval.close()
 
 
 def write_summary(config: OnlineRLConfig, step: int, eval_rows: list[dict], started: float, info: dict) -> dict:
@@ -402,7 +440,7 @@ def _run_ibrl(config: OnlineRLConfig, resume: bool, on_eval) -> dict:
     image_size = rewards.image_size if rewards.views else getattr(load_policy(config.init), "image_size", None) or 84
     env = VecEnv(VecEnvSpec(config.task, train_views, image_size, config.horizon), config.num_envs, config.processes)
     eval_env = VecEnv(VecEnvSpec(config.task, policy_views, image_size, config.horizon), config.num_envs, config.processes)
-    log_train = log_eval = None
+    logs = None
     try:
         references = load_references(config, config.num_envs, env)
         eval_references = load_references(config, config.num_envs, env)
@@ -428,26 +466,12 @@ def _run_ibrl(config: OnlineRLConfig, resume: bool, on_eval) -> dict:
             first = [obs_vector(o) for o, _ in env.reset(list(range(config.num_envs)), [config.seed * TRAIN_SEED_STRIDE + 99_999 - i for i in range(config.num_envs)])]
             agent.normaliser.fit(demo_states if demo_states is not None else np.stack(first))
         last_good = step if checkpoint is not None else -1
-        log_train = CsvLog(out / "train.csv", TRAIN_FIELDS, read_rows(out / "train.csv", step if checkpoint else -1))
-        eval_rows = read_rows(out / "eval.csv", step if checkpoint else -1)
-        log_eval = CsvLog(out / "eval.csv", EVAL_FIELDS, eval_rows)
-        timing = {"env_seconds": 0.0, "update_seconds": 0.0, "env_steps": 0, "updates": 0}
+        logs = RunLog(config, step, checkpoint is not None, started, on_eval)
+        timing = logs.timing
 
         def do_eval() -> dict:
             result = evaluate(agent, eval_references, eval_env, config.eval_episodes)
-            row = {
-                "step": step, **{k: result[k] for k in ("success_rate", "mean_dense_return", "mean_length", "used_rl")},
-                "successes": "".join(map(str, result["successes"])), "seconds": round(time.perf_counter() - started, 1),
-                "env_steps_per_s": round(timing["env_steps"] / max(timing["env_seconds"], 1e-9), 1),
-                "updates_per_s": round(timing["updates"] / max(timing["update_seconds"], 1e-9), 1),
-            }
-            log_eval.write(row)
-            eval_rows.append(row)
-            if on_eval is not None:
-                on_eval(step, result)
-            if config.progress:
-                print(f"[rl {config.task} {config.reward_name}+{config.shaping_name} seed {config.seed}] step {step}: success {result['success_rate']:.2f} "
-                      f"(RL action {100 * result['used_rl']:.0f}% of steps), {row['env_steps_per_s']} env steps/s, {row['updates_per_s']} updates/s", flush=True)
+            logs.evaluation(step, result, result["used_rl"], f" (RL action {100 * result['used_rl']:.0f}% of steps)")
             return result
 
         def checkpoint_now() -> None:
@@ -522,7 +546,7 @@ def _run_ibrl(config: OnlineRLConfig, resume: bool, on_eval) -> dict:
                 episode_counter += len(done_slots)
                 for i in done_slots:
                     s = stats[i]
-                    log_train.write({"step": step, "episode": episode_counter, "seed": s["seed"], "task_return": round(s["task"], 4), "learned_return": round(s["learned"], 4),
+                    logs.train.write({"step": step, "episode": episode_counter, "seed": s["seed"], "task_return": round(s["task"], 4), "learned_return": round(s["learned"], 4),
                                      "success": int(s["success"]), "length": s["length"], "used_rl": round(s["rl"] / max(1, s["length"]), 3), "seconds": round(time.perf_counter() - started, 1)})
                 resets = env.reset(done_slots, new_seeds)
                 new_phi = rewards.potentials(done_slots, [o for o, _ in resets], [i for _, i in resets], reset=True)
@@ -542,13 +566,12 @@ def _run_ibrl(config: OnlineRLConfig, resume: bool, on_eval) -> dict:
         kept = f"the last good checkpoint (step {last_good}) is kept in {out}" if locals().get("last_good", -1) >= 0 else "no checkpoint was written yet"
         raise RewardNaNError(f"{error}; training stopped, {kept}. Fix the reward model, then rerun with --resume") from None
     finally:
-        for log in (log_train, log_eval):
-            if log is not None:
-                log.close()
+        if logs is not None:
+            logs.close()
         env.close()
         eval_env.close()
 
-    return write_summary(config, step, eval_rows, started, info)
+    return write_summary(config, step, logs.eval_rows, started, info)
 
 
 def hacking_flag(train_rows: list[dict], eval_success: list[float]) -> bool:
@@ -598,7 +621,7 @@ def _run_awr(config: OnlineRLConfig, resume: bool, on_eval) -> dict:
     rewards = Rewards(config, config.num_envs)
     env = VecEnv(VecEnvSpec(config.task, rewards.views, rewards.image_size, config.horizon), config.num_envs, config.processes)
     eval_env = VecEnv(VecEnvSpec(config.task, (), 84, config.horizon), config.num_envs, config.processes)
-    log_train = log_eval = None
+    logs = None
     try:
         from headway.policy.evaluate import check_policy_fits
 
@@ -625,26 +648,12 @@ def _run_awr(config: OnlineRLConfig, resume: bool, on_eval) -> dict:
             first = [obs_vector(o) for o, _ in env.reset(list(range(config.num_envs)), [config.seed * TRAIN_SEED_STRIDE + 99_999 - i for i in range(config.num_envs)])]
             learner.fit_normaliser(np.concatenate(demo_obs) if demo_obs else np.stack(first))
         last_good = step if checkpoint is not None else -1
-        log_train = CsvLog(out / "train.csv", TRAIN_FIELDS, read_rows(out / "train.csv", step if checkpoint else -1))
-        eval_rows = read_rows(out / "eval.csv", step if checkpoint else -1)
-        log_eval = CsvLog(out / "eval.csv", EVAL_FIELDS, eval_rows)
-        timing = {"env_seconds": 0.0, "update_seconds": 0.0, "env_steps": 0, "updates": 0}
+        logs = RunLog(config, step, checkpoint is not None, started, on_eval)
+        timing = logs.timing
 
         def do_eval() -> dict:
             result = evaluate(None, evaluators, eval_env, config.eval_episodes, reference_only=True)
-            row = {
-                "step": step, **{k: result[k] for k in ("success_rate", "mean_dense_return", "mean_length")}, "used_rl": 1.0 if step else 0.0,
-                "successes": "".join(map(str, result["successes"])), "seconds": round(time.perf_counter() - started, 1),
-                "env_steps_per_s": round(timing["env_steps"] / max(timing["env_seconds"], 1e-9), 1),
-                "updates_per_s": round(timing["updates"] / max(timing["update_seconds"], 1e-9), 1),
-            }
-            log_eval.write(row)
-            eval_rows.append(row)
-            if on_eval is not None:
-                on_eval(step, result)
-            if config.progress:
-                print(f"[rl awr {config.task} {config.reward_name}+{config.shaping_name} seed {config.seed}] step {step}: success {result['success_rate']:.2f}, "
-                      f"{row['env_steps_per_s']} env steps/s, {row['updates_per_s']} updates/s", flush=True)
+            logs.evaluation(step, result, 1.0 if step else 0.0)
             return result
 
         def checkpoint_now() -> None:
@@ -656,9 +665,7 @@ def _run_awr(config: OnlineRLConfig, resume: bool, on_eval) -> dict:
                 np.savez(folder / "replay.npz", **learner.episodes_state())
                 BCPolicy(net, {**init.meta, "finetuned": {"method": "awr", "reward": config.reward, "shaping": config.shaping_name, "env_steps": step}}).save(folder / "policy")
 
-            root = publish_checkpoint(out, step, write).parent
-            for old in sorted(root.glob("step_*"))[:-2]:
-                shutil.rmtree(old, ignore_errors=True)
+            publish_pruned(out, step, write)
 
         if step == 0:
             info["start_success"] = do_eval()["success_rate"]
@@ -720,7 +727,7 @@ def _run_awr(config: OnlineRLConfig, resume: bool, on_eval) -> dict:
                     ))
                     learner.update(config.awr.updates_per_episode)
                     timing["updates"] += config.awr.updates_per_episode
-                    log_train.write({"step": step, "episode": episode_counter, "seed": run["seed"], "task_return": round(run["task"], 4),
+                    logs.train.write({"step": step, "episode": episode_counter, "seed": run["seed"], "task_return": round(run["task"], 4),
                                      "learned_return": round(float(np.sum(run["rewards"])), 4), "success": int(run["success"]),
                                      "length": len(run["actions"]), "used_rl": 1.0, "seconds": round(time.perf_counter() - started, 1)})
                 timing["update_seconds"] += time.perf_counter() - t0
@@ -736,9 +743,8 @@ def _run_awr(config: OnlineRLConfig, resume: bool, on_eval) -> dict:
         kept = f"the last good checkpoint (step {last_good}) is kept in {out}" if locals().get("last_good", -1) >= 0 else "no checkpoint was written yet"
         raise RewardNaNError(f"{error}; training stopped, {kept}. Fix the reward model, then rerun with --resume") from None
     finally:
-        for log in (log_train, log_eval):
-            if log is not None:
-                log.close()
+        if logs is not None:
+            logs.close()
         env.close()
         eval_env.close()
     final = out / "policy"
@@ -747,7 +753,7 @@ def _run_awr(config: OnlineRLConfig, resume: bool, on_eval) -> dict:
     shutil.copytree(out / json.loads((out / "latest.json").read_text())["checkpoint"] / "policy", tmp)
     shutil.rmtree(final, ignore_errors=True)
     tmp.rename(final)
-    return write_summary(config, step, eval_rows, started, info)
+    return write_summary(config, step, logs.eval_rows, started, info)
 
 
 def load_checkpoint_awr(out: Path) -> tuple[dict, dict] | None:
