@@ -109,7 +109,8 @@ def run_config(args: argparse.Namespace, variant: str, seed: int, init: Path, de
         horizon=args.horizon,
         uncertainty_penalty=args.uncertainty_penalty if uncertain else 0.0,
         agent=AgentConfig(critics=args.critics, n_step=args.n_step, bc_weight=args.bc_weight, residual=args.residual),
-        awr=AWRConfig(noise=args.noise, weighting=args.weighting, beta=args.beta, gamma=args.gamma, lam=args.lam, updates_per_episode=args.updates_per_episode),
+        awr=AWRConfig(noise=args.noise, weighting=args.weighting, beta=args.beta, gamma=args.gamma, lam=args.lam, updates_per_episode=args.updates_per_episode,
+                       demo_ratio=args.anchor),
         progress=True,
     )
 
@@ -178,6 +179,7 @@ def main() -> None:
     parser.add_argument("--eval-every", type=int, default=750)
     parser.add_argument("--eval-episodes", type=int, default=20)
     parser.add_argument("--noise", type=float, default=0.05, help="awr: exploration noise on executed actions")
+    parser.add_argument("--anchor", type=float, default=0.0, help="awr: share of each policy batch from the start's own demonstrations (0: none)")
     parser.add_argument("--weighting", default="positive", choices=("exp", "positive"), help="awr: advantage weighting")
     parser.add_argument("--beta", type=float, default=1.0, help="awr: temperature in advantage standard deviations")
     parser.add_argument("--gamma", type=float, default=0.99, help="awr: discount (of the return and of the potential's shaping)")

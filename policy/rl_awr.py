@@ -46,7 +46,9 @@ class AWRConfig:
     batch_size: int = 256
     policy_lr: float = 1e-4
     value_lr: float = 3e-4
-    demo_ratio: float = 0.5  # share of each policy batch drawn from the init's demonstrations (weight 1)
+    # share of each policy batch drawn from the init's own demonstrations at weight 1; 0 by default:
+    # more cloning of the few demonstrations a weak start was made from over-fits them (docs/rl.md)
+    demo_ratio: float = 0.0
     hidden: int = 256
 
     def __post_init__(self) -> None:

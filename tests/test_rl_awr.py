@@ -64,6 +64,23 @@ def test_an_update_moves_the_policy_toward_high_advantage_actions():
     assert action > 0.25  # plain imitation of both would give about 0
 
 
+def test_with_positive_weights_and_nothing_better_than_expected_the_policy_stays():
+    from headway.policy.bc import BCNet
+
+    torch.manual_seed(0)
+    net = BCNet(state_dim=2, action_dim=1, chunk=2, hidden=16, layers=2)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    learner = AWRLearner(net, obs_dim=2, config=AWRConfig(batch_size=8, weighting="positive", value_lr=1e-12, lam=1.0), demos=None)
+    with torch.no_grad():  # V = 1 everywhere and every return is 0: every advantage is negative
+        learner.value.net[-1].weight.zero_()
+        learner.value.net[-1].bias.fill_(1.0)
+    learner.add_episode(Episode(policy_in=np.ones((5, 2), np.float32), obs=np.ones((6, 2), np.float32), phi=np.zeros(6),
+                                actions=np.full((5, 1), 0.7, np.float32), rewards=np.zeros(5), terminated=True))
+    assert learner.update(20)["mean_weight"] == 0.0
+    for key, value in net.state_dict().items():
+        torch.testing.assert_close(value, before[key])
+
+
 # -- runs with a real (tiny) headway policy ------------------------------------------------------------
 @pytest.fixture(scope="module")
 def tiny_bc(tiny_dataset, tmp_path_factory) -> Path:
@@ -86,7 +103,7 @@ def test_awr_starts_as_the_init_policy_learns_and_writes_a_loadable_policy(tiny_
     from headway.policy.evaluate import DEFAULT_EVAL_SEED, evaluate_policy
     from headway.policy.interface import load_policy
 
-    summary = run_online_rl(_config(tmp_path / "run", tiny_bc, tiny_dataset, reward="oracle"))
+    summary = run_online_rl(_config(tmp_path / "run", tiny_bc, tiny_dataset, reward="oracle", awr=AWRConfig(batch_size=16, updates_per_episode=3, hidden=16, weighting="exp")))
     own = evaluate_policy(load_policy(tiny_bc), "lift", episodes=2, seed=DEFAULT_EVAL_SEED, horizon=10, progress=False)
     assert summary["eval_successes"][0] == [int(r["success"]) for r in own["per_episode"]]
     assert summary["method"] == "awr" and summary["eval_steps"] == [0, 20, 40]
