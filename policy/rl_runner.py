@@ -419,13 +419,13 @@ def write_summary(config: OnlineRLConfig, step: int, eval_rows: list[dict], star
 # -- the loop ----------------------------------------------------------------------------------------
 def run_online_rl(config: OnlineRLConfig, resume: bool = False, on_eval=None) -> dict:
     """Train (or continue) the run in `config.out`; `on_eval(step, result)` is called after each evaluation."""
-    if config.method == "awr":
-        return run_awr(config, resume, on_eval)
+    loop = _run_awr if config.method == "awr" else _run_ibrl
     with torch_threads(config.threads):
-        return _run_ibrl(config, resume, on_eval)
+        return loop(config, resume, on_eval)
 
 
 def _run_ibrl(config: OnlineRLConfig, resume: bool, on_eval) -> dict:
+    """Method ibrl: act through the frozen init policy, an RL actor chosen by the critic ensemble."""
     from headway.policy.vec_env import VecEnv, VecEnvSpec
 
     started = time.perf_counter()
@@ -598,13 +598,8 @@ def awr_anchor(policy, config: OnlineRLConfig):
     return load_bc_samples(dataset, chunk=policy.chunk, use_object_state=policy.object_dim > 0, episodes=episodes, progress=False)
 
 
-def run_awr(config: OnlineRLConfig, resume: bool = False, on_eval=None) -> dict:
-    """`run_online_rl` with method awr: noisy episodes of the current policy, an AWR update after each."""
-    with torch_threads(config.threads):
-        return _run_awr(config, resume, on_eval)
-
-
 def _run_awr(config: OnlineRLConfig, resume: bool, on_eval) -> dict:
+    """Method awr: noisy episodes of the current policy, an AWR update after each."""
     from headway.policy.bc import BCPolicy
     from headway.policy.interface import load_policy
     from headway.policy.vec_env import VecEnv, VecEnvSpec
