@@ -144,15 +144,23 @@ REWARD_SOURCES.register("robosuite-dense", _no_argument("robosuite-dense", Dense
 REWARD_SOURCES.register("prm", _model_source)
 
 
-def make_reward_source(spec: str, task: str, device: str | None = None) -> RewardSource:
-    """Build a source from `name` or `name:argument` (e.g. `prm:models/lift`)."""
+def make_reward_source(spec: str, task: str, device: str | None = None, success_weight: float = 0.0) -> RewardSource:
+    """Build a source from `name` or `name:argument` (e.g. `prm:models/lift`); `success_weight` mixes
+    the reward model's success probability into its potential (prm only)."""
     name, _, argument = spec.partition(":")
     if name not in REWARD_SOURCES:
         raise HeadwayError(
             f"unknown reward source {spec!r}; valid reward sources: "
             + ", ".join("prm:CKPT" if n == "prm" else n for n in sorted(REWARD_SOURCES.names()))
         )
-    return REWARD_SOURCES.get(name)(argument or None, task, device)
+    source = REWARD_SOURCES.get(name)(argument or None, task, device)
+    if success_weight:
+        if not isinstance(source, ModelSource):
+            raise HeadwayError(f"a success weight mixes a reward model's success into its potential; reward source {name!r} has none (use prm:CKPT or --success-weight 0)")
+        if not 0.0 <= success_weight <= 1.0:
+            raise HeadwayError(f"success weight of the potential must be in [0, 1], got {success_weight}")
+        source.success_weight = float(success_weight)
+    return source
 
 
 def check_shaping(shaping: str, source: RewardSource) -> str:

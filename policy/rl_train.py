@@ -354,7 +354,7 @@ def _train_rl(config: RLConfig, resume: bool) -> dict:
     started = time.perf_counter()
     out = config.out
     device = default_device(config.device)
-    source = make_reward_source(config.reward, config.task, config.device)
+    source = make_reward_source(config.reward, config.task, config.device, config.success_weight)
     shaping = check_shaping(config.shaping or default_shaping(source), source)
     identity = config.identity() | {"shaping": shaping}
 

@@ -123,6 +123,8 @@ def test_unknown_reward_sources_and_shapings_list_the_valid_names():
         make_reward_source("prm", "lift")
     with pytest.raises(HeadwayError, match="does not exist"):
         make_reward_source("prm:/no/such/model", "lift")
+    with pytest.raises(HeadwayError, match="success weight.*has none"):
+        make_reward_source("sparse", "lift", success_weight=0.5)
     with pytest.raises(HeadwayError, match="unknown reward source"):
         RLConfig(reward="bogus", steps=1)  # the config checks names before any work
     with pytest.raises(HeadwayError, match="valid shapings"):

@@ -15,12 +15,10 @@ def _train(args: argparse.Namespace) -> int:
         datasets=args.dataset,
         out=args.out,
         views=names_argument(args.views) if args.views else None,
-        width=args.width,
-        steps=args.steps,
-        batch_size=args.batch_size,
         max_minutes=args.minutes,
         seed=args.seed,
         device=args.device,
+        **{name: getattr(args, name) for name in ("width", "steps", "batch_size") if getattr(args, name) is not None},
     )
     summary = train_keypoint_model(config, resume=args.resume)
     early = " (stopped at the time budget)" if summary["stopped_early"] else ""
@@ -74,9 +72,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--dataset", type=Path, action="append", required=True, help="a dataset from `headway sim collect` (repeatable)")
     train.add_argument("--out", type=Path, required=True, help="checkpoint folder to create")
     train.add_argument("--views", default=None, help="comma-separated views (default: all of the dataset)")
-    train.add_argument("--steps", type=int, default=4000)
-    train.add_argument("--batch-size", type=int, default=32)
-    train.add_argument("--width", type=int, default=16, help="channels of the first U-Net stage")
+    train.add_argument("--steps", type=int, default=None, help="training steps (default: KeypointTrainConfig's, 3000)")
+    train.add_argument("--batch-size", type=int, default=None, help="default: KeypointTrainConfig's, 32")
+    train.add_argument("--width", type=int, default=None, help="channels of the first U-Net stage (default: KeypointTrainConfig's, 16)")
     train.add_argument("--minutes", type=float, default=None, help="stop (and save) after this much training time")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--resume", action="store_true", help="continue an interrupted training in --out")
