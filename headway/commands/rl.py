@@ -58,6 +58,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--batch-size", type=int, default=256)
     train.add_argument("--utd", type=int, default=1, help="gradient updates per environment step")
     train.add_argument("--gamma", type=float, default=0.99, help="discount (also used by the shaping)")
+    train.add_argument("--success-weight", type=float, default=0.0, help="potential = (1 - w) progress + w success probability (prm only)")
     train.add_argument("--pretrain-steps", type=int, default=0, help="without --init: clone the successful demos first")
     train.add_argument("--distill-steps", type=int, default=2_000, help="with --init: supervised steps distilling it")
     train.add_argument("--bc-weight", type=float, default=0.0, help="behaviour-cloning term on demonstration rows (TD3+BC style)")
