@@ -7,10 +7,11 @@ actions and hands each finished episode to `AWRLearner.add_episode`; `AWRLearner
 1. fits a value function V(s, Phi) on lambda-returns of the (shaped) reward. The potential Phi is an
    input, so V can represent V_shaped = V - Phi even when Phi depends on a reward model's frame window;
 2. computes GAE(lambda) advantages of every stored step with the current V;
-3. regresses the policy's chunk at s_t onto the executed actions a_t .. a_t+H-1, weighted by
-   exp(A / (beta * std(A))) clipped at `max_weight`: better-than-expected behaviour is imitated more.
-   Dividing by the advantages' spread makes the step independent of the reward's scale.
-   Half of every batch is the init's own demonstrations at weight 1, an anchor that keeps the start.
+3. regresses the policy's chunk at s_t onto the executed actions a_t .. a_t+H-1, weighted by 1[A > 0]
+   ("positive", the default: only better-than-expected behaviour is imitated, and with none the
+   policy does not move) or by exp(A / (beta * std(A))) clipped at `max_weight` ("exp"); either way
+   the step does not depend on the reward's scale. With `demo_ratio` > 0, that share of every batch
+   is the init's own demonstrations at weight 1 (off by default, see docs/rl.md).
 
 Why this and not the critic-based recipe alone (policy/rl_algo.py): with few thousand env steps, a
 Q-function over 7-D actions learned from a handful of successes moves the actor before it is right
@@ -29,6 +30,8 @@ import torch
 from torch import nn
 
 from headway.errors import HeadwayError
+from headway.policy.bc import per_sample_loss
+from headway.policy.bc_data import action_chunks
 from headway.policy.rl_algo import Normaliser
 
 WEIGHTINGS = ("exp", "positive")
@@ -116,18 +119,12 @@ def awr_weights(advantages: np.ndarray, beta: float, max_weight: float, weightin
 # -- 3. the learner --------------------------------------------------------------------------------
 @dataclass
 class Episode:
-    policy_in: np.ndarray  # (T, S) the policy's input at each step
-    obs: np.ndarray  # (T + 1, O) the value function's input, including the final observation
+    obs: np.ndarray  # (T + 1, O) state then object state, including the final observation; the
+    # policy reads its first `net.state_dim` columns (state, plus object state if it was cloned with it)
     phi: np.ndarray  # (T + 1,) potential of each observation
     actions: np.ndarray  # (T, A) executed actions
     rewards: np.ndarray  # (T,) the reward the learner optimises (shaped where shaping is on)
     terminated: bool
-
-
-def chunk_targets(actions: np.ndarray, chunk: int) -> tuple[np.ndarray, np.ndarray]:
-    from headway.policy.bc_data import action_chunks
-
-    return action_chunks(actions, chunk)
 
 
 class AWRLearner:
@@ -161,22 +158,22 @@ class AWRLearner:
 
     # the three steps of one update, each over all stored episodes
     @torch.no_grad()
-    def _advantages(self) -> tuple[np.ndarray, np.ndarray]:
-        advantages, returns = [], []
-        for e in self.episodes:
-            v = self.value(torch.from_numpy(e.obs).to(self.device), torch.from_numpy(e.phi).float().to(self.device)).cpu().numpy().astype(np.float64)
-            a = gae(e.rewards, v, e.terminated, self.config.gamma, self.config.lam)
-            advantages.append(a)
-            returns.append(a + v[:-1])
-        return np.concatenate(advantages), np.concatenate(returns)
+    def _advantages(self, all_obs: torch.Tensor, all_phi: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """GAE and lambda-returns of every stored step, from one pass of V over every observation."""
+        values = np.split(self.value(all_obs, all_phi).cpu().numpy().astype(np.float64), np.cumsum([len(e.obs) for e in self.episodes])[:-1])
+        advantages = [gae(e.rewards, v, e.terminated, self.config.gamma, self.config.lam) for e, v in zip(self.episodes, values)]
+        return np.concatenate(advantages), np.concatenate([a + v[:-1] for a, v in zip(advantages, values)])
 
     def _flat(self) -> dict[str, torch.Tensor]:
         chunk = self.net.chunk
-        targets, masks = zip(*(chunk_targets(e.actions, chunk) for e in self.episodes))
+        targets, masks = zip(*(action_chunks(e.actions, chunk) for e in self.episodes))
         cat = lambda xs: torch.from_numpy(np.concatenate(xs)).to(self.device)  # noqa: E731
+        obs = cat([e.obs[:-1] for e in self.episodes]).float()
         return {
-            "policy_in": cat([e.policy_in for e in self.episodes]).float(),
-            "obs": cat([e.obs[:-1] for e in self.episodes]).float(),
+            "policy_in": obs[:, : self.net.state_dim],
+            "obs": obs,
+            "all_obs": cat([e.obs for e in self.episodes]).float(),
+            "all_phi": cat([e.phi for e in self.episodes]).float(),
             "phi": cat([e.phi[:-1] for e in self.episodes]).float(),
             "actions": self.net.normalise_actions(cat(list(targets)).float()),
             "mask": cat(list(masks)).float(),
@@ -186,11 +183,9 @@ class AWRLearner:
         """`steps` value and policy gradient steps on everything collected so far."""
         if not self.episodes:
             return {}
-        from headway.policy.bc import per_sample_loss
-
         config, data = self.config, self._flat()
         n = len(data["obs"])
-        _, returns = self._advantages()
+        _, returns = self._advantages(data["all_obs"], data["all_phi"])
         target = torch.from_numpy(returns).float().to(self.device)
         self.value.train()
         for _ in range(steps):
@@ -201,7 +196,7 @@ class AWRLearner:
             nn.utils.clip_grad_norm_(self.value.parameters(), 10.0)
             self.value_opt.step()
         value_loss = float(loss.detach())
-        advantages, _ = self._advantages()
+        advantages, _ = self._advantages(data["all_obs"], data["all_phi"])
         weights = torch.from_numpy(awr_weights(advantages, config.beta, config.max_weight, config.weighting)).float().to(self.device)
         online_size = max(1, int(round(config.batch_size * (1.0 - config.demo_ratio)))) if self.demos is not None else config.batch_size
         self.net.train()
@@ -243,7 +238,7 @@ class AWRLearner:
             return {"lengths": np.zeros(0, np.int64)}
         return {
             "lengths": np.array([len(e.actions) for e in es], np.int64), "terminated": np.array([e.terminated for e in es]),
-            "policy_in": np.concatenate([e.policy_in for e in es]), "obs": np.concatenate([e.obs for e in es]),
+            "obs": np.concatenate([e.obs for e in es]),
             "phi": np.concatenate([e.phi for e in es]), "actions": np.concatenate([e.actions for e in es]),
             "rewards": np.concatenate([e.rewards for e in es]),
         }
@@ -254,7 +249,7 @@ class AWRLearner:
         for k, length in enumerate(state["lengths"].tolist()):
             end = start + length
             self.episodes.append(Episode(
-                policy_in=state["policy_in"][start:end], obs=state["obs"][start + k : end + k + 1], phi=state["phi"][start + k : end + k + 1],
+                obs=state["obs"][start + k : end + k + 1], phi=state["phi"][start + k : end + k + 1],
                 actions=state["actions"][start:end], rewards=state["rewards"][start:end], terminated=bool(state["terminated"][k]),
             ))
             start = end

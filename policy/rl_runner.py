@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from headway.atomic import atomic_write_json, publish_checkpoint
+from headway.atomic import atomic_write_json, publish_checkpoint, replace_folder
 from headway.csvlog import CsvLog, read_rows
 from headway.errors import HeadwayError
 from headway.policy.evaluate import DEFAULT_EVAL_SEED
@@ -396,6 +396,12 @@ class RunLog:
         self.eval.close()
 
 
+def stopped_by_nan(error: RewardNaNError, last_good: int, out: Path) -> RewardNaNError:
+    """The error a NaN reward stops a run with, naming the checkpoint kept (step -1: none yet)."""
+    kept = f"the last good checkpoint (step {last_good}) is kept in {out}" if last_good >= 0 else "no checkpoint was written yet"
+    return RewardNaNError(f"{error}; training stopped, {kept}. Fix the reward model, then rerun with --resume")
+
+
 def write_summary(config: OnlineRLConfig, step: int, eval_rows: list[dict], started: float, info: dict) -> dict:
     """summary.json from the evaluation log: curve, start and final success, throughput, hacking flag."""
     out = config.out
@@ -440,7 +446,7 @@ def _run_ibrl(config: OnlineRLConfig, resume: bool, on_eval) -> dict:
     image_size = rewards.image_size if rewards.views else getattr(load_policy(config.init), "image_size", None) or 84
     env = VecEnv(VecEnvSpec(config.task, train_views, image_size, config.horizon), config.num_envs, config.processes)
     eval_env = VecEnv(VecEnvSpec(config.task, policy_views, image_size, config.horizon), config.num_envs, config.processes)
-    logs = None
+    logs, last_good = None, -1
     try:
         references = load_references(config, config.num_envs, env)
         eval_references = load_references(config, config.num_envs, env)
@@ -563,8 +569,7 @@ def _run_ibrl(config: OnlineRLConfig, resume: bool, on_eval) -> dict:
                 last_good = step
                 next_eval = (step // config.eval_every + 1) * config.eval_every
     except RewardNaNError as error:
-        kept = f"the last good checkpoint (step {last_good}) is kept in {out}" if locals().get("last_good", -1) >= 0 else "no checkpoint was written yet"
-        raise RewardNaNError(f"{error}; training stopped, {kept}. Fix the reward model, then rerun with --resume") from None
+        raise stopped_by_nan(error, last_good, out) from None
     finally:
         if logs is not None:
             logs.close()
@@ -616,7 +621,7 @@ def _run_awr(config: OnlineRLConfig, resume: bool, on_eval) -> dict:
     rewards = Rewards(config, config.num_envs)
     env = VecEnv(VecEnvSpec(config.task, rewards.views, rewards.image_size, config.horizon), config.num_envs, config.processes)
     eval_env = VecEnv(VecEnvSpec(config.task, (), 84, config.horizon), config.num_envs, config.processes)
-    logs = None
+    logs, last_good = None, -1
     try:
         from headway.policy.evaluate import check_policy_fits
 
@@ -677,7 +682,7 @@ def _run_awr(config: OnlineRLConfig, resume: bool, on_eval) -> dict:
             runs = []
             for k, (i, (o, _)) in enumerate(zip(indices, resets)):
                 actors[i].reset()
-                runs.append({"seed": seeds[k], "obs": o, "policy_in": [], "obs_v": [obs_vector(o)], "phi": [checked(float(phis[k]), "potential", step)],
+                runs.append({"seed": seeds[k], "obs": o, "obs_v": [obs_vector(o)], "phi": [checked(float(phis[k]), "potential", step)],
                              "actions": [], "rewards": [], "task": 0.0, "success": False})
             return runs
 
@@ -686,8 +691,6 @@ def _run_awr(config: OnlineRLConfig, resume: bool, on_eval) -> dict:
         while step < config.steps:
             actions = []
             for i in slots:
-                state_in, _ = actors[i]._inputs(runs[i]["obs"])
-                runs[i]["policy_in"].append(state_in[0].numpy() if state_in is not None else np.zeros(0, np.float32))
                 noise = rng.normal(0.0, config.awr.noise, size=init.action_dim)
                 actions.append(np.clip(actors[i].act(runs[i]["obs"]) + noise, -1.0, 1.0).astype(np.float32))
             t0 = time.perf_counter()
@@ -716,7 +719,7 @@ def _run_awr(config: OnlineRLConfig, resume: bool, on_eval) -> dict:
                 for i in done:
                     run = runs[i]
                     learner.add_episode(Episode(
-                        policy_in=np.stack(run["policy_in"]).astype(np.float32), obs=np.stack(run["obs_v"]).astype(np.float32),
+                        obs=np.stack(run["obs_v"]).astype(np.float32),
                         phi=np.asarray(run["phi"], np.float64), actions=np.stack(run["actions"]), rewards=np.asarray(run["rewards"], np.float64),
                         terminated=run["terminated"],
                     ))
@@ -735,19 +738,16 @@ def _run_awr(config: OnlineRLConfig, resume: bool, on_eval) -> dict:
                 next_eval = (step // config.eval_every + 1) * config.eval_every
         info.update({f"last_{k}": v for k, v in learner.last.items()})
     except RewardNaNError as error:
-        kept = f"the last good checkpoint (step {last_good}) is kept in {out}" if locals().get("last_good", -1) >= 0 else "no checkpoint was written yet"
-        raise RewardNaNError(f"{error}; training stopped, {kept}. Fix the reward model, then rerun with --resume") from None
+        raise stopped_by_nan(error, last_good, out) from None
     finally:
         if logs is not None:
             logs.close()
         env.close()
         eval_env.close()
-    final = out / "policy"
-    tmp = out / ".policy.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(out / json.loads((out / "latest.json").read_text())["checkpoint"] / "policy", tmp)
-    shutil.rmtree(final, ignore_errors=True)
-    tmp.rename(final)
+    build = out / ".policy.tmp"
+    shutil.rmtree(build, ignore_errors=True)
+    shutil.copytree(out / json.loads((out / "latest.json").read_text())["checkpoint"] / "policy", build)
+    replace_folder(build, out / "policy")
     return write_summary(config, step, logs.eval_rows, started, info)
 
 

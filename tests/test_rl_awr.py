@@ -3,11 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -56,7 +51,7 @@ def test_an_update_moves_the_policy_toward_high_advantage_actions():
     rng = np.random.default_rng(0)
     for _ in range(20):  # one-step episodes from the same state: action +0.5 is rewarded, -0.5 is not
         a = rng.choice([-0.5, 0.5])
-        learner.add_episode(Episode(policy_in=np.zeros((1, 2), np.float32), obs=np.zeros((2, 2), np.float32), phi=np.zeros(2),
+        learner.add_episode(Episode(obs=np.zeros((2, 2), np.float32), phi=np.zeros(2),
                                     actions=np.array([[a]], np.float32), rewards=np.array([float(a > 0)]), terminated=True))
     learner.update(300)
     with torch.no_grad():
@@ -74,7 +69,7 @@ def test_with_positive_weights_and_nothing_better_than_expected_the_policy_stays
     with torch.no_grad():  # V = 1 everywhere and every return is 0: every advantage is negative
         learner.value.net[-1].weight.zero_()
         learner.value.net[-1].bias.fill_(1.0)
-    learner.add_episode(Episode(policy_in=np.ones((5, 2), np.float32), obs=np.ones((6, 2), np.float32), phi=np.zeros(6),
+    learner.add_episode(Episode(obs=np.ones((6, 2), np.float32), phi=np.zeros(6),
                                 actions=np.full((5, 1), 0.7, np.float32), rewards=np.zeros(5), terminated=True))
     assert learner.update(20)["mean_weight"] == 0.0
     for key, value in net.state_dict().items():
@@ -139,7 +134,7 @@ def test_awr_refuses_a_policy_it_cannot_fine_tune(tiny_dataset, tmp_path):
         AWRConfig(noise=-0.1)
 
 
-def test_awr_kill_9_then_resume_finishes_the_run(tiny_bc, tiny_dataset, tmp_path):
+def test_awr_kill_9_then_resume_finishes_the_run(tiny_bc, tiny_dataset, tmp_path, script_run):
     out = tmp_path / "run"
     script = (
         "import sys, torch; torch.set_num_threads(1)\n"
@@ -151,21 +146,11 @@ def test_awr_kill_9_then_resume_finishes_the_run(tiny_bc, tiny_dataset, tmp_path
         " awr=AWRConfig(batch_size=16, updates_per_episode=3, hidden=16))\n"
         "print(run_online_rl(c, resume=len(sys.argv) > 1)['steps'])\n"
     )
-    env = {**os.environ, "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl")}
-    process = subprocess.Popen([sys.executable, "-c", script], env=env)
-    deadline = time.time() + 240
-    while time.time() < deadline:
-        latest = out / "latest.json"
-        if latest.exists() and json.loads(latest.read_text())["step"] >= 40:
-            break
-        time.sleep(0.2)
-    os.kill(process.pid, signal.SIGKILL)
-    process.wait()
-    killed_at = json.loads((out / "latest.json").read_text())["step"]
+    killed_at = script_run.kill_at(script, out, 40)
     assert 40 <= killed_at < 400
     episodes_before = len(np.load(out / json.loads((out / "latest.json").read_text())["checkpoint"] / "replay.npz")["lengths"])
     assert episodes_before >= 2
-    done = subprocess.run([sys.executable, "-c", script, "resume"], env=env, capture_output=True, text=True, timeout=600)
+    done = script_run.resume(script)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().splitlines()[-1] == "400"
     steps = [int(line.split(",")[0]) for line in (out / "eval.csv").read_text().splitlines()[1:]]

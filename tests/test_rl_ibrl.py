@@ -3,11 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -240,7 +235,7 @@ def test_nan_from_the_reward_stops_naming_the_step_and_keeps_the_last_checkpoint
     assert kept < nan_step and json.loads((tmp_path / "run" / "latest.json").read_text())["step"] == kept
 
 
-def test_kill_9_then_resume_finishes_the_run(tiny_bc, tiny_dataset, tmp_path):
+def test_kill_9_then_resume_finishes_the_run(tiny_bc, tiny_dataset, tmp_path, script_run):
     out = tmp_path / "run"
     script = (
         "import sys, torch; torch.set_num_threads(1)\n"
@@ -252,19 +247,9 @@ def test_kill_9_then_resume_finishes_the_run(tiny_bc, tiny_dataset, tmp_path):
         " agent=AgentConfig(hidden=(16, 16), critics=2))\n"
         "print(run_online_rl(c, resume=len(sys.argv) > 1)['steps'])\n"
     )
-    env = {**os.environ, "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl")}
-    process = subprocess.Popen([sys.executable, "-c", script], env=env)
-    deadline = time.time() + 240
-    while time.time() < deadline:
-        latest = out / "latest.json"
-        if latest.exists() and json.loads(latest.read_text())["step"] >= 40:
-            break
-        time.sleep(0.2)
-    os.kill(process.pid, signal.SIGKILL)
-    process.wait()
-    killed_at = json.loads((out / "latest.json").read_text())["step"]
+    killed_at = script_run.kill_at(script, out, 40)
     assert 40 <= killed_at < 400
-    done = subprocess.run([sys.executable, "-c", script, "resume"], env=env, capture_output=True, text=True, timeout=600)
+    done = script_run.resume(script)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().splitlines()[-1] == "400"
     steps = [int(line.split(",")[0]) for line in (out / "eval.csv").read_text().splitlines()[1:]]
