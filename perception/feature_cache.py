@@ -60,14 +60,18 @@ class FeatureCache:
         self.root = Path(root)
         self.dtype = np.dtype(dtype)
         self._group: Any = None
+        self._writable = False
 
     def _open(self, create: bool) -> Any:
+        """The root group: opened read-only for lookups (a cache another user or training process
+        built may not be writable here), reopened for writing at the first `put`."""
         import zarr
 
-        if self._group is None:
+        if self._group is None or (create and not self._writable):
             if not create and not (self.root / "zarr.json").exists():
                 return None
-            self._group = zarr.open_group(store=str(self.root), mode="a", use_consolidated=False)
+            self._group = zarr.open_group(store=str(self.root), mode="a" if create else "r", use_consolidated=False)
+            self._writable = create
         return self._group
 
     @staticmethod

@@ -1,4 +1,11 @@
-"""Training of the stage-aware reward model: seeded, resumable, with a progress bar showing the loss."""
+"""Training of the stage-aware reward model: seeded, resumable, with a progress bar showing the loss.
+
+Under torchrun (`torchrun --nproc_per_node N $(which headway) reward train ...`) each process draws
+its own share of every batch's segments from its own random stream, gradients are averaged by
+DistributedDataParallel, and the loss is weighted as if one process had drawn the whole batch, so
+the recipe (segments per batch, learning rate, steps) does not change with N. Rank 0 alone builds a
+frozen tower's feature cache, writes checkpoints, the training record and the progress bar.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from headway import distributed
+from headway.atomic import atomic_write_with
 from headway.datasets.annotations import temporal_proportions
 from headway.datasets.reader import DatasetReader
 from headway.errors import HeadwayError
@@ -19,7 +28,7 @@ from headway.perception.encoders import build_encoder
 from headway.perception.preprocess import color_jitter, random_rotate_crop, random_shift
 from headway.reward.labels import StagePrior
 from headway.reward.stage_model import StageModelConfig, StageRewardNet, task_tensors
-from headway.reward.stage_reward import StageRewardModel, default_device
+from headway.reward.stage_reward import StageRewardModel
 from headway.reward.training_data import SegmentSampler, dataset_stage_names, load_episodes
 
 TRAIN_STATE = "train_state.pt"
@@ -92,7 +101,12 @@ class TrainConfig:
                 raise HeadwayError(f"{name} is a probability and must be in [0, 1], got {getattr(self, name)}")
 
 
-def _losses(prediction: dict[str, torch.Tensor], batch, member_masks: torch.Tensor) -> dict[str, torch.Tensor]:
+def _losses(
+    prediction: dict[str, torch.Tensor], batch, member_masks: torch.Tensor, member_counts: torch.Tensor | None = None
+) -> dict[str, torch.Tensor]:
+    """The losses of a batch; with `member_counts` (samples each ensemble member sees in the whole
+    batch, over every process) this process's parts of the whole batch's losses, which sum over
+    processes to the loss one process would compute on the whole batch."""
     stage_logits = prediction["stage_logits"]  # (P, M, K)
     members = stage_logits.shape[1]
     stage = batch.stage[:, None].expand(-1, members)
@@ -103,7 +117,8 @@ def _losses(prediction: dict[str, torch.Tensor], batch, member_masks: torch.Tens
     success = F.binary_cross_entropy_with_logits(
         prediction["success_logit"], batch.success[:, None].expand(-1, members), reduction="none"
     )
-    weights = member_masks / member_masks.sum(0, keepdim=True).clamp(min=1)
+    counts = member_masks.sum(0, keepdim=True) if member_counts is None else member_counts[None]
+    weights = member_masks / counts.clamp(min=1)
 
     def reduce(values: torch.Tensor) -> torch.Tensor:
         return (values * weights).sum(0).mean()
@@ -113,10 +128,57 @@ def _losses(prediction: dict[str, torch.Tensor], batch, member_masks: torch.Tens
     return parts
 
 
+class _Forward(torch.nn.Module):
+    """One training forward pass as a module, so DistributedDataParallel sees it (its gradient hooks
+    need the forward to run through the wrapper)."""
+
+    def __init__(self, net: StageRewardNet) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, frames, present, window_index, valid, times, task_ids, offsets) -> dict[str, torch.Tensor]:
+        features = self.net.view_features(frames) if self.net.encoder.trainable else frames
+        tokens = self.net.frame_tokens(features, present)
+        return self.net.temporal_forward(tokens[window_index], valid, times, task_ids, offsets)
+
+
 def train_reward_model(config: TrainConfig, resume: bool = False, progress: bool = True) -> dict:
-    """Train and save a checkpoint folder at `config.out`; returns a summary."""
+    """Train and save a checkpoint folder at `config.out`; returns a summary. Under torchrun every
+    process calls this; they train one model together and rank 0 writes it."""
+    with distributed.session(config.device) as device:
+        return _train(config, device, resume, progress)
+
+
+def _rank_seed(seed: int, rank: int) -> int:
+    """A torch seed for a process other than rank 0 (rank 0 keeps `seed`, as a single process does)."""
+    return int(np.random.SeedSequence([seed, rank]).generate_state(1)[0])
+
+
+def _rng_state(sampler, device: torch.device) -> dict:
+    """This process's random streams: the segment sampler's, torch's CPU one and, on a GPU, its CUDA one."""
+    state = {"sampler_rng": sampler.rng.bit_generator.state, "torch_rng": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda_rng"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _set_rng_state(sampler, state: dict, device: torch.device) -> None:
+    sampler.rng.bit_generator.state = state["sampler_rng"]
+    torch.set_rng_state(state["torch_rng"].cpu())  # torch.load's map_location may have moved it to the GPU
+    if device.type == "cuda" and "cuda_rng" in state:
+        torch.cuda.set_rng_state(state["cuda_rng"].cpu(), device)
+
+
+def _train(config: TrainConfig, device: torch.device, resume: bool, progress: bool) -> dict:
     started = time.perf_counter()
-    device = default_device(config.device)
+    rank, world, main = distributed.rank(), distributed.world_size(), distributed.is_main()
+    progress = progress and main
+    _, my_segments = distributed.share(config.segments)
+    if my_segments == 0:
+        raise HeadwayError(
+            f"{world} training processes but {config.segments} segments per batch: each process needs at least one; "
+            f"use torchrun --nproc_per_node {config.segments} or fewer"
+        )
     torch.manual_seed(config.seed)
     readers = [DatasetReader(root) for root in config.datasets]
     views = tuple(config.views) if config.views else tuple(readers[0].views)
@@ -132,7 +194,18 @@ def train_reward_model(config: TrainConfig, resume: bool = False, progress: bool
             "colour jitter, rotation and crop augment frames, but a frozen encoder trains on cached features; "
             "use the conv encoder or leave those augmentations out"
         )
-    features = None if encoder.trainable else cached_features(readers, encoder, views, config.feature_cache, progress)
+    features = None
+    if not encoder.trainable:
+        # rank 0 encodes what the cache lacks; after it, each machine's first process fills what a
+        # machine-local cache still lacks (nothing when the cache is on shared storage); the rest only read
+        if main:
+            features = cached_features(readers, encoder, views, config.feature_cache, progress)
+        distributed.barrier()
+        if not main and distributed.local_rank() == 0:
+            features = cached_features(readers, encoder, views, config.feature_cache, False)
+        distributed.barrier()
+        if features is None:
+            features = cached_features(readers, encoder, views, config.feature_cache, False, build=False)
     episodes = load_episodes(
         config.datasets, views, config.image_size, stage_names, prior, config.linear_if_missing, progress, features
     )
@@ -165,29 +238,51 @@ def train_reward_model(config: TrainConfig, resume: bool = False, progress: bool
         rewind_prob=config.rewind_prob, mismatch_prob=config.mismatch_prob, view_dropout=config.view_dropout, seed=config.seed,
         paraphrase_prob=config.paraphrase_prob,
     )
+    if rank:  # every other process draws its own segments and augmentations; rank 0 keeps the single-process streams
+        sampler.rng = np.random.default_rng([config.seed, rank])
+        torch.manual_seed(_rank_seed(config.seed, rank))
     step = 0
     state_path = config.out / TRAIN_STATE
+    seen = distributed.all_gather_object(resume and state_path.exists())
+    if any(seen) and not all(seen):
+        raise HeadwayError(
+            f"--resume: processes {[r for r, s in enumerate(seen) if not s]} cannot see {state_path}; "
+            "put --out on storage every training process reads (a shared file system)"
+        )
     if resume and state_path.exists():
         state = torch.load(state_path, map_location=device, weights_only=False)
         # settings added since the state was written read at their defaults (the old behaviour)
         if {**_NEW_SETTINGS, **state["train_config"]} != _identity(config):
             raise HeadwayError(f"--resume: {state_path} was written with other training settings; use another --out")
+        saved_world = state.get("world_size", 1)
+        if saved_world != world:
+            raise HeadwayError(
+                f"--resume: {state_path} was written by {saved_world} training process(es) and this run has {world}; "
+                f"resume with {saved_world} in all (torchrun --nproc_per_node ..., or no torchrun for 1) so each "
+                "process continues its own random stream, or start afresh in another --out"
+            )
         net.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["schedule"])
-        sampler.rng.bit_generator.state = state["sampler_rng"]
-        torch.set_rng_state(state["torch_rng"])
+        _set_rng_state(sampler, state["ranks"][rank] if world > 1 else state, device)
         step = state["step"]
     elif config.out.exists() and any(config.out.iterdir()) and not resume:
         raise HeadwayError(f"{config.out} is not empty; pass --resume to continue its training or choose another --out")
-    config.out.mkdir(parents=True, exist_ok=True)
+    distributed.barrier()  # every process has looked at --out before rank 0 writes into it
+    if main:
+        config.out.mkdir(parents=True, exist_ok=True)
+    forward: torch.nn.Module = _Forward(net)
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        forward = DistributedDataParallel(forward, device_ids=[device.index] if device.type == "cuda" else None)
 
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
     bar = tqdm(total=config.steps, initial=step, desc="train reward", unit="step", disable=not progress)
     history = []
     net.train()
     while step < config.steps:
-        batch = sampler.sample(config.segments)
+        batch = sampler.sample(my_segments)
         with autocast:
             if net.encoder.trainable:
                 frames = batch.frames.to(device)
@@ -195,32 +290,41 @@ def train_reward_model(config: TrainConfig, resume: bool = False, progress: bool
                 frames = frames.float() / 255.0
                 if config.color_jitter or config.rotate_degrees or config.crop_scale:
                     frames = _appearance(frames, batch, config)
-                features = net.view_features(frames)
             else:
-                features = batch.frames.to(device).float()
-            tokens = net.frame_tokens(features, batch.present.to(device))
-            windows = tokens[batch.windows.to(device)]
+                frames = batch.frames.to(device).float()
             task_ids, offsets = task_tensors(batch.tasks, device)
-            prediction = net.temporal_forward(windows, batch.valid.to(device), batch.times.to(device), task_ids, offsets)
+            prediction = forward(
+                frames, batch.present.to(device), batch.windows.to(device), batch.valid.to(device), batch.times.to(device),
+                task_ids, offsets,
+            )
         batch_on_device = _to_device(batch, device)
         members = torch.bernoulli(torch.full((len(batch.tasks), config.ensemble), 0.8, device=device))
-        losses = _losses({k: v.float() for k, v in prediction.items()}, batch_on_device, members)
+        counts = distributed.all_reduce_sum(members.sum(0)) if world > 1 else None
+        losses = _losses({k: v.float() for k, v in prediction.items()}, batch_on_device, members, counts)
         optimizer.zero_grad(set_to_none=True)
-        losses["total"].backward()
+        # DDP averages gradients over processes; this process's part of the whole batch's loss times
+        # the process count makes that average the gradient of the whole batch's loss
+        (losses["total"] * world).backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
         optimizer.step()
         schedule.step()
         step += 1
+        if world > 1:  # the whole batch's losses, for the log
+            names = list(losses)
+            summed = distributed.all_reduce_sum(torch.stack([losses[n].detach().float() for n in names]))
+            losses = dict(zip(names, summed))
         history.append({k: v.item() for k, v in losses.items()})
         bar.set_postfix(loss=f"{losses['total'].item():.3f}", stage=f"{losses['stage'].item():.3f}")
         bar.update()
         if step % config.checkpoint_every == 0 or step == config.steps:
-            _save_state(state_path, net, optimizer, schedule, sampler, step, config)
+            _save_state(state_path, net, optimizer, schedule, sampler, step, config, device)
     bar.close()
     net.eval()
-    StageRewardModel(net, device).save(config.out)
     seconds = time.perf_counter() - started
-    write_training_record(config, readers, episodes, step, seconds)
+    if main:
+        StageRewardModel(net, device).save(config.out)
+        write_training_record(config, readers, episodes, step, seconds)
+    distributed.barrier()  # the checkpoint is whole before any process returns
     recent = history[-50:] if history else []
     return {
         "out": str(config.out),
@@ -231,6 +335,8 @@ def train_reward_model(config: TrainConfig, resume: bool = False, progress: bool
         "stages": list(stage_names),
         "final_loss": float(np.mean([h["total"] for h in recent])) if recent else float("nan"),
         "seconds": seconds,
+        "rank": rank,
+        "world_size": world,
     }
 
 
@@ -308,15 +414,28 @@ def _shift_groups(batch, shift_per: str) -> torch.Tensor | None:
     return (batch.frame_segment[:, None] * views + torch.arange(views)).flatten()
 
 
-def cached_features(readers, encoder, views, cache_root: Path | None, progress: bool):
-    """Encode each dataset once with a frozen encoder (reusing earlier runs) and return a lookup."""
+def cached_features(readers, encoder, views, cache_root: Path | None, progress: bool, build: bool = True):
+    """Encode each dataset once with a frozen encoder (reusing earlier runs) and return a lookup.
+    With `build=False` the cache is only read (a training process other than rank 0) and must be whole."""
     from headway.perception.feature_cache import FeatureCache, cache_dataset_features, dataset_fingerprint
 
-    cache = FeatureCache(Path(cache_root) if cache_root else Path.home() / ".cache" / "headway" / "features")
-    for reader in readers:
-        cache_dataset_features(reader, encoder, cache, [v for v in views if v in reader.views], progress=progress)
+    root = Path(cache_root) if cache_root else Path.home() / ".cache" / "headway" / "features"
+    cache = FeatureCache(root)
     spec = encoder.spec()
     fingerprints = {str(reader.root): dataset_fingerprint(reader.root) for reader in readers}
+    for reader in readers:
+        wanted = [v for v in views if v in reader.views]
+        if build:
+            cache_dataset_features(reader, encoder, cache, wanted, progress=progress)
+            continue
+        for index in range(reader.num_episodes):
+            for view in wanted:
+                if not cache.has(spec, fingerprints[str(reader.root)], index, view):
+                    raise HeadwayError(
+                        f"the feature cache {root} lacks {reader.root} episode {index} view {view} after rank 0 built it; "
+                        "give every training process the same cache on shared storage (--feature-cache) "
+                        "or a writable cache per machine"
+                    )
 
     def lookup(reader, episode: int, view: str):
         return cache.get(spec, fingerprints[str(reader.root)], episode, view)
@@ -346,18 +465,21 @@ def _to_device(batch, device):
     )
 
 
-def _save_state(path: Path, net, optimizer, schedule, sampler, step: int, config: TrainConfig) -> None:
-    temporary = path.with_name(path.name + ".tmp")
-    torch.save(
-        {
-            "model": net.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "schedule": schedule.state_dict(),
-            "sampler_rng": sampler.rng.bit_generator.state,
-            "torch_rng": torch.get_rng_state(),
-            "step": step,
-            "train_config": _identity(config),
-        },
-        temporary,
-    )
-    temporary.replace(path)
+def _save_state(path: Path, net, optimizer, schedule, sampler, step: int, config: TrainConfig, device: torch.device) -> None:
+    """Rank 0 writes the training state; every process's random streams go in it (gathered from all)."""
+    mine = _rng_state(sampler, device)
+    ranks = distributed.all_gather_object(mine)
+    if not distributed.is_main():
+        return
+    state = {
+        "model": net.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "schedule": schedule.state_dict(),
+        **mine,
+        "step": step,
+        "train_config": _identity(config),
+        "world_size": len(ranks),
+    }
+    if len(ranks) > 1:
+        state["ranks"] = ranks
+    atomic_write_with(path, lambda temporary: torch.save(state, temporary))

@@ -31,6 +31,8 @@ def _reward_train(args: argparse.Namespace) -> int:
         **{name: getattr(args, name) for name in RECIPE if getattr(args, name) is not None},
     )
     summary = train_reward_model(config, resume=args.resume)
+    if summary.get("rank", 0) != 0:  # under torchrun, rank 0 speaks for every process
+        return 0
     print(
         f"trained {summary['out']}: {summary['steps']} steps on {summary['episodes']} episodes "
         f"({summary['frames']} frames, views {', '.join(summary['views'])}), final loss {summary['final_loss']:.3f}, "
