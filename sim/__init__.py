@@ -25,4 +25,4 @@ def _quiet_robosuite(record: logging.LogRecord) -> bool:
 
 logging.getLogger("robosuite_logs").addFilter(_quiet_robosuite)
 # robosuite's logo string has an invalid escape; Python 3.12 warns each time it compiles the module
-warnings.filterwarnings("ignore", message=r"invalid escape sequence", category=SyntaxWarning, module="robosuite")
+warnings.filterwarnings("ignore", message=r"invalid escape sequence", category=SyntaxWarning)  # no module= filter: compile-time warnings carry none
