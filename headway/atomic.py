@@ -1,9 +1,14 @@
-"""Crash-safe file writes: write a temp file in the same folder, then os.replace."""
+"""Crash-safe file writes: write a temp file in the same folder, then os.replace.
+
+Everything written here gets the modes a plain `open` / `mkdir` would give (0666 / 0777 less the
+umask), so datasets, labels and checkpoints on shared storage are readable by other users and
+machines as lerobot's own metadata files are."""
 
 from __future__ import annotations
 
 import json
 import os
+import stat
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -24,6 +29,60 @@ def _umask() -> int:
     return mask
 
 
+def file_mode() -> int:
+    """The mode a plain `open` gives a new file: 0666 less the umask."""
+    return 0o666 & ~_umask()
+
+
+def folder_mode() -> int:
+    """The mode a plain `mkdir` gives a new folder: 0777 less the umask."""
+    return 0o777 & ~_umask()
+
+
+def share_tree(root: Path) -> None:
+    """Give `root` and everything under it the modes a plain `open` / `mkdir` would (files 0666, folders
+    and executables 0777, less the umask). Libraries that write through private temp files (lerobot's
+    video encoder, safetensors) leave 0600 files that other users and machines cannot read; a folder
+    built by headway passes through here before it is renamed into place. Symlinks are left alone."""
+    root = Path(root)
+    files, folders = file_mode(), folder_mode()
+
+    def fix(path: str, is_folder: bool) -> None:
+        mode = os.lstat(path).st_mode
+        if stat.S_ISLNK(mode):
+            return
+        wanted = folders if is_folder or mode & stat.S_IXUSR else files
+        if stat.S_IMODE(mode) != wanted:
+            os.chmod(path, wanted)
+
+    if root.is_symlink() or not root.exists():
+        return
+    if not root.is_dir():
+        fix(str(root), False)
+        return
+    fix(str(root), True)
+    for folder, subfolders, names in os.walk(root):
+        for name in subfolders:
+            fix(os.path.join(folder, name), True)
+        for name in names:
+            fix(os.path.join(folder, name), False)
+
+
+def atomic_write_with(path: Path, write: Callable[[Path], None]) -> None:
+    """Let `write(temporary)` write a file beside `path` (for writers that want a path, not bytes:
+    torch.save, safetensors), give it the plain-open mode, then rename it to `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        write(temporary)
+        os.chmod(temporary, file_mode())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write `data` to `path` so that readers see the old file or the whole new one. The file gets
     the mode a plain `open` would give it (0666 less the umask), not mkstemp's private 0600, so other
@@ -32,7 +91,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        os.fchmod(fd, 0o666 & ~_umask())
+        os.fchmod(fd, file_mode())
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
@@ -56,6 +115,7 @@ def replace_folder(build: Path, out: Path) -> None:
     import shutil
 
     build, out = Path(build), Path(out)
+    share_tree(build)
     old = out.with_name(out.name + ".old")
     if out.exists():
         if old.exists():
@@ -78,6 +138,7 @@ def publish_checkpoint(out: Path, step: int, write: Callable[[Path], None]) -> P
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     write(tmp)
+    share_tree(tmp)
     final = root / name
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from headway import __version__
-from headway.atomic import atomic_write_json
+from headway.atomic import atomic_write_json, atomic_write_with
 from headway.errors import HeadwayError
 from headway.registry import Registry
 
@@ -28,9 +28,9 @@ def save_checkpoint(path: Path | str, tensors: dict, format: str, format_version
 
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    temporary = path / f".{WEIGHTS_FILE}.tmp"
-    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(temporary))
-    temporary.replace(path / WEIGHTS_FILE)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    # safetensors writes 0600 files; atomic_write_with gives them the plain-open mode others can read
+    atomic_write_with(path / WEIGHTS_FILE, lambda temporary: save_file(tensors, str(temporary)))
     atomic_write_json(
         path / CONFIG_FILE, {"format": format, "format_version": format_version, "headway_version": __version__, **settings}
     )
