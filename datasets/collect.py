@@ -18,8 +18,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from headway.atomic import atomic_write_json, read_json, replace_folder
+from headway.atomic import atomic_write_bytes, atomic_write_json, read_json, replace_folder
 from headway.errors import HeadwayError, unknown_name
+from headway.executors import RaySettings
 from headway.sim.env import DEFAULT_VIEWS, EnvConfig, HeadwayEnv
 from headway.sim.expert import FAILURES, MODES, Behaviour, failable_stages, sample_behaviour
 from headway.sim.rollout import EpisodeRecord, run_episode
@@ -214,8 +215,40 @@ def _prepare_output(config: CollectConfig, resume: bool, overwrite: bool) -> Pat
     return partial
 
 
-def collect(config: CollectConfig, resume: bool = False, overwrite: bool = False, progress: bool = True) -> CollectSummary:
-    """Collect `config.episodes` scripted episodes into a LeRobot dataset at `config.out`."""
+class EpisodeCollector:
+    """Rolls out planned episodes in one simulator; the body of a Ray collection worker (`--executor ray`).
+
+    `run` returns the staging file's bytes and the scene record, and the driver writes both: workers
+    need no access to the output folder, and a retried episode is still staged once.
+    """
+
+    def __init__(self, config: CollectConfig) -> None:
+        import os
+
+        os.environ.setdefault("MUJOCO_GL", "egl")  # before mujoco loads; Ray's runtime_env sets it too
+        self.env = HeadwayEnv(config.env_config())
+
+    def run(self, planned: PlannedEpisode) -> tuple[bytes, dict | None, str, bool]:
+        import tempfile
+
+        from headway.datasets.staging import stage_episode
+
+        record = run_episode(self.env, planned.behaviour, planned.seed)
+        scene = self.env.scene.record | _intrinsics(record) if self.env.scene is not None else None
+        with tempfile.TemporaryDirectory(prefix="headway-collect-") as folder:
+            path = Path(folder) / "episode.npz"
+            stage_episode(path, record)
+            return path.read_bytes(), scene, record.mode, record.success
+
+
+def collect(
+    config: CollectConfig, resume: bool = False, overwrite: bool = False, progress: bool = True, ray: RaySettings | None = None
+) -> CollectSummary:
+    """Collect `config.episodes` scripted episodes into a LeRobot dataset at `config.out`.
+
+    With `ray` (headway.executors), the episodes are rolled out by Ray workers; the dataset is the
+    same, written here in seed order.
+    """
     from headway.datasets.staging import load_staged_episode, stage_episode
     from headway.datasets.writer import write_dataset
 
@@ -224,10 +257,13 @@ def collect(config: CollectConfig, resume: bool = False, overwrite: bool = False
     staged = lambda i: partial / STAGING / f"episode_{i:06d}.npz"  # noqa: E731
     plan = plan_episodes(config)
     remaining = [p for p in plan if not staged(p.index).exists()]
-    env = HeadwayEnv(config.env_config()) if remaining else None
-    bar = tqdm(total=len(plan), initial=len(plan) - len(remaining), desc=f"collect {config.task}", unit="ep", disable=not progress)
+    if ray is not None and remaining:
+        _collect_on_ray(config, remaining, partial, staged, ray, progress, len(plan))
+    env = HeadwayEnv(config.env_config()) if remaining and ray is None else None
+    bar = tqdm(total=len(plan), initial=len(plan) - len(remaining), desc=f"collect {config.task}", unit="ep",
+               disable=not progress or env is None)
     try:
-        for planned in remaining:
+        for planned in remaining if env is not None else ():
             record = run_episode(env, planned.behaviour, planned.seed)
             if env.scene is not None:  # written before the episode's staging file, which marks it done
                 atomic_write_json(scene_file(partial, planned.index), env.scene.record | _intrinsics(record))
@@ -273,6 +309,22 @@ def collect(config: CollectConfig, resume: bool = False, overwrite: bool = False
         successes_by_mode=dict(successes),
         resumed=len(plan) - len(remaining),
     )
+
+
+def _collect_on_ray(config: CollectConfig, remaining: list[PlannedEpisode], partial: Path, staged, ray: RaySettings,
+                    progress: bool, total: int) -> None:
+    """Roll out `remaining` on Ray workers; stage each episode here as it finishes (scene record first)."""
+    from headway.executors import RaySession
+
+    def write(planned: PlannedEpisode, result: tuple[bytes, dict | None, str, bool]) -> None:
+        data, scene, _, _ = result
+        if scene is not None:  # before the staging file, which marks the episode done
+            atomic_write_json(scene_file(partial, planned.index), scene)
+        atomic_write_bytes(staged(planned.index), data)
+
+    with RaySession(ray) as session:
+        session.run(EpisodeCollector, (config,), remaining, write, ahead=1, desc=f"collect {config.task}", unit="ep",
+                    name=lambda planned: f"episode {planned.index} (seed {planned.seed})", progress=progress)
 
 
 def scene_file(partial: Path, index: int) -> Path:

@@ -109,6 +109,12 @@ class LabelConfig:
     write_dataset: Path | None = None
     allow_download: bool = False
     threads: int | None = None  # torch threads while scoring; None: all cores but one, which decodes
+    # where scoring runs: None on this process; "ray" on a Ray cluster (headway.executors), at `address`
+    # (None: start Ray here), with `workers` model actors of `gpus_per_worker` GPUs each
+    executor: str | None = None
+    address: str | None = None
+    workers: int | None = None
+    gpus_per_worker: float | None = None
 
     def __post_init__(self) -> None:
         self.out = None if self.out is None else Path(self.out)
@@ -134,6 +140,9 @@ class LabelConfig:
         if int(self.plots) < 0:
             raise HeadwayError(f"--plots must be 0 or more episodes, got {self.plots}")
         self.chunk_size, self.batch_size, self.plots = int(self.chunk_size), int(self.batch_size), int(self.plots)
+        from headway.executors import ray_settings
+
+        ray_settings(self.executor, self.address, self.workers, self.gpus_per_worker)  # flag errors before any work
 
 
 @dataclass
@@ -158,6 +167,7 @@ class LabelSummary:
     dataset_copy: Path | None = None
     total_seconds: float = 0.0  # with plots and the dataset copy
     scoring_seconds: float = 0.0  # decoding + scoring + staging only (no start-up, no assembly)
+    ray_startup_seconds: float = 0.0  # connecting to / starting Ray (--executor ray), outside scoring_seconds
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -178,6 +188,8 @@ class LabelSummary:
                if self.scored_frames else "(all already labelled)"),
             f"views (model <- dataset): {', '.join(f'{m} <- {d}' for m, d in self.views.items())}",
         ]
+        if self.ray_startup_seconds:
+            lines.append(f"Ray start-up: {self.ray_startup_seconds:.1f} s (not in the decoding-and-scoring rate)")
         if self.mean_final_progress_success is not None or self.mean_final_progress_failure is not None:
             def show(value: float | None, count: int | None) -> str:
                 return "n/a" if value is None else f"{value:.3f} over {count}"
@@ -639,7 +651,7 @@ def label_dataset(config: LabelConfig, resume: bool = False, overwrite: bool = F
     }
     state = _prepare_out(out, identity, resume, overwrite)
     partial = out / PARTIAL_DIR
-    scored, scored_frames, scoring_seconds = 0, 0, 0.0
+    scored, scored_frames, scoring_seconds, ray_startup = 0, 0, 0.0, 0.0
     if state != "complete":
         out_existed = out.exists()
         if state == "fresh":
@@ -652,15 +664,26 @@ def label_dataset(config: LabelConfig, resume: bool = False, overwrite: bool = F
         threads = config.threads or max(1, min(torch.get_num_threads(), (os.cpu_count() or 2) - 1))
         try:
             scoring_started = time.perf_counter()
-            with torch_threads(threads):
-                scored, scored_frames = len(todo), _score_all(reader, model, mapping, todo, partial, config.batch_size, progress)
+            if config.executor not in (None, "local"):  # the Ray scorer stages the same files (datasets/ray_labelling.py)
+                from headway.datasets.ray_labelling import score_on_ray
+                from headway.executors import ray_settings
+
+                settings = ray_settings(config.executor, config.address, config.workers, config.gpus_per_worker)
+                worker_model = spec or str(model_path.resolve())
+                lengths = {e: reader.episode_length(e) for e in todo}
+                scored_frames, ray_startup = score_on_ray(root, worker_model, config.device, mapping, todo, partial,
+                                                config.batch_size, config.threads or 1, settings, progress, lengths)
+                scored = len(todo)
+            else:
+                with torch_threads(threads):
+                    scored, scored_frames = len(todo), _score_all(reader, model, mapping, todo, partial, config.batch_size, progress)
         except HeadwayError:
             if not any((partial / "episodes").glob("episode_*.npz")):  # nothing worth resuming: leave no trace
                 shutil.rmtree(partial, ignore_errors=True)
                 if not out_existed and out.exists() and not any(out.iterdir()):
                     out.rmdir()
             raise
-        scoring_seconds = time.perf_counter() - scoring_started
+        scoring_seconds = time.perf_counter() - scoring_started - ray_startup
         assembled = _assemble(partial, episodes, identity, tuple(model.stage_names))
         os.replace(assembled["table_tmp"], out / TABLE_FILE)
         os.replace(assembled["progress_tmp"], out / PROGRESS_FILE)
@@ -691,6 +714,7 @@ def label_dataset(config: LabelConfig, resume: bool = False, overwrite: bool = F
         scored_episodes=scored,
         scored_frames=scored_frames,
         scoring_seconds=scoring_seconds,
+        ray_startup_seconds=ray_startup,
         views=mapping,
         mean_final_progress_success=float(np.mean(finals["success"])) if finals["success"] else None,
         mean_final_progress_failure=float(np.mean(finals["failure"])) if finals["failure"] else None,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from headway.executors import add_executor_arguments
+
 
 def _label(args: argparse.Namespace) -> int:
     from headway.datasets.labelling import LabelConfig, label_dataset, parse_episodes, parse_view_mapping
@@ -23,6 +25,10 @@ def _label(args: argparse.Namespace) -> int:
         write_dataset=args.write_dataset,
         allow_download=args.allow_download,
         threads=args.threads,
+        executor=args.executor,
+        address=args.address,
+        workers=args.workers,
+        gpus_per_worker=args.gpus_per_worker,
     )
     summary = label_dataset(config, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet)
     print(summary.render())
@@ -50,6 +56,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     label.add_argument("--batch-size", type=int, default=256, help="frames per model batch (default 256)")
     label.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
     label.add_argument("--threads", type=int, default=None, help="torch threads for scoring (default: all cores but one, which decodes)")
+    add_executor_arguments(label, "scoring")
     label.add_argument("--plots", type=int, default=0, metavar="N", help="draw a PNG and an MP4 for the first N episodes")
     label.add_argument("--write-dataset", type=Path, default=None, metavar="OUT", help="also write a copy of the dataset with the labels as features")
     label.add_argument("--resume", action="store_true", help="finish an interrupted run in --out")

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from headway.commands import names_argument
+from headway.executors import add_executor_arguments, ray_settings
 
 
 def _sim_collect(args: argparse.Namespace) -> int:
@@ -25,7 +26,8 @@ def _sim_collect(args: argparse.Namespace) -> int:
         failure_stages=args.failure_stages,
         randomize=parse_randomization(args.randomize),
     )
-    summary = collect(config, resume=args.resume, overwrite=args.overwrite)
+    ray = ray_settings(args.executor, args.address, args.workers, args.gpus_per_worker)
+    summary = collect(config, resume=args.resume, overwrite=args.overwrite, ray=ray)
     print(summary.render())
     return 0
 
@@ -60,5 +62,6 @@ def register(commands: argparse._SubParsersAction) -> None:
     collect.add_argument("--out", type=Path, required=True, help="dataset folder to create")
     collect.add_argument("--resume", action="store_true", help="finish an interrupted collection")
     collect.add_argument("--overwrite", action="store_true", help="replace an existing dataset at --out")
+    add_executor_arguments(collect, "the rollouts")
     collect.add_argument("--full-render", action="store_true", help="keep multisampling, shadows and reflections")
     collect.set_defaults(run=_sim_collect)

@@ -1,0 +1,341 @@
+"""Run independent per-episode work on Ray: one machine's cores, or a cluster (`--executor ray`).
+
+    settings = ray_settings("ray", address="auto", workers=8, gpus_per_worker=0)
+    with RaySession(settings) as session:
+        session.run(Worker, (args,), items, on_result, prepare=decode_fn, desc="labelling")
+
+Why Ray core and not a scheduler of our own: Ray already places workers on nodes, restarts dead
+ones and retries their work. headway's side is small: a pool of long-lived actors (each builds
+its expensive state, a reward model or a simulator, once), optional CPU tasks that prepare each
+item for them (decoding), a bounded number of items in flight (memory does not grow with the
+dataset), and results handed to the driver in whatever order they finish. The driver alone
+writes files, so an item is staged once however often a dead worker's task is retried.
+
+The worker classes are plain Python classes from the area modules; Ray is imported only here and
+only when a run asks for it, so local runs never load it. Nothing here knows about datasets or
+simulators.
+
+Test hook: with `HEADWAY_RAY_CRASH_ONCE=<file>` in the driver's environment, the first actor call
+to find `<file>` absent creates it and kills its own process, as a node failure would.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from headway.errors import HeadwayError
+
+EXECUTORS = ("ray",)
+ADDRESS_TIMEOUT = 30.0  # seconds to give up on a Ray address that does not answer
+RETRIES = 3  # a dead worker's item is retried this many times (actor restarts and task retries)
+CRASH_ONCE = "HEADWAY_RAY_CRASH_ONCE"
+
+
+@dataclass(frozen=True)
+class RaySettings:
+    """Where and how wide to run: `address` None starts Ray on this machine; `workers` None uses every
+    CPU (or every GPU / `gpus_per_worker`) of the cluster."""
+
+    address: str | None = None
+    workers: int | None = None
+    gpus_per_worker: float = 0.0
+
+
+def ray_settings(
+    executor: str | None, address: str | None = None, workers: int | None = None, gpus_per_worker: float | None = None
+) -> RaySettings | None:
+    """Validate the `--executor/--address/--workers/--gpus-per-worker` flags; None means run locally."""
+    if executor in (None, "", "local"):
+        given = [flag for flag, value in (("--address", address), ("--workers", workers), ("--gpus-per-worker", gpus_per_worker)) if value]
+        if given:
+            raise HeadwayError(f"{', '.join(given)} only apply with --executor ray; add --executor ray or leave them out")
+        return None
+    if executor not in EXECUTORS:
+        raise HeadwayError(f"unknown --executor {executor!r}; valid executors: local (the default), {', '.join(EXECUTORS)}")
+    if workers is not None and int(workers) < 1:
+        raise HeadwayError(f"--workers must be at least 1, got {workers}")
+    if gpus_per_worker is not None and not float(gpus_per_worker) >= 0:
+        raise HeadwayError(f"--gpus-per-worker must be 0 or more, got {gpus_per_worker}")
+    if address is not None and not str(address).strip():
+        address = None
+    return RaySettings(address, None if workers is None else int(workers), float(gpus_per_worker or 0.0))
+
+
+def add_executor_arguments(parser, what: str) -> None:
+    """The `--executor/--address/--workers/--gpus-per-worker` flags, the same on every command that has them."""
+    parser.add_argument(
+        "--executor", choices=("local",) + EXECUTORS, default=None,
+        help=f"where {what} runs: this process (local, the default) or a Ray cluster (ray; see docs/scale.md)",
+    )
+    parser.add_argument(
+        "--address", default=None,
+        help="with --executor ray: the cluster to join (auto: the one `ray start --head` started here; HOST:PORT or "
+        "ray://HOST:10001); default: start Ray on this machine",
+    )
+    parser.add_argument("--workers", type=int, default=None, help="with --executor ray: parallel workers (default: one per CPU, or per GPU share)")
+    parser.add_argument("--gpus-per-worker", type=float, default=None, help="with --executor ray: GPUs each worker holds (default 0: CPU)")
+
+
+def _probe_address(address: str, timeout: float) -> None:
+    """Fail fast when nothing listens at a `host:port` or `ray://host:port` address (ray.init would wait minutes)."""
+    if address == "auto" or address.startswith(("local", "anyscale://")):
+        return
+    match = re.fullmatch(r"(?:ray://)?\[?([^\]/]+?)\]?(?::(\d+))?/?", address)
+    if not match:
+        raise HeadwayError(f"--address {address!r} is not a Ray address; write auto, HOST:PORT or ray://HOST:10001")
+    host, port = match.group(1), int(match.group(2) or (10001 if address.startswith("ray://") else 6379))
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            pass
+    except OSError as error:
+        raise HeadwayError(
+            f"--address {address}: no Ray cluster answers at {host}:{port} ({error.strerror or error}); "
+            "start one with `ray start --head` on that machine, check the host and port, or leave --address out "
+            "to run Ray on this machine"
+        ) from None
+
+
+@contextmanager
+def _neutral_cwd():
+    """Ray puts the driver's working directory on its workers' sys.path; from a headway checkout that
+    directory's `datasets/` would hide Hugging Face's `datasets` from lerobot, so start from elsewhere."""
+    here = os.getcwd()
+    os.chdir(Path.home() if Path.home().is_dir() else "/")
+    try:
+        yield
+    finally:
+        os.chdir(here)
+
+
+def worker_env() -> dict[str, str]:
+    """Environment every Ray worker gets: offscreen MuJoCo rendering, and the test crash hook if set."""
+    env = {"MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl"), "PYOPENGL_PLATFORM": os.environ.get("PYOPENGL_PLATFORM", "egl")}
+    if os.environ.get(CRASH_ONCE):
+        env[CRASH_ONCE] = os.environ[CRASH_ONCE]
+    return env
+
+
+def init_ray(address: str | None = None, num_cpus: int | None = None, num_gpus: int | None = None, timeout: float = ADDRESS_TIMEOUT) -> None:
+    """Connect to the Ray cluster at `address`, or start one on this machine; clear errors within `timeout` s."""
+    import logging
+
+    import ray
+
+    started = time.monotonic()
+    if address:
+        _probe_address(address, min(10.0, timeout))
+    kwargs: dict[str, Any] = dict(
+        include_dashboard=False, logging_level=logging.WARNING, log_to_driver=True, runtime_env={"env_vars": worker_env()}
+    )
+    if address:
+        kwargs["address"] = address
+    else:
+        kwargs.update(num_cpus=num_cpus, num_gpus=num_gpus)
+    outcome: dict[str, BaseException | None] = {}
+
+    def connect() -> None:
+        try:
+            with _neutral_cwd():
+                ray.init(**kwargs)
+            outcome["error"] = None
+        except BaseException as error:  # handed to the caller's thread below
+            outcome["error"] = error
+
+    if not address:
+        connect()
+    else:  # ray.init retries an unresponsive GCS for minutes: give it the rest of the budget
+        thread = threading.Thread(target=connect, daemon=True, name="headway-ray-connect")
+        thread.start()
+        thread.join(max(1.0, timeout - (time.monotonic() - started)))
+        if thread.is_alive():
+            raise HeadwayError(
+                f"--address {address}: something listens there but no Ray cluster answered within {timeout:.0f} s; "
+                "check that it is a Ray head node (`ray status` on it) and that this machine's Ray version matches"
+            )
+    error = outcome.get("error")
+    if error is not None:
+        if address:
+            raise HeadwayError(f"--address {address}: cannot connect to Ray ({type(error).__name__}: {error}); "
+                               "start a cluster with `ray start --head`, or leave --address out") from None
+        raise error
+
+
+def _crash_once() -> None:
+    marker = os.environ.get(CRASH_ONCE)
+    if marker and not os.path.exists(marker):
+        Path(marker).touch()
+        os._exit(1)  # a dead process, not an exception: what a lost node looks like to Ray
+
+
+class _Hosted:
+    """Runs inside a Ray actor: builds the area's worker object on first use (so its errors reach the
+    driver as task errors, not as a dead actor) and calls its `method` on each item."""
+
+    def __init__(self, cls: type, args: tuple) -> None:
+        self.cls, self.args, self.target = cls, args, None
+
+    def setup(self) -> bool:
+        if self.target is None:
+            self.target = self.cls(*self.args)
+        return True
+
+    def call(self, method: str, item: Any) -> Any:
+        _crash_once()
+        self.setup()
+        return getattr(self.target, method)(item)
+
+
+def _unwrap(error: BaseException, what: str) -> BaseException:
+    """A worker's HeadwayError as itself; a worker that died more than RETRIES times as a HeadwayError."""
+    import ray.exceptions as rex
+
+    if isinstance(error, rex.RayTaskError) and isinstance(error.cause, HeadwayError):
+        return HeadwayError(str(error.cause))
+    if isinstance(error, (rex.RayActorError, rex.WorkerCrashedError, rex.NodeDiedError, rex.ObjectLostError)):
+        return HeadwayError(
+            f"{what}: a Ray worker died {RETRIES + 1} times in a row ({type(error).__name__}); "
+            "look at the worker logs (`ray logs` or /tmp/ray/session_latest/logs), then rerun with --resume"
+        )
+    return error
+
+
+class RaySession:
+    """A Ray connection for one run: reuses an existing `ray.init` (tests, notebooks), else connects
+    or starts one and shuts it down on exit. `startup_seconds` is what connecting cost."""
+
+    def __init__(self, settings: RaySettings, reserve_cpus: int = 0) -> None:
+        self.settings, self.reserve_cpus = settings, reserve_cpus
+        self.owned = False
+        self.startup_seconds = 0.0  # connecting to or starting Ray
+        self.warmup_seconds = 0.0  # the workers starting and building their state (last run)
+
+    def __enter__(self) -> RaySession:
+        import ray
+
+        started = time.perf_counter()
+        if not ray.is_initialized():
+            workers = self.settings.workers or 0
+            local_cpus = max(os.cpu_count() or 1, workers + self.reserve_cpus) if not self.settings.address else None
+            init_ray(self.settings.address, num_cpus=local_cpus)
+            self.owned = True
+        self.startup_seconds = time.perf_counter() - started
+        self.workers = self._size()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.owned:
+            import ray
+
+            ray.shutdown()
+
+    def _size(self) -> int:
+        """Workers this cluster can hold; clear errors for more GPUs or CPUs than it has."""
+        import ray
+
+        resources = ray.cluster_resources()
+        cpus, gpus = int(resources.get("CPU", 0)), float(resources.get("GPU", 0))
+        want_gpus = self.settings.gpus_per_worker
+        if want_gpus > 0:
+            if gpus <= 0:
+                raise HeadwayError(
+                    f"--gpus-per-worker {want_gpus:g}: the Ray cluster has no GPUs; leave the flag out to score on CPUs, "
+                    "or add GPU nodes (`ray start --num-gpus N`)"
+                )
+            workers = self.settings.workers or int(gpus // want_gpus)
+            if workers * want_gpus > gpus + 1e-9 or workers < 1:
+                raise HeadwayError(
+                    f"--workers {workers} x --gpus-per-worker {want_gpus:g} asks for {workers * want_gpus:g} GPUs; "
+                    f"the Ray cluster has {gpus:g}; ask for fewer workers or fewer GPUs each"
+                )
+        else:
+            workers = self.settings.workers or max(1, cpus - self.reserve_cpus)
+        if workers + self.reserve_cpus > cpus:
+            raise HeadwayError(
+                f"--workers {workers} needs {workers + self.reserve_cpus} CPUs on the Ray cluster "
+                f"({self.reserve_cpus} for preparing work), which has {cpus}; ask for at most {max(cpus - self.reserve_cpus, 1)} workers"
+            )
+        return workers
+
+    def run(
+        self,
+        cls: type,
+        args: tuple,
+        items: Iterable[Any],
+        on_result: Callable[[Any, Any], None],
+        method: str = "run",
+        prepare: Callable[[Any], Any] | None = None,
+        ahead: int = 2,
+        desc: str = "working",
+        unit: str = "it",
+        size: Callable[[Any], int] = lambda item: 1,
+        name: Callable[[Any], str] = str,
+        progress: bool = True,
+    ) -> int:
+        """Call `cls(*args).<method>(prepared item)` for every item on a pool of `self.workers` actors.
+
+        `prepare(item)`, when given, runs first as a Ray CPU task and its result goes to the actor
+        (decode on any node, score where the model is). At most `ahead` items per worker are in
+        flight. `on_result(item, result)` runs on the driver as each item finishes, in completion
+        order. Dead workers are restarted and their item retried (RETRIES times). Returns the total
+        `size` of the items done.
+        """
+        import ray
+        from tqdm import tqdm
+
+        items = list(items)
+        if not items:
+            return 0
+        options: dict[str, Any] = dict(num_cpus=1, max_restarts=RETRIES, max_task_retries=RETRIES)
+        if self.settings.gpus_per_worker > 0:
+            options["num_gpus"] = self.settings.gpus_per_worker
+        actors = [ray.remote(**options)(_Hosted).remote(cls, args) for _ in range(min(self.workers, len(items)))]
+        warmup = time.perf_counter()
+        try:  # workers build their state (load a model, a simulator) before the clock of the work starts
+            ray.get([actor.setup.remote() for actor in actors])
+        except Exception as error:  # noqa: BLE001
+            for actor in actors:
+                ray.kill(actor, no_restart=True)
+            raise _unwrap(error, f"{desc}: starting a worker") from None
+        self.warmup_seconds = time.perf_counter() - warmup
+        remote_prepare = ray.remote(num_cpus=1, max_retries=RETRIES)(prepare) if prepare is not None else None
+        queue = deque(items)
+        free = deque(range(len(actors)))
+        inflight: dict[Any, tuple[Any, int]] = {}
+        window = max(1, ahead) * len(actors)
+        done = 0
+        bar = tqdm(total=sum(size(item) for item in items), desc=desc, unit=unit, disable=not progress, dynamic_ncols=True)
+        try:
+            prepared: deque = deque()
+            while queue or prepared or inflight:
+                while queue and len(prepared) + len(inflight) < window:  # prepare ahead of the actors
+                    item = queue.popleft()
+                    prepared.append((item, remote_prepare.remote(item) if remote_prepare is not None else item))
+                while free and prepared:
+                    item, payload = prepared.popleft()
+                    actor = free.popleft()
+                    inflight[actors[actor].call.remote(method, payload)] = (item, actor)
+                ready, _ = ray.wait(list(inflight), num_returns=1)
+                item, actor = inflight.pop(ready[0])
+                free.append(actor)
+                try:
+                    result = ray.get(ready[0])
+                except Exception as error:  # noqa: BLE001 - translated to the user's terms
+                    raise _unwrap(error, f"{desc} {name(item)}") from None
+                on_result(item, result)
+                done += size(item)
+                bar.update(size(item))
+        finally:
+            bar.close()
+            for actor in actors:
+                ray.kill(actor, no_restart=True)
+        return done
