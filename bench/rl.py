@@ -110,7 +110,8 @@ def run_config(args: argparse.Namespace, variant: str, seed: int, init: Path, de
         uncertainty_penalty=args.uncertainty_penalty if uncertain else 0.0,
         agent=AgentConfig(critics=args.critics, n_step=args.n_step, bc_weight=args.bc_weight, residual=args.residual),
         awr=AWRConfig(noise=args.noise, weighting=args.weighting, beta=args.beta, gamma=args.gamma, lam=args.lam, updates_per_episode=args.updates_per_episode,
-                       demo_ratio=args.anchor),
+                       demo_ratio=args.anchor, baseline=args.baseline, margin=args.margin,
+                       refit_every=args.refit_every, refit_steps=args.refit_steps),
         progress=True,
     )
 
@@ -184,6 +185,10 @@ def main() -> None:
     parser.add_argument("--beta", type=float, default=1.0, help="awr: temperature in advantage standard deviations")
     parser.add_argument("--gamma", type=float, default=0.99, help="awr: discount (of the return and of the potential's shaping)")
     parser.add_argument("--lam", type=float, default=0.95, help="awr: GAE lambda")
+    parser.add_argument("--baseline", default="value", choices=("value", "potential"), help="awr: learned V(s, Phi) with GAE, or the potential itself (shaped Monte Carlo return)")
+    parser.add_argument("--margin", type=float, default=0.0, help="awr positive weighting: imitate steps with advantage above this")
+    parser.add_argument("--refit-every", type=int, default=0, help="awr: re-clone the policy afresh every N episodes (0: gradient steps after each)")
+    parser.add_argument("--refit-steps", type=int, default=600, help="awr: BC steps of each re-cloning")
     parser.add_argument("--updates-per-episode", type=int, default=50, help="awr: gradient steps per finished episode")
     parser.add_argument("--utd", type=int, default=2)
     parser.add_argument("--critics", type=int, default=5)

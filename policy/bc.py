@@ -402,34 +402,13 @@ def _train_bc(config: BCConfig, progress: bool, samples: BCSamples | None) -> di
     net = BCNet(state_width, samples.action_dim, config.chunk, views, config.hidden, config.layers, config.image_dim)
     net.set_statistics(samples.state[:, :state_width], samples.actions.reshape(-1, samples.action_dim))
     net.to(device).train()
-    optimizer = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(step / config.steps, 1.0)))
-    )
-    state_all = torch.from_numpy(samples.state[:, :state_width]).to(device)
+    state_all = torch.from_numpy(samples.state[:, :state_width]).to(device) if state_width else None
     actions_all = net.normalise_actions(torch.from_numpy(samples.actions).to(device))
     mask_all = torch.from_numpy(samples.action_mask).to(device).float()
     weights_all = torch.from_numpy(weights).to(device) if weights is not None else None
-    batch = min(config.batch_size, len(samples))
-    losses: list[float] = []
     bar = tqdm(range(config.steps), desc=f"bc {config.out.name}", disable=not progress)
-    for step in bar:
-        index = rng.integers(0, len(samples), batch)
-        index_t = torch.from_numpy(index).to(device)
-        images = _image_batch(samples.images, index, device, shift=4) if views else None
-        prediction = net(state_all[index_t] if state_width else None, images)
-        sample_losses = per_sample_loss(prediction, actions_all[index_t], mask_all[index_t])
-        loss = weighted_loss(sample_losses, weights_all[index_t] if weights_all is not None else None)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(net.parameters(), 10.0)
-        optimizer.step()
-        schedule.step()
-        losses.append(float(loss.detach()))
-        if not math.isfinite(losses[-1]):
-            raise HeadwayError(f"BC loss became {losses[-1]} at step {step}; lower --lr or check the dataset for outliers")
-        if step % config.log_every == 0 or step == config.steps - 1:
-            bar.set_postfix(loss=f"{np.mean(losses[-config.log_every:]):.4f}")
+    losses = clone_steps(net, state_all, actions_all, mask_all, weights_all, bar, config.lr, config.weight_decay, config.batch_size, rng,
+                         samples.images if views else None, config.log_every)
 
     meta = {
         "task": task,
@@ -474,6 +453,41 @@ def _train_bc(config: BCConfig, progress: bool, samples: BCSamples | None) -> di
     }
     atomic_write_json(config.out / "summary.json", summary)
     return summary
+
+
+def clone_steps(net: BCNet, state: torch.Tensor | None, actions: torch.Tensor, mask: torch.Tensor, weights: torch.Tensor | None,
+                steps, lr: float, weight_decay: float, batch_size: int, rng: np.random.Generator,
+                images: dict[str, np.ndarray] | None = None, log_every: int = 50) -> list[float]:
+    """BC's optimisation: AdamW with a cosine decay of the rate to a tenth over `steps` (a count or a
+    tqdm range), L1 on normalised action chunks, RA-BC-normalised weights when given; returns the losses.
+    Shared by `headway policy bc` and the online re-cloning of policy/rl_awr.py."""
+    total = len(steps) if hasattr(steps, "__len__") else int(steps)
+    steps = range(total) if isinstance(steps, int) else steps
+    device = actions.device
+    net.train()
+    optimizer = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(step / total, 1.0))))
+    batch = min(batch_size, len(actions))
+    losses: list[float] = []
+    for step in steps:
+        index = rng.integers(0, len(actions), batch)
+        index_t = torch.from_numpy(index).to(device)
+        image_batch = _image_batch(images, index, device, shift=4) if images else None
+        prediction = net(state[index_t] if state is not None else None, image_batch)
+        sample_losses = per_sample_loss(prediction, actions[index_t], mask[index_t])
+        loss = weighted_loss(sample_losses, weights[index_t] if weights is not None else None)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(net.parameters(), 10.0)
+        optimizer.step()
+        schedule.step()
+        losses.append(float(loss.detach()))
+        if not math.isfinite(losses[-1]):
+            raise HeadwayError(f"BC loss became {losses[-1]} at step {step}; lower --lr or check the dataset for outliers")
+        if hasattr(steps, "set_postfix") and (step % log_every == 0 or step == total - 1):
+            steps.set_postfix(loss=f"{np.mean(losses[-log_every:]):.4f}")
+    net.eval()
+    return losses
 
 
 def config_dict(config: BCConfig) -> dict:

@@ -30,11 +30,12 @@ import torch
 from torch import nn
 
 from headway.errors import HeadwayError
-from headway.policy.bc import per_sample_loss
+from headway.policy.bc import clone_steps, per_sample_loss
 from headway.policy.bc_data import action_chunks
 from headway.policy.rl_algo import Normaliser
 
 WEIGHTINGS = ("exp", "positive")
+BASELINES = ("value", "potential")
 
 
 @dataclass
@@ -53,6 +54,18 @@ class AWRConfig:
     # more cloning of the few demonstrations a weak start was made from over-fits them (docs/rl.md)
     demo_ratio: float = 0.0
     hidden: int = 256
+    # value: GAE(lambda) against a learned V(s, Phi) | potential: no value function; the advantage is the
+    # shaped Monte Carlo return, in which the potential itself is the baseline (under pbrs,
+    # A_t = sum_k gamma^k r_t+k + gamma^(T-t) Phi_T - Phi_t; under a sparse reward, the discounted success)
+    baseline: str = "value"
+    margin: float = 0.0  # "positive" imitates steps with A > margin
+    # 0: `updates_per_episode` gradient steps on the current network after every episode. N > 0: every N
+    # episodes, clone the policy afresh (new weights, BC's own recipe: `refit_steps` AdamW steps at
+    # `refit_lr` decayed to a tenth) from the start's demonstrations plus the weighted online steps;
+    # nothing accumulates in the weights, so a few lucky episodes cannot drag the policy off (docs/rl.md)
+    refit_every: int = 0
+    refit_steps: int = 600
+    refit_lr: float = 1e-3
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.noise <= 1.0:
@@ -67,6 +80,12 @@ class AWRConfig:
             raise HeadwayError("updates per episode must be in [1, 1000]; batch size and hidden width >= 1")
         if not (self.policy_lr > 0 and self.value_lr > 0):
             raise HeadwayError("learning rates must be positive")
+        if self.baseline not in BASELINES:
+            raise HeadwayError(f"unknown advantage baseline {self.baseline!r}; valid: {', '.join(BASELINES)}")
+        if self.margin < 0.0:
+            raise HeadwayError(f"the advantage margin must be >= 0, got {self.margin}")
+        if self.refit_every < 0 or self.refit_steps < 1 or not self.refit_lr > 0:
+            raise HeadwayError("refit every must be >= 0 episodes, refit steps >= 1 and the refit learning rate positive")
         if not 0.0 <= self.demo_ratio < 1.0:
             raise HeadwayError(f"demo ratio must be in [0, 1), got {self.demo_ratio}")
 
@@ -105,11 +124,11 @@ def gae(rewards: np.ndarray, values: np.ndarray, terminated: bool, gamma: float,
     return advantages
 
 
-def awr_weights(advantages: np.ndarray, beta: float, max_weight: float, weighting: str = "exp") -> np.ndarray:
+def awr_weights(advantages: np.ndarray, beta: float, max_weight: float, weighting: str = "exp", margin: float = 0.0) -> np.ndarray:
     """exp(A / (beta * std(A))), clipped, all ones when every advantage is equal ("exp"); or 1 where
-    A > 0 and 0 elsewhere ("positive": only better-than-expected behaviour is imitated)."""
+    A > margin and 0 elsewhere ("positive": only better-than-expected behaviour is imitated)."""
     if weighting == "positive":
-        return (advantages > 0).astype(np.float64)
+        return (advantages > margin).astype(np.float64)
     scale = float(np.std(advantages))
     if scale < 1e-8:
         return np.ones_like(advantages)
@@ -146,6 +165,8 @@ class AWRLearner:
                 "actions": net.normalise_actions(torch.from_numpy(demos.actions).to(self.device)),
                 "mask": torch.from_numpy(demos.action_mask).to(self.device).float(),
             }
+        if config.refit_every and self.demos is None:
+            raise HeadwayError("re-cloning (refit_every > 0) needs the start's demonstrations: an init BC checkpoint that names its dataset, or --demos")
         self.last: dict[str, float] = {}
 
     def fit_normaliser(self, observations: np.ndarray) -> None:
@@ -159,9 +180,14 @@ class AWRLearner:
     # the three steps of one update, each over all stored episodes
     @torch.no_grad()
     def _advantages(self, all_obs: torch.Tensor, all_phi: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-        """GAE and lambda-returns of every stored step, from one pass of V over every observation."""
-        values = np.split(self.value(all_obs, all_phi).cpu().numpy().astype(np.float64), np.cumsum([len(e.obs) for e in self.episodes])[:-1])
-        advantages = [gae(e.rewards, v, e.terminated, self.config.gamma, self.config.lam) for e, v in zip(self.episodes, values)]
+        """GAE and lambda-returns of every stored step, from one pass of V over every observation (with the
+        potential as baseline: V = 0 and lambda = 1, so both are the shaped Monte Carlo return)."""
+        lengths = np.cumsum([len(e.obs) for e in self.episodes])[:-1]
+        if self.config.baseline == "potential":
+            values, lam = np.split(np.zeros(len(all_obs)), lengths), 1.0
+        else:
+            values, lam = np.split(self.value(all_obs, all_phi).cpu().numpy().astype(np.float64), lengths), self.config.lam
+        advantages = [gae(e.rewards, v, e.terminated, self.config.gamma, lam) for e, v in zip(self.episodes, values)]
         return np.concatenate(advantages), np.concatenate([a + v[:-1] for a, v in zip(advantages, values)])
 
     def _flat(self) -> dict[str, torch.Tensor]:
@@ -180,24 +206,37 @@ class AWRLearner:
         }
 
     def update(self, steps: int) -> dict[str, float]:
-        """`steps` value and policy gradient steps on everything collected so far."""
-        if not self.episodes:
-            return {}
+        """`steps` value and policy gradient steps on everything collected so far (with `refit_every`,
+        a re-cloning when that many new episodes have come in, else nothing); `policy_steps` says how many."""
+        if not self.episodes or (self.config.refit_every and len(self.episodes) % self.config.refit_every):
+            return {"policy_steps": 0}
         config, data = self.config, self._flat()
         n = len(data["obs"])
+        value_loss = float("nan")
         _, returns = self._advantages(data["all_obs"], data["all_phi"])
         target = torch.from_numpy(returns).float().to(self.device)
         self.value.train()
-        for _ in range(steps):
+        for _ in range(steps if config.baseline == "value" else 0):
             index = torch.from_numpy(self.rng.integers(0, n, min(config.batch_size, n))).to(self.device)
             loss = ((self.value(data["obs"][index], data["phi"][index]) - target[index]) ** 2).mean()
             self.value_opt.zero_grad(set_to_none=True)
             loss.backward()
             nn.utils.clip_grad_norm_(self.value.parameters(), 10.0)
             self.value_opt.step()
-        value_loss = float(loss.detach())
+            value_loss = float(loss.detach())
         advantages, _ = self._advantages(data["all_obs"], data["all_phi"])
-        weights = torch.from_numpy(awr_weights(advantages, config.beta, config.max_weight, config.weighting)).float().to(self.device)
+        weights = torch.from_numpy(awr_weights(advantages, config.beta, config.max_weight, config.weighting, config.margin)).float().to(self.device)
+        if config.refit_every:
+            loss, steps = self._refit(data, weights), config.refit_steps
+        else:
+            loss = self._gradient_steps(data, weights, steps)
+        self.last = {"value_loss": value_loss, "policy_loss": loss, "mean_weight": float(weights.mean()),
+                     "advantage_std": float(np.std(advantages)), "policy_steps": steps}
+        return self.last
+
+    def _gradient_steps(self, data: dict[str, torch.Tensor], weights: torch.Tensor, steps: int) -> float:
+        config = self.config
+        n = len(data["obs"])
         online_size = max(1, int(round(config.batch_size * (1.0 - config.demo_ratio)))) if self.demos is not None else config.batch_size
         self.net.train()
         for _ in range(steps):
@@ -214,9 +253,21 @@ class AWRLearner:
             nn.utils.clip_grad_norm_(self.net.parameters(), 10.0)
             self.policy_opt.step()
         self.net.eval()
-        self.last = {"value_loss": value_loss, "policy_loss": float(loss.detach()), "mean_weight": float(weights.mean()),
-                     "advantage_std": float(np.std(advantages))}
-        return self.last
+        return float(loss.detach())
+
+    def _refit(self, data: dict[str, torch.Tensor], weights: torch.Tensor) -> float:
+        """Fresh weights, then BC's recipe on the demonstrations (weight 1) and the online steps with weight > 0."""
+        keep = weights > 0
+        state = torch.cat([self.demos["state"], data["policy_in"][keep]])
+        sample_weights = torch.cat([torch.ones(len(self.demos["state"]), device=self.device), weights[keep]])
+        torch.manual_seed(int(self.rng.integers(2**31)))
+        for module in self.net.modules():
+            if module is not self.net and hasattr(module, "reset_parameters"):
+                module.reset_parameters()
+        losses = clone_steps(self.net, state if self.net.state_dim else None, torch.cat([self.demos["actions"], data["actions"][keep]]),
+                             torch.cat([self.demos["mask"], data["mask"][keep]]), None if bool((sample_weights == 1).all()) else sample_weights,
+                             self.config.refit_steps, self.config.refit_lr, 1e-4, self.config.batch_size, self.rng)
+        return float(np.mean(losses[-50:]))
 
     # checkpoints
     def state_dict(self) -> dict:

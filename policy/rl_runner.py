@@ -723,8 +723,7 @@ def _run_awr(config: OnlineRLConfig, resume: bool, on_eval) -> dict:
                         phi=np.asarray(run["phi"], np.float64), actions=np.stack(run["actions"]), rewards=np.asarray(run["rewards"], np.float64),
                         terminated=run["terminated"],
                     ))
-                    learner.update(config.awr.updates_per_episode)
-                    timing["updates"] += config.awr.updates_per_episode
+                    timing["updates"] += learner.update(config.awr.updates_per_episode)["policy_steps"]
                     logs.train.write({"step": step, "episode": episode_counter, "seed": run["seed"], "task_return": round(run["task"], 4),
                                      "learned_return": round(float(np.sum(run["rewards"])), 4), "success": int(run["success"]),
                                      "length": len(run["actions"]), "used_rl": 1.0, "seconds": round(time.perf_counter() - started, 1)})

@@ -76,6 +76,64 @@ def test_with_positive_weights_and_nothing_better_than_expected_the_policy_stays
         torch.testing.assert_close(value, before[key])
 
 
+def test_the_potential_as_baseline_imitates_what_made_progress():
+    """baseline="potential": no value function; under pbrs the advantage telescopes to
+    gamma^(T-t) Phi_T - Phi_t (+ the discounted task reward), so a failed episode's steps are imitated
+    up to where progress was lost, and none after."""
+    from headway.policy.bc import BCNet
+
+    phi = np.array([0.0, 0.2, 0.5, 0.4, 0.3, 0.3])  # progress rises, then falls back
+    gamma = 0.999
+    shaped = gamma * phi[1:] - phi[:-1]
+    learner = AWRLearner(BCNet(state_dim=1, action_dim=1, chunk=1, hidden=8, layers=1), obs_dim=1,
+                         config=AWRConfig(baseline="potential", gamma=gamma, lam=0.5, margin=0.02), demos=None)
+    learner.add_episode(Episode(obs=np.zeros((6, 1), np.float32), phi=phi, actions=np.zeros((5, 1), np.float32), rewards=shaped, terminated=False))
+    data = learner._flat()
+    advantages, _ = learner._advantages(data["all_obs"], data["all_phi"])
+    expected = np.array([gamma ** (5 - t) * phi[5] - phi[t] for t in range(5)])
+    np.testing.assert_allclose(advantages, expected, atol=1e-9)  # lambda is ignored: Monte Carlo
+    np.testing.assert_array_equal(awr_weights(advantages, 1.0, 20.0, "positive", 0.02), [1.0, 1.0, 0.0, 0.0, 0.0])
+
+
+def _demo_samples(state: float, action: float, n: int = 32):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(state=np.full((n, 1), state, np.float32), actions=np.full((n, 1, 1), action, np.float32),
+                           action_mask=np.ones((n, 1), bool))
+
+
+def test_refit_waits_for_its_episodes_then_clones_demos_and_rewarded_steps_afresh():
+    from headway.policy.bc import BCNet
+
+    torch.manual_seed(0)
+    net = BCNet(state_dim=1, action_dim=1, chunk=1, hidden=32, layers=2)
+    config = AWRConfig(baseline="potential", refit_every=2, refit_steps=300, batch_size=64)
+    learner = AWRLearner(net, obs_dim=1, config=config, demos=_demo_samples(state=-1.0, action=-0.5))
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+
+    def episode(action: float, success: bool) -> Episode:  # one step from state +1 under a sparse reward
+        return Episode(obs=np.ones((2, 1), np.float32), phi=np.zeros(2), actions=np.array([[action]], np.float32),
+                       rewards=np.array([float(success)]), terminated=success)
+
+    learner.add_episode(episode(0.8, True))
+    assert learner.update(50)["policy_steps"] == 0  # one episode of two: nothing yet
+    for key, value in net.state_dict().items():
+        torch.testing.assert_close(value, before[key])
+    learner.add_episode(episode(-0.9, False))  # failed: weight 0, not imitated
+    assert learner.update(50)["policy_steps"] == 300
+    with torch.no_grad():
+        actions = net.denormalise_actions(net(torch.tensor([[-1.0], [1.0]])))[:, 0, 0]
+    assert float(actions[0]) == pytest.approx(-0.5, abs=0.1)  # the demonstrations are kept
+    assert float(actions[1]) == pytest.approx(0.8, abs=0.15)  # the successful step is learned, the failed one is not
+
+
+def test_refit_without_demonstrations_is_refused():
+    from headway.policy.bc import BCNet
+
+    with pytest.raises(HeadwayError, match="demonstrations"):
+        AWRLearner(BCNet(state_dim=1, action_dim=1, chunk=1, hidden=8, layers=1), obs_dim=1, config=AWRConfig(refit_every=2), demos=None)
+
+
 # -- runs with a real (tiny) headway policy ------------------------------------------------------------
 @pytest.fixture(scope="module")
 def tiny_bc(tiny_dataset, tmp_path_factory) -> Path:
