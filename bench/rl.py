@@ -50,6 +50,7 @@ from headway.policy.rl_stats import point_intervals, steps_to_threshold, worst_d
 VARIANTS = {  # name -> (reward, shaping, uncertainty penalty used)
     "sparse": ("sparse", "none", False),
     "robosuite-dense": ("robosuite-dense", "none", False),
+    "robosuite-dense+pbrs": ("robosuite-dense", "pbrs", False),  # robosuite's dense reward as the potential, sparse success as the reward
     "oracle+pbrs": ("oracle", "pbrs", False),
     "prm+pbrs": ("prm", "pbrs", False),
     "prm+pbrs-unc": ("prm", "pbrs", True),

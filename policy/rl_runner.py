@@ -107,8 +107,8 @@ class OnlineRLConfig:
             raise HeadwayError("reward 'prm' needs a checkpoint: prm:PATH (a folder from `headway reward train`)")
         if self.shaping is not None and self.shaping not in SHAPINGS:
             raise HeadwayError(f"unknown shaping {self.shaping!r}; valid: {', '.join(SHAPINGS)}")
-        if self.shaping not in (None, "none") and name not in ("oracle", "prm"):
-            raise HeadwayError(f"shaping {self.shaping!r} needs a potential; reward {name!r} has none (use oracle or prm:CKPT, or --shaping none)")
+        if self.shaping not in (None, "none") and name not in ("oracle", "prm", "robosuite-dense"):
+            raise HeadwayError(f"shaping {self.shaping!r} needs a potential; reward {name!r} has none (use oracle, robosuite-dense or prm:CKPT, or --shaping none)")
         if not 1 <= self.utd <= MAX_UTD:
             raise HeadwayError(f"UTD (updates per env step) must be in [1, {MAX_UTD}], got {self.utd}")
         for key in ("steps", "num_envs", "eval_every", "eval_episodes", "batch_size"):
@@ -166,10 +166,13 @@ class Rewards:
                 raise HeadwayError(f"the reward model reads views {', '.join(missing)} that the simulator cannot render (it has {', '.join(VIEWS)})")
             self.potential = BatchedPotential(model, get_task(config.task).instruction, num_envs, config.success_weight, config.uncertainty_penalty)
             self.views, self.image_size = self.potential.views, self.potential.image_size
-        self.has_potential = self.name in ("oracle", "prm")
+        # robosuite-dense with a shaping: robosuite's staged dense reward of the state (in [0, 1]) is the
+        # potential and the task reward is sparse success, so the optimum is success
+        self.dense_potential = self.name == "robosuite-dense" and self.shaping != "none"
+        self.has_potential = self.name in ("oracle", "prm") or self.dense_potential
 
     def task_reward(self, reward: float, terminated: bool, info: dict) -> float:
-        if self.name == "robosuite-dense":
+        if self.name == "robosuite-dense" and not self.dense_potential:
             dense = float(info["robosuite_dense_reward"])
             return dense / (1.0 - self.gamma) if terminated else dense  # success absorbing
         return float(bool(info["success"]))
@@ -177,6 +180,8 @@ class Rewards:
     def potentials(self, indices: list[int], observations: list[dict], infos: list[dict], reset: bool) -> np.ndarray:
         if self.name == "oracle":
             return np.array([float(i["oracle_potential"]) for i in infos])
+        if self.dense_potential:
+            return np.array([float(i["robosuite_dense_reward"]) for i in infos])
         if self.name == "prm":
             if reset:
                 for i in indices:
@@ -206,13 +211,20 @@ class Rewards:
                 raise HeadwayError(f"the demonstrations have none of the reward model's views ({', '.join(self.views)})")
             state = None if episode.state_dim is None else episode.obs[:, : episode.state_dim]
             return self.potential.phi(model.score_episode(images, self.potential.task, state))
+        if self.dense_potential:  # recorded after each step: frame t + 1's value; the first frame takes the first
+            dense = self._demo_dense(episode)
+            return np.concatenate([dense[:1], dense])[: len(episode.obs)].astype(np.float64)
         return np.zeros(len(episode.obs))
 
+    @staticmethod
+    def _demo_dense(episode) -> np.ndarray:
+        if episode.dense is None:
+            raise HeadwayError("the demonstrations have no next.robosuite_dense_reward; record them with `headway sim collect`")
+        return episode.dense
+
     def demo_task_reward(self, episode, t: int, terminated: bool) -> float:
-        if self.name == "robosuite-dense":
-            if episode.dense is None:
-                raise HeadwayError("the demonstrations have no next.robosuite_dense_reward; record them with `headway sim collect`")
-            return float(episode.dense[t]) / (1.0 - self.gamma) if terminated else float(episode.dense[t])
+        if self.name == "robosuite-dense" and not self.dense_potential:
+            return float(self._demo_dense(episode)[t]) / (1.0 - self.gamma) if terminated else float(episode.dense[t])
         return float(episode.success[t])
 
 

@@ -80,9 +80,9 @@ class _Slot:
 
     def handle(self, command: str, argument):
         if command == "reset":
-            observation, _ = self.env.reset(seed=int(argument))
+            observation, info = self.env.reset(seed=int(argument))
             self.oracle.reset()
-            return observation, {"oracle_potential": self.oracle()}
+            return observation, {"oracle_potential": self.oracle(), "robosuite_dense_reward": info["robosuite_dense_reward"]}
         if command == "step":
             observation, reward, terminated, truncated, info = self.env.step(argument)
             small = {

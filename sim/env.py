@@ -133,7 +133,7 @@ class HeadwayEnv(gym.Env):
             self.scene = self._randomizer.apply(scene_seed)
             self._last_obs = self._env._get_observations(force_update=True)
         self._steps = 0
-        return self._observation(self._last_obs), {"success": self.task.success(self._env)}
+        return self._observation(self._last_obs), {"success": self.task.success(self._env), "robosuite_dense_reward": float(self._env.reward(None))}
 
     def step(self, action: np.ndarray):
         action = np.asarray(action, dtype=np.float64)

@@ -169,6 +169,27 @@ def test_awr_starts_as_the_init_policy_learns_and_writes_a_loadable_policy(tiny_
     assert len(rows) >= 5  # two envs x horizon 10 over 40 steps: four or more finished episodes
 
 
+def test_robosuite_dense_with_pbrs_is_a_potential_over_sparse_success(tiny_bc, tiny_dataset):
+    """The fair dense baseline: robosuite's staged reward of each state is the potential (the reset
+    state's included) and the task reward is success, so shaping cannot make hovering worth more."""
+    from headway.policy.rl_runner import Rewards
+    from headway.policy.vec_env import VecEnv, VecEnvSpec
+
+    rewards = Rewards(_config(Path("unused"), tiny_bc, tiny_dataset, reward="robosuite-dense", shaping="pbrs"), 1)
+    env = VecEnv(VecEnvSpec("lift", (), 84, 10), 1, processes=False)
+    try:
+        [(_, reset_info)] = env.reset([0], [5])
+        [(_, _, terminated, _, info)] = env.step(np.zeros((1, 7), np.float32))
+    finally:
+        env.close()
+    phi0, phi1 = rewards.potentials([0], [None], [reset_info], reset=True)[0], rewards.potentials([0], [None], [info], reset=False)[0]
+    assert 0.0 < phi0 < 1.0 and phi1 == info["robosuite_dense_reward"]
+    assert rewards.has_potential and rewards.task_reward(0.0, terminated, info) == 0.0  # not the dense value
+    assert rewards.shaped(0.0, phi0, phi1, False) == pytest.approx(rewards.gamma * phi1 - phi0)
+    plain = Rewards(_config(Path("unused"), tiny_bc, tiny_dataset, reward="robosuite-dense"), 1)
+    assert not plain.has_potential and plain.task_reward(0.0, False, info) == info["robosuite_dense_reward"]
+
+
 def test_awr_anchors_on_the_episodes_the_init_was_cloned_from(tiny_bc, tiny_dataset):
     from headway.policy.interface import load_policy
     from headway.policy.rl_runner import awr_anchor
