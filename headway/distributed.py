@@ -2,14 +2,15 @@
 
 torchrun (`torch.distributed.run`) starts one process per `--nproc_per_node` and tells each its
 place through the environment (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT). Code calls
-`session(device)` once; when those variables say there is more than one process it joins the group
-(gloo on CPU, nccl on CUDA, each process on cuda:LOCAL_RANK) and leaves it afterwards. Without them,
+`session(device)`; when those variables say there is more than one process it joins the group
+(gloo on CPU, nccl on CUDA, each process on cuda:LOCAL_RANK), which stays up until the process exits. Without them,
 or with a world of one, nothing is initialised and every helper here is a cheap no-op, so a plain
 run behaves exactly as before.
 """
 
 from __future__ import annotations
 
+import atexit
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -114,7 +115,13 @@ def init(device: torch.device) -> bool:
     if device.type == "cuda":
         torch.cuda.set_device(device)
     dist.init_process_group(backend=backend, init_method="env://")
+    atexit.register(_destroy)
     return True
+
+
+def _destroy() -> None:
+    if active():
+        dist.destroy_process_group()
 
 
 def teardown() -> None:
@@ -126,16 +133,12 @@ def teardown() -> None:
 
 @contextmanager
 def session(requested_device: str | torch.device | None = None) -> Iterator[torch.device]:
-    """Yield this process's device, inside the launcher's process group when there is one; a group
-    this call created is torn down on exit."""
+    """Yield this process's device, inside the launcher's process group when there is one. The group
+    stays up for later calls in the same process (a second join after a teardown hung under torchrun
+    here) and is torn down when the process exits."""
     device = choose_device(requested_device)
-    started = init(device)
-    try:
-        yield device
-    finally:
-        if started:
-            if dist.is_initialized():
-                dist.destroy_process_group()
+    init(device)
+    yield device
 
 
 def share(total: int) -> tuple[int, int]:
