@@ -85,7 +85,7 @@ def score_on_ray(
     def staged(job, arrays) -> None:
         _stage(_episode_file(partial, job[1]), arrays)
 
-    with RaySession(settings, reserve_cpus=1) as session:  # one CPU decodes ahead of the scoring actors
+    with RaySession(settings) as session:
         frames = session.run(
             EpisodeScorer,
             (model, device, mapping, batch_size, threads),

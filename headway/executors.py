@@ -107,10 +107,15 @@ def _probe_address(address: str, timeout: float) -> None:
 
 @contextmanager
 def _neutral_cwd():
-    """Ray puts the driver's working directory on its workers' sys.path; from a headway checkout that
-    directory's `datasets/` would hide Hugging Face's `datasets` from lerobot, so start from elsewhere."""
+    """Ray puts the driver's working directory first on its workers' sys.path; from a headway checkout
+    that directory's `datasets/` would hide Hugging Face's `datasets` from lerobot, so Ray starts from
+    an empty folder of its own."""
+    import tempfile
+
     here = os.getcwd()
-    os.chdir(Path.home() if Path.home().is_dir() else "/")
+    neutral = Path(tempfile.gettempdir()) / "headway-ray-cwd"
+    neutral.mkdir(exist_ok=True)
+    os.chdir(neutral)
     try:
         yield
     finally:
@@ -129,7 +134,14 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, num_gpus: 
     """Connect to the Ray cluster at `address`, or start one on this machine; clear errors within `timeout` s."""
     import logging
 
+    # Under `uv run`, Ray would zip the working directory and ship it to every worker as a
+    # runtime_env (its uv hook). headway's workers need no upload: they run the same installed
+    # environment (the driver's Python locally; the same install on every node of a cluster).
+    os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
     import ray
+    import ray._private.ray_constants as ray_constants
+
+    ray_constants.RAY_ENABLE_UV_RUN_RUNTIME_ENV = os.environ["RAY_ENABLE_UV_RUN_RUNTIME_ENV"] not in ("0", "false", "False")
 
     started = time.monotonic()
     if address:
@@ -184,10 +196,13 @@ class _Hosted:
     def __init__(self, cls: type, args: tuple) -> None:
         self.cls, self.args, self.target = cls, args, None
 
-    def setup(self) -> bool:
+    def setup(self) -> str:
+        """Build the worker object; returns this actor's node id (its items are prepared there)."""
+        import ray
+
         if self.target is None:
             self.target = self.cls(*self.args)
-        return True
+        return ray.get_runtime_context().get_node_id()
 
     def call(self, method: str, item: Any) -> Any:
         _crash_once()
@@ -213,8 +228,8 @@ class RaySession:
     """A Ray connection for one run: reuses an existing `ray.init` (tests, notebooks), else connects
     or starts one and shuts it down on exit. `startup_seconds` is what connecting cost."""
 
-    def __init__(self, settings: RaySettings, reserve_cpus: int = 0) -> None:
-        self.settings, self.reserve_cpus = settings, reserve_cpus
+    def __init__(self, settings: RaySettings) -> None:
+        self.settings = settings
         self.owned = False
         self.startup_seconds = 0.0  # connecting to or starting Ray
         self.warmup_seconds = 0.0  # the workers starting and building their state (last run)
@@ -224,8 +239,7 @@ class RaySession:
 
         started = time.perf_counter()
         if not ray.is_initialized():
-            workers = self.settings.workers or 0
-            local_cpus = max(os.cpu_count() or 1, workers + self.reserve_cpus) if not self.settings.address else None
+            local_cpus = max(os.cpu_count() or 1, self.settings.workers or 0) if not self.settings.address else None
             init_ray(self.settings.address, num_cpus=local_cpus)
             self.owned = True
         self.startup_seconds = time.perf_counter() - started
@@ -248,21 +262,21 @@ class RaySession:
         if want_gpus > 0:
             if gpus <= 0:
                 raise HeadwayError(
-                    f"--gpus-per-worker {want_gpus:g}: the Ray cluster has no GPUs; leave the flag out to score on CPUs, "
+                    f"--gpus-per-worker {want_gpus:g}: the Ray cluster has no GPUs; leave the flag out to work on CPUs, "
                     "or add GPU nodes (`ray start --num-gpus N`)"
                 )
             workers = self.settings.workers or int(gpus // want_gpus)
-            if workers * want_gpus > gpus + 1e-9 or workers < 1:
+            if workers < 1 or workers * want_gpus > gpus + 1e-9:
                 raise HeadwayError(
                     f"--workers {workers} x --gpus-per-worker {want_gpus:g} asks for {workers * want_gpus:g} GPUs; "
                     f"the Ray cluster has {gpus:g}; ask for fewer workers or fewer GPUs each"
                 )
         else:
-            workers = self.settings.workers or max(1, cpus - self.reserve_cpus)
-        if workers + self.reserve_cpus > cpus:
+            workers = self.settings.workers or max(1, cpus)
+        if workers > cpus:
             raise HeadwayError(
-                f"--workers {workers} needs {workers + self.reserve_cpus} CPUs on the Ray cluster "
-                f"({self.reserve_cpus} for preparing work), which has {cpus}; ask for at most {max(cpus - self.reserve_cpus, 1)} workers"
+                f"--workers {workers} needs {workers} CPUs on the Ray cluster, which has {cpus}; "
+                f"ask for at most {cpus} workers, or add nodes (`ray start --address HEAD:6379` on each)"
             )
         return workers
 
@@ -283,50 +297,53 @@ class RaySession:
     ) -> int:
         """Call `cls(*args).<method>(prepared item)` for every item on a pool of `self.workers` actors.
 
-        `prepare(item)`, when given, runs first as a Ray CPU task and its result goes to the actor
-        (decode on any node, score where the model is). At most `ahead` items per worker are in
-        flight. `on_result(item, result)` runs on the driver as each item finishes, in completion
-        order. Dead workers are restarted and their item retried (RETRIES times). Returns the total
-        `size` of the items done.
+        Each actor holds one CPU (and `gpus_per_worker` GPUs) and is fed `ahead` items at a time.
+        `prepare(item)`, when given, runs as a Ray task on the node of the actor that will take the
+        item, while that actor works on the one before (the local path's decode-ahead thread, per
+        worker); such tasks hold no CPU of their own, so at most `ahead` per worker run at once.
+        `on_result(item, result)` runs on the driver as each item finishes, in completion order.
+        A dead worker is restarted and its items retried (RETRIES times). Returns the total `size`
+        of the items done.
         """
         import ray
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
         from tqdm import tqdm
 
         items = list(items)
         if not items:
             return 0
-        options: dict[str, Any] = dict(num_cpus=1, max_restarts=RETRIES, max_task_retries=RETRIES)
+        options: dict[str, Any] = dict(num_cpus=1, max_restarts=RETRIES, max_task_retries=RETRIES, scheduling_strategy="SPREAD")
         if self.settings.gpus_per_worker > 0:
             options["num_gpus"] = self.settings.gpus_per_worker
         actors = [ray.remote(**options)(_Hosted).remote(cls, args) for _ in range(min(self.workers, len(items)))]
         warmup = time.perf_counter()
         try:  # workers build their state (load a model, a simulator) before the clock of the work starts
-            ray.get([actor.setup.remote() for actor in actors])
+            nodes = ray.get([actor.setup.remote() for actor in actors])
         except Exception as error:  # noqa: BLE001
             for actor in actors:
                 ray.kill(actor, no_restart=True)
             raise _unwrap(error, f"{desc}: starting a worker") from None
         self.warmup_seconds = time.perf_counter() - warmup
-        remote_prepare = ray.remote(num_cpus=1, max_retries=RETRIES)(prepare) if prepare is not None else None
+        remote_prepare = ray.remote(num_cpus=0, max_retries=RETRIES)(prepare) if prepare is not None else None
         queue = deque(items)
-        free = deque(range(len(actors)))
+        load = [0] * len(actors)
         inflight: dict[Any, tuple[Any, int]] = {}
-        window = max(1, ahead) * len(actors)
         done = 0
         bar = tqdm(total=sum(size(item) for item in items), desc=desc, unit=unit, disable=not progress, dynamic_ncols=True)
         try:
-            prepared: deque = deque()
-            while queue or prepared or inflight:
-                while queue and len(prepared) + len(inflight) < window:  # prepare ahead of the actors
-                    item = queue.popleft()
-                    prepared.append((item, remote_prepare.remote(item) if remote_prepare is not None else item))
-                while free and prepared:
-                    item, payload = prepared.popleft()
-                    actor = free.popleft()
-                    inflight[actors[actor].call.remote(method, payload)] = (item, actor)
+            while queue or inflight:
+                for index, actor in enumerate(actors):
+                    while queue and load[index] < max(1, ahead):
+                        item = queue.popleft()
+                        payload = item
+                        if remote_prepare is not None:
+                            near = NodeAffinitySchedulingStrategy(nodes[index], soft=True)
+                            payload = remote_prepare.options(scheduling_strategy=near).remote(item)
+                        inflight[actor.call.remote(method, payload)] = (item, index)
+                        load[index] += 1
                 ready, _ = ray.wait(list(inflight), num_returns=1)
-                item, actor = inflight.pop(ready[0])
-                free.append(actor)
+                item, index = inflight.pop(ready[0])
+                load[index] -= 1
                 try:
                     result = ray.get(ready[0])
                 except Exception as error:  # noqa: BLE001 - translated to the user's terms
