@@ -642,7 +642,7 @@ def _run_awr(config: OnlineRLConfig, resume: bool, on_eval) -> dict:
         actors = [BCPolicy(net, init.meta) for _ in range(config.num_envs)]  # one action queue per env, one network
         evaluators = [BCPolicy(net, init.meta) for _ in range(config.num_envs)]
         obs_dim = int(env.observation_space["state"].shape[0] + env.observation_space["object"].shape[0])
-        learner = AWRLearner(net, obs_dim, config.awr, awr_anchor(init, config) if config.awr.demo_ratio > 0 else None, seed=config.seed)
+        learner = AWRLearner(net, obs_dim, config.awr, awr_anchor(init, config) if config.awr.demo_ratio > 0 or config.awr.refit_every else None, seed=config.seed)
         checkpoint = load_checkpoint_awr(out) if resume else None
         step = episode_counter = 0
         info: dict = {"method": "awr"}

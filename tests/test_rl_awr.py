@@ -190,6 +190,16 @@ def test_robosuite_dense_with_pbrs_is_a_potential_over_sparse_success(tiny_bc, t
     assert not plain.has_potential and plain.task_reward(0.0, False, info) == info["robosuite_dense_reward"]
 
 
+def test_awr_with_refits_runs_from_the_inits_own_demonstrations(tiny_bc, tiny_dataset, tmp_path):
+    from headway.policy.interface import load_policy
+
+    awr = AWRConfig(batch_size=16, baseline="potential", margin=0.0, refit_every=2, refit_steps=5, hidden=16)
+    summary = run_online_rl(_config(tmp_path / "run", tiny_bc, tiny_dataset, reward="oracle", awr=awr))
+    assert summary["eval_steps"] == [0, 20, 40] and summary["last_policy_steps"] == 5  # a re-cloning happened
+    observation = {"state": np.zeros(load_policy(tiny_bc).state_dim, np.float32), "object": np.zeros(load_policy(tiny_bc).object_dim, np.float32)}
+    assert not np.allclose(load_policy(tmp_path / "run" / "policy").predict_chunk(observation), load_policy(tiny_bc).predict_chunk(observation))
+
+
 def test_awr_anchors_on_the_episodes_the_init_was_cloned_from(tiny_bc, tiny_dataset):
     from headway.policy.interface import load_policy
     from headway.policy.rl_runner import awr_anchor
