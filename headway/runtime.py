@@ -1,4 +1,4 @@
-"""Process-wide runtime settings shared by every area: torch's intra-op thread count."""
+"""Process-wide runtime settings shared by every area: the torch device and the intra-op thread count."""
 
 from __future__ import annotations
 
@@ -23,3 +23,17 @@ def torch_threads(count: int | None = 1) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def default_device(device: str | torch.device | None = None) -> torch.device:
+    """The requested device, else CUDA when present, else CPU."""
+    import torch
+
+    from headway.errors import HeadwayError
+
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise HeadwayError(f"--device {device} was asked for but CUDA is not available here; use --device cpu")
+    return device

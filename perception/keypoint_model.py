@@ -22,7 +22,7 @@ from torch.nn import functional as F
 
 from headway.checkpoint import load_state, read_checked_config, save_checkpoint
 from headway.errors import HeadwayError, unknown_name
-from headway.perception.geometry import rescale_pixels
+from headway.geometry import rescale_pixels
 
 FORMAT = "headway.keypoints"
 FORMAT_VERSION = 1
@@ -181,7 +181,7 @@ class KeypointModel:
     """A trained keypoint network with its config, pre- and post-processing, save and load."""
 
     def __init__(self, net: KeypointNet, device: str | torch.device | None = None) -> None:
-        from headway.reward.stage_reward import default_device
+        from headway.runtime import default_device
 
         self.device = default_device(device)
         self.net = net.to(self.device).eval()

@@ -22,7 +22,7 @@ from headway.datasets.reader import CAMERA_POSE_KEY as POSE_KEY
 from headway.datasets.reader import KEYPOINTS_KEY
 from headway.datasets.reader import KEYPOINTS_VISIBLE_KEY as VISIBLE_KEY
 from headway.errors import HeadwayError
-from headway.perception.geometry import Camera, in_frame, project, triangulate
+from headway.geometry import Camera, in_frame, project, triangulate
 from headway.perception.keypoint_model import (
     KeypointModel,
     KeypointModelConfig,

@@ -151,7 +151,7 @@ class VLMPointer:
         """Load a model and its processor (from the local cache or a folder unless `allow_download`)."""
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
-        from headway.reward.stage_reward import default_device
+        from headway.runtime import default_device
 
         try:
             processor = AutoProcessor.from_pretrained(str(name_or_path), local_files_only=not allow_download)

@@ -190,7 +190,7 @@ class BCPolicy:
     """A trained BC network as a headway Policy (see headway.policy.interface)."""
 
     def __init__(self, net: BCNet, meta: dict[str, Any], device: str | torch.device | None = None) -> None:
-        from headway.reward.stage_reward import default_device
+        from headway.runtime import default_device
 
         self.device = default_device(device)
         self.net = net.to(self.device).eval()
@@ -349,7 +349,7 @@ def train_bc(config: BCConfig, progress: bool = True, samples: BCSamples | None 
     and with RA-BC mean_weight, zero_share, full_share. `samples` may be passed to reuse data
     already loaded with matching settings (chunk, observation mode, episodes).
     """
-    from headway.reward.stage_reward import default_device
+    from headway.runtime import default_device
 
     if default_device(config.device).type == "cpu":
         with torch_threads(1):
@@ -359,7 +359,7 @@ def train_bc(config: BCConfig, progress: bool = True, samples: BCSamples | None 
 
 def _train_bc(config: BCConfig, progress: bool, samples: BCSamples | None) -> dict:
     from headway.atomic import atomic_write_json
-    from headway.reward.stage_reward import default_device
+    from headway.runtime import default_device
 
     started = time.perf_counter()
     device = default_device(config.device)

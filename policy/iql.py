@@ -413,7 +413,7 @@ class IQLLearner:
 def train_iql(config: IQLConfig, progress: bool = True, samples: BCSamples | None = None) -> dict:
     """Train an IQL policy and save it at `config.out` (BC checkpoint format); returns a summary
     (also written to `summary.json`). `samples` may be passed to reuse BC samples with the same chunk."""
-    from headway.reward.stage_reward import default_device
+    from headway.runtime import default_device
 
     if default_device(config.device).type == "cpu":
         with torch_threads(1):
@@ -424,7 +424,7 @@ def train_iql(config: IQLConfig, progress: bool = True, samples: BCSamples | Non
 def _train_iql(config: IQLConfig, progress: bool, samples: BCSamples | None) -> dict:
     from headway.atomic import atomic_write_json
     from headway.checkpoint import save_checkpoint
-    from headway.reward.stage_reward import default_device
+    from headway.runtime import default_device
 
     started = time.perf_counter()
     device = default_device(config.device)

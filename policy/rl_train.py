@@ -340,7 +340,7 @@ def _pretrain(agent: SACAgent, config: RLConfig, episodes, device: torch.device)
 def train_rl(config: RLConfig, resume: bool = False) -> dict:
     """Train (or continue) a run in `config.out`; returns a summary with the final success rate,
     the learning-curve PNG and the policy folder."""
-    from headway.reward.stage_reward import default_device
+    from headway.runtime import default_device
 
     with torch_threads(config.threads if default_device(config.device).type == "cpu" else None):
         return _train_rl(config, resume)
@@ -349,7 +349,7 @@ def train_rl(config: RLConfig, resume: bool = False) -> dict:
 def _train_rl(config: RLConfig, resume: bool) -> dict:
     from torch.utils.tensorboard import SummaryWriter
 
-    from headway.reward.stage_reward import default_device
+    from headway.runtime import default_device
 
     started = time.perf_counter()
     out = config.out

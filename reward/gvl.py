@@ -232,7 +232,7 @@ class GVLRewardModel:
         import torch
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
-        from headway.reward.stage_reward import default_device
+        from headway.runtime import default_device
 
         target = default_device(device)
         local = Path(config.model).exists()

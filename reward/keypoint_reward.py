@@ -29,7 +29,7 @@ import numpy as np
 from headway import __version__
 from headway.checkpoint import CONFIG_FILE, read_checked_config
 from headway.errors import HeadwayError
-from headway.perception.geometry import Camera, triangulate
+from headway.geometry import Camera, triangulate
 from headway.perception.keypoint_model import KeypointModel, KeypointPrediction
 from headway.perception.preprocess import resize_frames
 from headway.reward.interface import RewardModel, RewardOutput

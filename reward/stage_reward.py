@@ -10,21 +10,12 @@ import torch
 
 from headway.checkpoint import load_state, read_checked_config, save_checkpoint
 from headway.errors import HeadwayError, unknown_name
+from headway.runtime import default_device
 from headway.reward.interface import RewardOutput
 from headway.reward.stage_model import StageModelConfig, StageRewardNet, task_tensors, window_indices
 
 FORMAT = "headway.stage_reward"
 FORMAT_VERSION = 1
-
-
-def default_device(device: str | torch.device | None = None) -> torch.device:
-    """The requested device, else CUDA when present, else CPU."""
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise HeadwayError(f"--device {device} was asked for but CUDA is not available here; use --device cpu")
-    return device
 
 
 class StageRewardModel:

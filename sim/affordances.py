@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from headway.errors import HeadwayError, unknown_name
-from headway.perception.geometry import in_frame, project
+from headway.geometry import in_frame, project
 from headway.sim.task import State
 
 GRIPPER = "gripper"

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from headway.errors import HeadwayError
-from headway.perception.geometry import Camera, in_frame, project, triangulate
+from headway.geometry import Camera, in_frame, project, triangulate
 
 K = np.array([[100.0, 0.0, 42.0], [0.0, 100.0, 42.0], [0.0, 0.0, 1.0]])
 

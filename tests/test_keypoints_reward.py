@@ -111,7 +111,7 @@ def test_protocol_offline_equals_online_and_reload(reward, tmp_path):
 
 def test_keypoints_are_triangulated_in_the_calibrated_pixels_whatever_size_the_frames_arrive_at(reward, monkeypatch):
     """Frames at twice the calibrated size (RL renders at the progress model's size) give the same 3D points."""
-    from headway.perception.geometry import rescale_pixels
+    from headway.geometry import rescale_pixels
     from headway.perception.keypoint_model import KeypointPrediction
 
     cameras = {v: {**c, "image_size": [SIZE, SIZE]} for v, c in CAMERAS.items()}

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from headway.errors import HeadwayError
-from headway.perception.geometry import project
+from headway.geometry import project
 from headway.sim.affordances import get_affordances, record_keypoints, visibility
 from headway.sim.env import make_env
 from headway.sim.task import task_names
