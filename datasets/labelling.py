@@ -670,9 +670,8 @@ def label_dataset(config: LabelConfig, resume: bool = False, overwrite: bool = F
 
                 settings = ray_settings(config.executor, config.address, config.workers, config.gpus_per_worker)
                 worker_model = spec or str(model_path.resolve())
-                lengths = {e: reader.episode_length(e) for e in todo}
                 scored_frames, ray_startup = score_on_ray(root, worker_model, config.device, mapping, todo, partial,
-                                                config.batch_size, config.threads or 1, settings, progress, lengths)
+                                                          config.batch_size, config.threads or 1, settings, progress)
                 scored = len(todo)
             else:
                 with torch_threads(threads):

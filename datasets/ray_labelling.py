@@ -17,17 +17,22 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
+import numpy as np
+
 from headway.errors import HeadwayError
 from headway.executors import RaySession, RaySettings
 
 _READERS: dict[str, object] = {}  # one DatasetReader per dataset per worker process (its metadata is read once)
 
 
-def decode_episode(job: tuple[str, int, list[str]]):
-    """Ray CPU task: decode episode `index` of the dataset at `root` (views = dataset camera keys)."""
+GROUP_BYTES = 64 << 20  # decoded pixels per work item, at most: a few episodes of small frames, one of large
+
+
+def decode_episodes(job: tuple[str, tuple[int, ...], list[str]]) -> list:
+    """Ray (preparing actor): decode episodes `indices` of the dataset at `root` (views = dataset camera keys)."""
     from headway.datasets.reader import DatasetReader
 
-    root, index, views = job
+    root, indices, views = job
     if not (Path(root) / "meta" / "info.json").exists():
         raise HeadwayError(
             f"the dataset {root} is not visible on Ray node {socket.gethostname()}: put it on storage that every "
@@ -36,7 +41,31 @@ def decode_episode(job: tuple[str, int, list[str]]):
     reader = _READERS.get(root)
     if reader is None:
         reader = _READERS[root] = DatasetReader(Path(root))
-    return reader.episode(index, views)
+    return [reader.episode(index, views) for index in indices]
+
+
+def group_episodes(reader, todo: list[int], keys: list[str], workers: int) -> list[tuple[int, ...]]:
+    """Work items: runs of consecutive episodes that share their data and video files, each at most
+    GROUP_BYTES of decoded frames and small enough that every worker gets about four items."""
+    per_frame = sum(int(np.prod(reader.features[key]["shape"])) for key in keys)  # uint8 bytes per time step
+    lengths = {index: reader.episode_length(index) for index in todo}
+    budget = max(1, min(GROUP_BYTES, sum(lengths.values()) * per_frame // max(1, 4 * workers)))
+    groups: list[tuple[int, ...]] = []
+    current: list[int] = []
+    size, files = 0, None
+    for index in todo:
+        row = reader._row(index)
+        where = tuple(row.get(name) for name in sorted(row) if name.endswith(("/chunk_index", "/file_index")))
+        frames = lengths[index] * per_frame
+        if current and (where != files or size + frames > budget or index != current[-1] + 1):
+            groups.append(tuple(current))
+            current, size = [], 0
+        current.append(index)
+        size += frames
+        files = where
+    if current:
+        groups.append(tuple(current))
+    return groups
 
 
 class EpisodeScorer:
@@ -47,19 +76,18 @@ class EpisodeScorer:
 
         import torch
 
-        # frames arrive read-only from Ray's object store; the model copies them into its batches
-        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-
         from headway.datasets.labelling import load_model
 
+        # frames arrive read-only from Ray's object store; the model copies them into its batches
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
         torch.set_num_threads(threads)
         self.model = load_model(model, device)
         self.mapping, self.batch_size = mapping, batch_size
 
-    def run(self, episode) -> dict:
+    def run(self, episodes: list) -> list[dict]:
         from headway.datasets.labelling import _score
 
-        return _score(self.model, episode, self.mapping, self.batch_size)
+        return [_score(self.model, episode, self.mapping, self.batch_size) for episode in episodes]
 
 
 def score_on_ray(
@@ -73,29 +101,35 @@ def score_on_ray(
     threads: int,
     settings: RaySettings,
     progress: bool = True,
-    lengths: dict[int, int] | None = None,
 ) -> tuple[int, float]:
     """Score and stage the episodes in `todo` on Ray. Returns (frames scored, start-up seconds: connecting
     to Ray and the workers loading the model)."""
     from headway.datasets.labelling import _episode_file, _stage
+    from headway.datasets.reader import DatasetReader
 
     root_text = str(Path(root).resolve())
-    lengths = lengths or {}
+    if not (Path(root_text) / "meta" / "info.json").exists():
+        raise HeadwayError(f"the dataset {root_text} does not exist here; pass a LeRobot v3.0 dataset folder")
+    reader = DatasetReader(Path(root_text))
+    keys = list(mapping.values())
 
-    def staged(job, arrays) -> None:
-        _stage(_episode_file(partial, job[1]), arrays)
+    def staged(job, results) -> None:
+        for index, arrays in zip(job[1], results):
+            _stage(_episode_file(partial, index), arrays)
 
     with RaySession(settings) as session:
+        jobs = [(root_text, group, keys) for group in group_episodes(reader, todo, keys, session.workers)]
         frames = session.run(
             EpisodeScorer,
             (model, device, mapping, batch_size, threads),
-            [(root_text, index, list(mapping.values())) for index in todo],
+            jobs,
             staged,
-            prepare=decode_episode,
+            prepare=decode_episodes,
+            warm=(root_text, (todo[0],), keys),  # scored once untimed by each worker (first-call costs)
             desc="labelling",
             unit="frame",
-            size=lambda job: lengths.get(job[1], 1),
-            name=lambda job: f"episode {job[1]}",
+            size=lambda job: sum(reader.episode_length(index) for index in job[1]),
+            name=lambda job: f"episodes {job[1][0]}-{job[1][-1]}",
             progress=progress,
         )
     return frames, session.startup_seconds + session.warmup_seconds

@@ -204,10 +204,24 @@ class _Hosted:
             self.target = self.cls(*self.args)
         return ray.get_runtime_context().get_node_id()
 
-    def call(self, method: str, item: Any) -> Any:
-        _crash_once()
+    def call(self, method: str, item: Any, warm: bool = False) -> Any:
+        if not warm:
+            _crash_once()
         self.setup()
         return getattr(self.target, method)(item)
+
+
+class _Preparer:
+    """Runs inside a Ray actor beside a worker: prepares (decodes) the items that worker will take next."""
+
+    def __init__(self, prepare: Callable[[Any], Any]) -> None:
+        self.prepare = prepare
+
+    def ready(self) -> bool:
+        return True
+
+    def call(self, item: Any) -> Any:
+        return self.prepare(item)
 
 
 def _unwrap(error: BaseException, what: str) -> BaseException:
@@ -294,13 +308,16 @@ class RaySession:
         size: Callable[[Any], int] = lambda item: 1,
         name: Callable[[Any], str] = str,
         progress: bool = True,
+        warm: Any = None,
     ) -> int:
         """Call `cls(*args).<method>(prepared item)` for every item on a pool of `self.workers` actors.
 
         Each actor holds one CPU (and `gpus_per_worker` GPUs) and is fed `ahead` items at a time.
-        `prepare(item)`, when given, runs as a Ray task on the node of the actor that will take the
-        item, while that actor works on the one before (the local path's decode-ahead thread, per
-        worker); such tasks hold no CPU of their own, so at most `ahead` per worker run at once.
+        `prepare(item)`, when given, runs in a second actor on the same node, which prepares the
+        next item while the worker works on the one before (the local path's decode-ahead thread,
+        per worker; it holds no CPU of its own in Ray's accounting). `warm`, when given, is an item
+        each worker prepares and runs once, its result dropped, before the clock of the work starts
+        (imports, lazy initialisation; `warmup_seconds` measures it). The crash hook spares it.
         `on_result(item, result)` runs on the driver as each item finishes, in completion order.
         A dead worker is restarted and its items retried (RETRIES times). Returns the total `size`
         of the items done.
@@ -323,8 +340,24 @@ class RaySession:
             for actor in actors:
                 ray.kill(actor, no_restart=True)
             raise _unwrap(error, f"{desc}: starting a worker") from None
+        preparers = []
+        if prepare is not None:  # one long-lived preparing process beside each worker (a task per item would
+            # start processes that Ray's worker pool then reaps when idle: seconds of imports per item)
+            preparer_class = ray.remote(num_cpus=0, max_restarts=RETRIES, max_task_retries=RETRIES)(_Preparer)
+            preparers = [
+                preparer_class.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=True)).remote(prepare)
+                for node in nodes
+            ]
+        try:  # one untimed item through each worker: imports, lazy initialisation, first-call costs
+            if warm is not None:
+                ray.get([actor.call.remote(method, preparers[i].call.remote(warm) if preparers else warm, True)
+                         for i, actor in enumerate(actors)])
+            ray.get([preparer.ready.remote() for preparer in preparers])
+        except Exception as error:  # noqa: BLE001
+            for actor in actors + preparers:
+                ray.kill(actor, no_restart=True)
+            raise _unwrap(error, f"{desc}: starting a worker") from None
         self.warmup_seconds = time.perf_counter() - warmup
-        remote_prepare = ray.remote(num_cpus=0, max_retries=RETRIES)(prepare) if prepare is not None else None
         queue = deque(items)
         load = [0] * len(actors)
         inflight: dict[Any, tuple[Any, int]] = {}
@@ -335,10 +368,7 @@ class RaySession:
                 for index, actor in enumerate(actors):
                     while queue and load[index] < max(1, ahead):
                         item = queue.popleft()
-                        payload = item
-                        if remote_prepare is not None:
-                            near = NodeAffinitySchedulingStrategy(nodes[index], soft=True)
-                            payload = remote_prepare.options(scheduling_strategy=near).remote(item)
+                        payload = preparers[index].call.remote(item) if preparers else item
                         inflight[actor.call.remote(method, payload)] = (item, index)
                         load[index] += 1
                 ready, _ = ray.wait(list(inflight), num_returns=1)
@@ -353,6 +383,6 @@ class RaySession:
                 bar.update(size(item))
         finally:
             bar.close()
-            for actor in actors:
+            for actor in actors + preparers:
                 ray.kill(actor, no_restart=True)
         return done

@@ -17,6 +17,7 @@ import numpy as np
 from tqdm import tqdm
 
 from headway.errors import HeadwayError
+from headway.executors import RaySettings
 from headway.policy.interface import Policy
 from headway.runtime import torch_threads
 
@@ -89,12 +90,15 @@ def evaluate_policy(
     video_dir: Path | None = None,
     horizon: int | None = None,
     progress: bool = True,
+    ray: RaySettings | None = None,
 ) -> dict:
     """Roll `policy` out for `episodes` seeded episodes of `task`; returns figures and per-episode rows.
 
     Keys: success_rate, mean_return, mean_dense_return, mean_length, episodes, seed, seconds,
     per_episode (seed, success, return, dense_return, length), videos (paths). The first `videos`
     episodes are also recorded from the agentview camera (plus the policy's own views) to `video_dir`.
+    With `ray` (headway.executors), the episodes run on Ray workers, one seed each, with the same
+    per-seed results; `seconds` then leaves out Ray's start-up and the workers' loading.
     """
     if episodes < 1:
         raise HeadwayError(f"--episodes must be at least 1, got {episodes}")
@@ -115,42 +119,32 @@ def evaluate_policy(
     if videos:
         video_views = tuple(dict.fromkeys(views + (VIDEO_VIEW,)))
         video_env = env if video_views == views else _make_env(task, video_views, size, horizon)
-    threads = ExitStack()
-    threads.enter_context(torch_threads(1))  # small policies: intra-op threads only add contention (headway.runtime)
-    rows, written = [], []
+    rows: list[dict] = []
+    written: list[str] = []
     started = time.perf_counter()
-    bar = tqdm(range(episodes), desc=f"eval {task}", disable=not progress)
-    try:
-        for i in bar:
-            record = i < videos
-            current = video_env if record else env
-            observation, _ = current.reset(seed=seed + i)
-            policy.reset()
-            frames: list[np.ndarray] = []
-            total = dense = 0.0
-            success, length = False, 0
-            while True:
-                if record:
-                    frames.append(np.concatenate([observation["images"][v] for v in current.config.views], axis=1))
-                action = policy.act(observation)
-                observation, reward, terminated, truncated, info = current.step(action)
-                total += reward
-                dense += info["robosuite_dense_reward"]
-                length += 1
-                success = success or bool(info["success"])
-                if terminated or truncated:
-                    break
-            if record:
-                frames.append(np.concatenate([observation["images"][v] for v in current.config.views], axis=1))
-                outcome = "success" if success else "fail"
-                written.append(str(write_video(Path(video_dir) / f"{task}_seed{seed + i}_{outcome}.mp4", frames)))
-            rows.append({"seed": seed + i, "success": success, "return": total, "dense_return": dense, "length": length})
-            bar.set_postfix(success=f"{np.mean([r['success'] for r in rows]):.2f}")
-    finally:
-        threads.close()
+    if ray is not None:
         env.close()
         if video_env is not None and video_env is not env:
             video_env.close()
+        rows, written, startup = _evaluate_on_ray(policy, task, episodes, seed, videos, video_dir, horizon, size, ray, progress)
+        started += startup
+    else:
+        threads = ExitStack()
+        threads.enter_context(torch_threads(1))  # small policies: intra-op threads only add contention (headway.runtime)
+        bar = tqdm(range(episodes), desc=f"eval {task}", disable=not progress)
+        try:
+            for i in bar:
+                record = i < videos
+                row, frames = run_eval_episode(policy, video_env if record else env, seed + i, record)
+                if record:
+                    written.append(str(_write_eval_video(video_dir, task, row, frames)))
+                rows.append(row)
+                bar.set_postfix(success=f"{np.mean([r['success'] for r in rows]):.2f}")
+        finally:
+            threads.close()
+            env.close()
+            if video_env is not None and video_env is not env:
+                video_env.close()
     return {
         "task": task,
         "episodes": episodes,
@@ -163,6 +157,77 @@ def evaluate_policy(
         "per_episode": rows,
         "videos": written,
     }
+
+
+def run_eval_episode(policy: Policy, env, seed: int, record: bool) -> tuple[dict, list[np.ndarray]]:
+    """One seeded episode of `policy` in `env`: its row (seed, success, return, dense_return, length)
+    and, when `record`, its frames (all of the env's views side by side)."""
+    observation, _ = env.reset(seed=seed)
+    policy.reset()
+    frames: list[np.ndarray] = []
+    total = dense = 0.0
+    success, length = False, 0
+    while True:
+        if record:
+            frames.append(np.concatenate([observation["images"][v] for v in env.config.views], axis=1))
+        action = policy.act(observation)
+        observation, reward, terminated, truncated, info = env.step(action)
+        total += reward
+        dense += info["robosuite_dense_reward"]
+        length += 1
+        success = success or bool(info["success"])
+        if terminated or truncated:
+            break
+    if record:
+        frames.append(np.concatenate([observation["images"][v] for v in env.config.views], axis=1))
+    return {"seed": seed, "success": success, "return": total, "dense_return": dense, "length": length}, frames
+
+
+def _write_eval_video(video_dir: Path | None, task: str, row: dict, frames: list[np.ndarray]) -> Path:
+    outcome = "success" if row["success"] else "fail"
+    return write_video(Path(video_dir) / f"{task}_seed{row['seed']}_{outcome}.mp4", frames)
+
+
+class EpisodeEvaluator:
+    """Runs seeded evaluation episodes of one policy; the body of a Ray evaluation worker."""
+
+    def __init__(self, policy: Policy, task: str, views: tuple[str, ...], size: int, horizon: int | None) -> None:
+        import os
+
+        import torch
+
+        os.environ.setdefault("MUJOCO_GL", "egl")
+        torch.set_num_threads(1)  # as the local loop's torch_threads(1)
+        self.policy, self.task, self.views, self.size, self.horizon = policy, task, views, size, horizon
+        self.envs: dict[tuple[str, ...], object] = {}
+
+    def run(self, job: tuple[int, bool]) -> tuple[dict, list[np.ndarray]]:
+        seed, record = job
+        views = tuple(dict.fromkeys(self.views + (VIDEO_VIEW,))) if record else self.views
+        if views not in self.envs:
+            self.envs[views] = _make_env(self.task, views, self.size, self.horizon)
+        return run_eval_episode(self.policy, self.envs[views], seed, record)
+
+
+def _evaluate_on_ray(policy, task, episodes, seed, videos, video_dir, horizon, size, ray, progress) -> tuple[list[dict], list[str], float]:
+    """Every seed as a Ray work item; rows come back in seed order, videos are written here. Also
+    returns the start-up seconds (connecting to Ray, workers loading the policy and simulator)."""
+    from headway.executors import RaySession
+
+    rows: dict[int, dict] = {}
+    written: dict[int, str] = {}
+
+    def keep(job: tuple[int, bool], result: tuple[dict, list[np.ndarray]]) -> None:
+        row, frames = result
+        rows[job[0]] = row
+        if job[1]:
+            written[job[0]] = str(_write_eval_video(video_dir, task, row, frames))
+
+    jobs = [(seed + i, i < videos) for i in range(episodes)]
+    with RaySession(ray) as session:
+        session.run(EpisodeEvaluator, (policy, task, tuple(policy.views), size, horizon), jobs, keep, ahead=1,
+                    desc=f"eval {task}", unit="ep", name=lambda job: f"seed {job[0]}", progress=progress)
+    return [rows[s] for s, _ in jobs], [written[s] for s, record in jobs if record], session.startup_seconds + session.warmup_seconds
 
 
 def render_summary(report: dict, name: str = "policy") -> str:

@@ -156,13 +156,14 @@ def test_bad_cluster_requests_are_clear(ray_cluster, model_path, tmp_path):
     with pytest.raises(HeadwayError, match="--workers 5 needs 5 CPUs"):
         with RaySession(RaySettings(workers=5)):
             pass
-    from headway.datasets.ray_labelling import score_on_ray
+    from headway.datasets.ray_labelling import EpisodeScorer, decode_episodes
 
-    unseen = tmp_path / "only-on-the-driver"
-    with pytest.raises(HeadwayError, match=f"the dataset {unseen} is not visible on Ray node"):
-        score_on_ray(unseen, str(model_path), "cpu", {"agentview": "observation.images.agentview"}, [0], tmp_path / "partial",
-                     8, 1, RaySettings(workers=1), progress=False)
-    assert not (tmp_path / "partial").exists()
+    unseen = tmp_path / "only-on-the-driver"  # as a driver-local path looks to the other nodes
+    mapping = {"agentview": "observation.images.agentview"}
+    with pytest.raises(HeadwayError, match=f"the dataset {unseen} is not visible on Ray node .*shared"):
+        with RaySession(RaySettings(workers=1)) as session:
+            session.run(EpisodeScorer, (str(model_path), "cpu", mapping, 8, 1), [(str(unseen), (0,), list(mapping.values()))],
+                        lambda job, result: None, prepare=decode_episodes, progress=False)
 
 
 def _dataset_files(root: Path) -> dict[str, object]:
@@ -200,3 +201,15 @@ def test_ray_collection_equals_local_and_resumes(ray_cluster, tiny_dataset, tmp_
     summary = collect_module.collect(tiny_config(out), resume=True, progress=False, ray=RaySettings(workers=2))
     assert summary.resumed == 1 and summary.episodes == 3
     assert _dataset_files(out) == _dataset_files(tiny_dataset)
+
+
+def test_ray_policy_eval_gives_the_local_rows_per_seed(ray_cluster, tiny_dataset, tmp_path):
+    from headway.policy.bc import BCConfig, train_bc
+    from headway.policy.evaluate import evaluate_policy
+    from headway.policy.interface import load_policy
+
+    train_bc(BCConfig(dataset=tiny_dataset, out=tmp_path / "bc", chunk=3, steps=3, hidden=16, layers=1), progress=False)
+    policy = load_policy(tmp_path / "bc")
+    local = evaluate_policy(policy, "lift", episodes=3, horizon=12, progress=False)
+    on_ray = evaluate_policy(policy, "lift", episodes=3, horizon=12, progress=False, ray=RaySettings(workers=2))
+    assert on_ray["per_episode"] == local["per_episode"] and on_ray["success_rate"] == local["success_rate"]

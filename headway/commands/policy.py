@@ -79,10 +79,14 @@ def _policy_eval(args: argparse.Namespace) -> int:
     from headway.policy.evaluate import evaluate_policy, render_summary
     from headway.policy.interface import load_policy
 
+    from headway.executors import ray_settings
+
+    ray = ray_settings(args.executor, args.address, args.workers, args.gpus_per_worker)
     policy = load_policy(args.policy, device=args.device)
     video_dir = args.video_dir or (Path(args.policy) / "videos")
     report = evaluate_policy(
-        policy, args.task, episodes=args.episodes, seed=args.seed, videos=args.videos, video_dir=video_dir, horizon=args.horizon
+        policy, args.task, episodes=args.episodes, seed=args.seed, videos=args.videos, video_dir=video_dir, horizon=args.horizon,
+        ray=ray,
     )
     print(render_summary(report, str(args.policy)))
     for path in report["videos"]:
@@ -143,4 +147,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--horizon", type=int, default=None, help="episode step limit (default: the task's)")
     evaluate.add_argument("--json", type=Path, default=None, help="write the report as JSON")
     evaluate.add_argument("--device", default=None)
+    from headway.executors import add_executor_arguments
+
+    add_executor_arguments(evaluate, "the rollouts")
     evaluate.set_defaults(run=_policy_eval)
