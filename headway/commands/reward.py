@@ -26,6 +26,7 @@ def _reward_train(args: argparse.Namespace) -> int:
         linear_if_missing=args.linear_targets,
         prior=args.prior,
         allow_download=args.allow_download,
+        feature_cache=args.feature_cache,
         seed=args.seed,
         device=args.device,
         **{name: getattr(args, name) for name in RECIPE if getattr(args, name) is not None},
@@ -107,6 +108,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--paraphrase-prob", type=float, default=None, help="share of training windows shown a known paraphrase of their task (0: none)")
     train.add_argument("--linear-targets", action="store_true", help="train unannotated episodes on linear-in-time progress")
     train.add_argument("--allow-download", action="store_true", help="let --encoder hf:<hub id> fetch weights not in the local cache")
+    train.add_argument("--feature-cache", type=Path, default=None, help="where a frozen tower's per-frame features are kept (default ~/.cache/headway/features; under torchrun on several nodes, a folder every node reads)")
     train.add_argument("--resume", action="store_true", help="continue an interrupted training in --out")
     train.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
     train.set_defaults(run=_reward_train)
