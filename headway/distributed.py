@@ -85,12 +85,12 @@ def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
 def choose_device(requested: str | torch.device | None = None) -> torch.device:
     """The device this process computes on: cuda:LOCAL_RANK under a launcher when CUDA is asked for or
     present, the requested device otherwise (CPU when there is no CUDA)."""
-    want = torch.device(requested) if requested is not None else None
-    cuda = torch.cuda.is_available()
-    if want is not None and want.type == "cuda" and not cuda:
-        raise HeadwayError(f"--device {want} was asked for but CUDA is not available here; use --device cpu")
+    from headway.runtime import default_device
+
+    chosen = default_device(requested)  # refuses a CUDA device where there is none
     if not launched():
-        return want if want is not None else torch.device("cuda" if cuda else "cpu")
+        return chosen
+    want, cuda = torch.device(requested) if requested is not None else None, torch.cuda.is_available()
     if want is not None and want.type != "cuda":
         return want
     if not cuda:
