@@ -30,6 +30,7 @@ from headway.reward.labels import StagePrior
 from headway.reward.stage_model import StageModelConfig, StageRewardNet, task_tensors
 from headway.reward.stage_reward import StageRewardModel
 from headway.reward.training_data import SegmentSampler, dataset_stage_names, load_episodes
+from headway.runtime import torch_threads
 
 TRAIN_STATE = "train_state.pt"
 PRIORS = ("dataset", "equal")
@@ -73,6 +74,9 @@ class TrainConfig:
     seed: int = 0
     checkpoint_every: int = 250
     device: str | None = None
+    # torch intra-op threads per process on CPU (None: torch's default). One by default: on a shared
+    # 2-core machine a process at two threads ran 8-11x slower per step than at one (docs/scale_training.md)
+    threads: int | None = 1
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -145,7 +149,7 @@ class _Forward(torch.nn.Module):
 def train_reward_model(config: TrainConfig, resume: bool = False, progress: bool = True) -> dict:
     """Train and save a checkpoint folder at `config.out`; returns a summary. Under torchrun every
     process calls this; they train one model together and rank 0 writes it."""
-    with distributed.session(config.device) as device:
+    with distributed.session(config.device) as device, torch_threads(config.threads if device.type == "cpu" else None):
         return _train(config, device, resume, progress)
 
 
@@ -448,6 +452,7 @@ def _identity(config: TrainConfig) -> dict:
     data["datasets"] = [str(d) for d in config.datasets]
     data["out"] = str(config.out)
     data.pop("device")
+    data.pop("threads")  # how fast, not what: a run may resume with another thread count
     data["feature_cache"] = str(config.feature_cache) if config.feature_cache else None
     return data
 

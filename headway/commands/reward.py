@@ -9,7 +9,7 @@ from headway.commands import names_argument
 
 RECIPE = (
     "image_shift", "shift_per", "window", "stride", "view_dropout",
-    "color_jitter", "rotate_degrees", "crop_scale", "task_text", "paraphrase_prob",
+    "color_jitter", "rotate_degrees", "crop_scale", "task_text", "paraphrase_prob", "threads",
 )  # TrainConfig fields the CLI overrides only when given
 
 
@@ -111,6 +111,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--feature-cache", type=Path, default=None, help="where a frozen tower's per-frame features are kept (default ~/.cache/headway/features; under torchrun on several nodes, a folder every node reads)")
     train.add_argument("--resume", action="store_true", help="continue an interrupted training in --out")
     train.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
+    train.add_argument("--threads", type=int, default=None, help="torch threads per process on CPU (default 1: more collapse on a shared machine)")
     train.set_defaults(run=_reward_train)
     evaluate = reward_commands.add_parser("eval", help="metrics on held-out episodes, with baselines")
     evaluate.add_argument("--model", required=True, help="reward model: a checkpoint folder, lerobot:TYPE:PATH or gvl:MODEL")
