@@ -6,10 +6,13 @@
 
 Why Ray core and not a scheduler of our own: Ray already places workers on nodes, restarts dead
 ones and retries their work. headway's side is small: a pool of long-lived actors (each builds
-its expensive state, a reward model or a simulator, once), optional CPU tasks that prepare each
-item for them (decoding), a bounded number of items in flight (memory does not grow with the
-dataset), and results handed to the driver in whatever order they finish. The driver alone
-writes files, so an item is staged once however often a dead worker's task is retried.
+its expensive state, a reward model or a simulator, once), optionally a second actor beside each
+that prepares its next item (decoding), a bounded number of items in flight (memory does not grow
+with the dataset), and results handed to the driver in whatever order they finish. The driver
+alone writes files, so an item is staged once however often a dead worker's item is retried.
+Why not Ray Data: its LeRobot reader is alpha and the pipeline here needs exact per-episode
+staging for resume; per-item Ray tasks were tried first and lost to process churn (Ray reaps idle
+task workers, each restart re-imports torch and lerobot).
 
 The worker classes are plain Python classes from the area modules; Ray is imported only here and
 only when a run asks for it, so local runs never load it. Nothing here knows about datasets or
@@ -75,7 +78,7 @@ def add_executor_arguments(parser, what: str) -> None:
     """The `--executor/--address/--workers/--gpus-per-worker` flags, the same on every command that has them."""
     parser.add_argument(
         "--executor", choices=("local",) + EXECUTORS, default=None,
-        help=f"where {what} runs: this process (local, the default) or a Ray cluster (ray; see docs/scale.md)",
+        help=f"where to run {what}: in this process (local, the default) or on a Ray cluster (ray; see docs/scale.md)",
     )
     parser.add_argument(
         "--address", default=None,

@@ -56,7 +56,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     label.add_argument("--batch-size", type=int, default=256, help="frames per model batch (default 256)")
     label.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
     label.add_argument("--threads", type=int, default=None, help="torch threads for scoring (default: all cores but one, which decodes)")
-    add_executor_arguments(label, "scoring")
+    add_executor_arguments(label, "the scoring")
     label.add_argument("--plots", type=int, default=0, metavar="N", help="draw a PNG and an MP4 for the first N episodes")
     label.add_argument("--write-dataset", type=Path, default=None, metavar="OUT", help="also write a copy of the dataset with the labels as features")
     label.add_argument("--resume", action="store_true", help="finish an interrupted run in --out")

@@ -27,7 +27,8 @@ def _sim_collect(args: argparse.Namespace) -> int:
         randomize=parse_randomization(args.randomize),
     )
     ray = ray_settings(args.executor, args.address, args.workers, args.gpus_per_worker)
-    summary = collect(config, resume=args.resume, overwrite=args.overwrite, ray=ray)
+    on_ray = {"ray": ray} if ray is not None else {}  # the local call stays exactly as before
+    summary = collect(config, resume=args.resume, overwrite=args.overwrite, **on_ray)
     print(summary.render())
     return 0
 
