@@ -107,6 +107,8 @@ def score_on_ray(
     from headway.datasets.labelling import _episode_file, _stage
     from headway.datasets.reader import DatasetReader
 
+    if not todo:  # every episode staged already (a run killed during assembly): no Ray needed
+        return 0, 0.0
     root_text = str(Path(root).resolve())
     if not (Path(root_text) / "meta" / "info.json").exists():
         raise HeadwayError(f"the dataset {root_text} does not exist here; pass a LeRobot v3.0 dataset folder")
