@@ -116,6 +116,22 @@ def test_unanswered_address_is_named_within_30_s():
     assert time.monotonic() - started < 30
 
 
+def test_resume_with_everything_staged_needs_no_ray(tiny_dataset, model_path, tmp_path, monkeypatch):
+    """A run killed during assembly resumes under --executor ray without reaching Ray (the address is dead)."""
+    import headway.datasets.labelling as labelling
+
+    def killed(*args, **kwargs):
+        raise DriverKilled()
+
+    config = dict(dataset=tiny_dataset, model=model_path, out=tmp_path / "out", chunk_size=5, threads=1)
+    monkeypatch.setattr(labelling, "_assemble", killed)
+    with pytest.raises(DriverKilled):
+        label_dataset(LabelConfig(**config), progress=False)
+    monkeypatch.undo()
+    summary = label_dataset(LabelConfig(**config, executor="ray", address="127.0.0.1:1"), resume=True, progress=False)
+    assert summary.scored_episodes == 0 and summary.episodes == 3 and (tmp_path / "out" / PROGRESS_FILE).exists()
+
+
 def test_ray_labelling_is_byte_identical_to_local_and_survives_a_dead_worker(
     ray_cluster, tiny_dataset, model_path, tmp_path, monkeypatch, crash_marker
 ):
