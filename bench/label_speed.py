@@ -82,7 +82,7 @@ def main() -> None:
         made_data, made_model = prepare(args.work, args.episodes, args.train_steps)
         dataset, model_path = dataset or made_data, model_path or made_model
 
-    from headway.datasets.labelling import LabelConfig, label_dataset, load_model, match_views
+    from headway.reward.labelling import LabelConfig, label_dataset, load_model, match_views
     from headway.datasets.reader import DatasetReader
 
     reader = DatasetReader(dataset)

@@ -58,7 +58,7 @@ NAMES = {
 
 
 def ensure_labels(dataset: Path, model: Path, out: Path, chunk: int) -> Path:
-    from headway.datasets.labelling import LabelConfig, label_dataset
+    from headway.reward.labelling import LabelConfig, label_dataset
 
     if not (out / "labels.json").exists():
         summary = label_dataset(LabelConfig(dataset=dataset, model=model, out=out, chunk_size=chunk), resume=True, progress=False)

@@ -7,10 +7,10 @@ Per training seed the start is a deliberately weak BC policy (`headway policy bc
 demonstration episodes, --init-steps steps, that seed), shared by every variant (paired comparison).
 Its own success is measured with `headway policy eval`'s evaluator on the same held-out seeds the
 runs evaluate on, and printed beside each run's first evaluation (they must agree: step 0 is that
-policy). Every run uses policy/rl_runner.py with --method: awr (default) fine-tunes the start's own
+policy). Every run uses headway/policy/rl_runner.py with --method: awr (default) fine-tunes the start's own
 network by advantage-weighted regression on noisy rollouts, anchored on the start's own demonstration
-episodes (policy/rl_awr.py); ibrl acts through the frozen start with an RL actor chosen by a critic
-ensemble (policy/rl_algo.py). Two envs in worker processes per run. The defaults are the headline
+episodes (headway/policy/rl_awr.py); ibrl acts through the frozen start with an RL actor chosen by a critic
+ensemble (headway/policy/rl_algo.py). Two envs in worker processes per run. The defaults are the headline
 protocol; its settings were chosen on seeds 0 and 1 and the headline seeds are 2-6.
 
 Variants (reward, shaping):
@@ -24,7 +24,7 @@ Variants (reward, shaping):
 - prm+delta: Phi(s') - Phi(s) alone (not policy-invariant), for comparison.
 
 Statistics: each point pools seeds x episodes; 95% percentile-bootstrap intervals resample seeds and,
-within them, episodes (policy/rl_stats.py); steps-to-90% gets an interval from the same replicates.
+within them, episodes (headway/policy/rl_stats.py); steps-to-90% gets an interval from the same replicates.
 `--json PATH` writes {"task", "seeds", "eval_episodes", "wall_seconds", "variants": {NAME: {"start_success",
 "final_success", "worst_drop", "steps_to_90", "curve_steps", "curve_mean", "curve_low", "curve_high"}}};
 OUT/bench_details.json adds intervals of steps-to-90, paired differences, throughput, the init policies'

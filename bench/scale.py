@@ -58,7 +58,7 @@ def default_model(out: Path, views: tuple[str, ...]) -> Path:
 
 def per_worker_rates(dataset: Path, model_path: Path, work: Path) -> dict:
     """Decode, inference, staging and assembly rates of one core, each timed alone."""
-    from headway.datasets.labelling import _assemble, _episode_file, _score, _stage, load_model, match_views
+    from headway.reward.labelling import _assemble, _episode_file, _score, _stage, load_model, match_views
     from headway.datasets.reader import DatasetReader
     from headway.runtime import torch_threads
 
@@ -104,7 +104,7 @@ def label_runs(dataset: Path, model_path: Path, work: Path) -> dict:
     """End-to-end labelling: local, then Ray with 1 and 2 workers (Ray already started)."""
     import shutil
 
-    from headway.datasets.labelling import LabelConfig, label_dataset
+    from headway.reward.labelling import LabelConfig, label_dataset
 
     results = {}
     for name, settings in (("local", {}), ("ray_1", dict(executor="ray", workers=1, threads=1)),

@@ -197,7 +197,7 @@ def _evaluate_keypoints(config: DemoConfig, settings: dict, paths: DemoPaths) ->
 
 
 def _label(config: DemoConfig, settings: dict, paths: DemoPaths) -> dict:
-    from headway.datasets.labelling import LabelConfig, label_dataset
+    from headway.reward.labelling import LabelConfig, label_dataset
 
     label_config = LabelConfig(
         dataset=paths.train_data, model=paths.reward_model, out=paths.labels, chunk_size=BC_CHUNK, plots=2
@@ -236,8 +236,8 @@ def _policies(config: DemoConfig, settings: dict, paths: DemoPaths) -> dict:
 
 def _reinforce(config: DemoConfig, settings: dict, paths: DemoPaths) -> dict:
     """Online RL from a deliberately weak start (BC on two demonstrations), reward model + pbrs vs
-    sparse, through policy/rl_runner.py: AWR fine-tunes the weak policy's own network, so each curve
-    starts at that policy's own success (policy/rl_awr.py)."""
+    sparse, through headway/policy/rl_runner.py: AWR fine-tunes the weak policy's own network, so each curve
+    starts at that policy's own success (headway/policy/rl_awr.py)."""
     import numpy as np
 
     from headway.policy.bc import BCConfig, train_bc

@@ -110,9 +110,9 @@ def _probe_address(address: str, timeout: float) -> None:
 
 @contextmanager
 def _neutral_cwd():
-    """Ray puts the driver's working directory first on its workers' sys.path; from a headway checkout
-    that directory's `datasets/` would hide Hugging Face's `datasets` from lerobot, so Ray starts from
-    an empty folder of its own."""
+    """Ray puts the driver's working directory first on its workers' sys.path, where any folder named
+    like a library (a `datasets/` folder of data hides Hugging Face's `datasets` from lerobot) would
+    shadow it, so Ray starts from an empty folder of its own."""
     import tempfile
 
     here = os.getcwd()

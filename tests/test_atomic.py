@@ -55,7 +55,7 @@ def test_share_tree_gives_private_files_and_folders_the_plain_modes(tmp_path):
 def test_datasets_labels_and_checkpoints_headway_writes_are_readable_by_others(tiny_dataset, tmp_path):
     """Walk a collected dataset, a reward checkpoint and a label folder: every file has the mode a
     plain open() gives (0644 under umask 022), none mkstemp's or safetensors' private 0600."""
-    from headway.datasets.labelling import LabelConfig, label_dataset
+    from headway.reward.labelling import LabelConfig, label_dataset
     from headway.reward.train import TrainConfig, train_reward_model
 
     previous = os.umask(0o022)

@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from headway.datasets.labelling import LabelConfig, label_dataset
+from headway.reward.labelling import LabelConfig, label_dataset
 from headway.errors import HeadwayError
 from headway.policy.bc import BCNet
 from headway.policy.iql import (

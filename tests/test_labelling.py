@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from headway.cli import main
-from headway.datasets.labelling import (
+from headway.reward.labelling import (
     CARD_FILE,
     PARTIAL_DIR,
     PROGRESS_FILE,
@@ -227,7 +227,7 @@ def test_kill_and_resume_gives_byte_identical_files(tiny_dataset, model_path, tm
     out = tmp_path / "killed"
     # the real pipeline in a child process, slowed after each staged episode so the kill lands mid-run
     script = (
-        "import time; from pathlib import Path; import headway.datasets.labelling as L\n"
+        "import time; from pathlib import Path; import headway.reward.labelling as L\n"
         "stage = L._stage\n"
         "def slow(path, arrays):\n    stage(path, arrays); time.sleep(30)\n"
         "L._stage = slow\n"

@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from conftest import tiny_config
-from headway.datasets.labelling import _stage as labelling_stage
-from headway.datasets.labelling import CARD_FILE, PARTIAL_DIR, PROGRESS_FILE, TABLE_FILE, LabelConfig, label_dataset
+from headway.reward.labelling import _stage as labelling_stage
+from headway.reward.labelling import CARD_FILE, PARTIAL_DIR, PROGRESS_FILE, TABLE_FILE, LabelConfig, label_dataset
 from headway.errors import HeadwayError
 from headway.executors import CRASH_ONCE, RaySession, RaySettings, init_ray, ray_settings
 from headway.reward.stage_model import StageModelConfig, StageRewardNet
@@ -73,7 +73,7 @@ class _CountingStage:
     """Wraps labelling's `_stage` in the driver: counts writes per episode file, optionally fails after N."""
 
     def __init__(self, monkeypatch, fail_after: int | None = None) -> None:
-        import headway.datasets.labelling as labelling
+        import headway.reward.labelling as labelling
 
         self.original, self.fail_after, self.writes = REAL_STAGE, fail_after, []
         monkeypatch.setattr(labelling, "_stage", self)
@@ -118,7 +118,7 @@ def test_unanswered_address_is_named_within_30_s():
 
 def test_resume_with_everything_staged_needs_no_ray(tiny_dataset, model_path, tmp_path, monkeypatch):
     """A run killed during assembly resumes under --executor ray without reaching Ray (the address is dead)."""
-    import headway.datasets.labelling as labelling
+    import headway.reward.labelling as labelling
 
     def killed(*args, **kwargs):
         raise DriverKilled()
@@ -172,7 +172,7 @@ def test_bad_cluster_requests_are_clear(ray_cluster, model_path, tmp_path):
     with pytest.raises(HeadwayError, match="--workers 5 needs 5 CPUs"):
         with RaySession(RaySettings(workers=5)):
             pass
-    from headway.datasets.ray_labelling import EpisodeScorer, decode_episodes
+    from headway.reward.ray_labelling import EpisodeScorer, decode_episodes
 
     unseen = tmp_path / "only-on-the-driver"  # as a driver-local path looks to the other nodes
     mapping = {"agentview": "observation.images.agentview"}

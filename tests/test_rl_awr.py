@@ -1,4 +1,4 @@
-"""Advantage-weighted fine-tuning of a BC policy's own network (policy/rl_awr.py, method awr of the runner)."""
+"""Advantage-weighted fine-tuning of a BC policy's own network (headway/policy/rl_awr.py, method awr of the runner)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Online RL through a frozen headway policy (policy/rl_algo.py, policy/rl_runner.py, policy/vec_env.py)."""
+"""Online RL through a frozen headway policy (headway/policy/rl_algo.py, headway/policy/rl_runner.py, headway/policy/vec_env.py)."""
 
 from __future__ import annotations
 

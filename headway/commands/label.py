@@ -9,7 +9,7 @@ from headway.executors import add_executor_arguments
 
 
 def _label(args: argparse.Namespace) -> int:
-    from headway.datasets.labelling import LabelConfig, label_dataset, parse_episodes, parse_view_mapping
+    from headway.reward.labelling import LabelConfig, label_dataset, parse_episodes, parse_view_mapping
 
     config = LabelConfig(
         dataset=args.dataset,

@@ -89,7 +89,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     tune.add_argument("--task", default="lift")
     tune.add_argument("--init", type=Path, required=True, help="the headway policy to start from (awr: a state-based `headway policy bc` checkpoint; ibrl: any)")
     tune.add_argument("--method", default="awr", choices=("awr", "ibrl"),
-                      help="awr: advantage-weighted fine-tuning of the init's network (policy/rl_awr.py) | ibrl: Q-based choice between the frozen init and an RL actor (policy/rl_algo.py)")
+                      help="awr: advantage-weighted fine-tuning of the init's network (headway/policy/rl_awr.py) | ibrl: Q-based choice between the frozen init and an RL actor (headway/policy/rl_algo.py)")
     tune.add_argument("--noise", type=float, default=0.05, help="exploration noise on executed actions")
     tune.add_argument("--weighting", default="positive", choices=("positive", "exp"), help="awr: imitate only A > 0 (positive) or weight by exp(A / beta std A)")
     tune.add_argument("--beta", type=float, default=1.0, help="awr: temperature, in standard deviations of the advantages")

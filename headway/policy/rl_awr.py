@@ -2,7 +2,7 @@
 
 The start policy is not copied into another actor: its network (action chunks, temporal ensembling
 and all) is the one that acts and the one that learns, so step 0 is the init policy exactly. The
-runner (policy/rl_runner.py, `method="awr"`) collects episodes with Gaussian noise on the executed
+runner (headway/policy/rl_runner.py, `method="awr"`) collects episodes with Gaussian noise on the executed
 actions and hands each finished episode to `AWRLearner.add_episode`; `AWRLearner.update` then
 1. fits a value function V(s, Phi) on lambda-returns of the (shaped) reward. The potential Phi is an
    input, so V can represent V_shaped = V - Phi even when Phi depends on a reward model's frame window;
@@ -13,7 +13,7 @@ actions and hands each finished episode to `AWRLearner.add_episode`; `AWRLearner
    the step does not depend on the reward's scale. With `demo_ratio` > 0, that share of every batch
    is the init's own demonstrations at weight 1 (off by default, see docs/rl.md).
 
-Why this and not the critic-based recipe alone (policy/rl_algo.py): with few thousand env steps, a
+Why this and not the critic-based recipe alone (headway/policy/rl_algo.py): with few thousand env steps, a
 Q-function over 7-D actions learned from a handful of successes moves the actor before it is right
 (issue 25's diagnosis), while a state-value baseline is learned from every step and the update can
 only re-weight behaviour the policy already shows. Shaping pays here directly: with V still near 0,

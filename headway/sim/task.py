@@ -1,6 +1,6 @@
 """What a simulated task is: its robosuite scene, named stages, state readout and expert plan.
 
-Each task lives in its own module under `sim/tasks/` and registers one `Task` instance.
+Each task lives in its own module under `headway/sim/tasks/` and registers one `Task` instance.
 """
 
 from __future__ import annotations

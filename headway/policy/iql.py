@@ -152,7 +152,7 @@ def check_provenance(folder: Path, dataset: Path, model: Path | None = None, for
     """
     import pyarrow.parquet as pq
 
-    from headway.datasets.labelling import dataset_fingerprint, model_fingerprint
+    from headway.reward.labelling import dataset_fingerprint, model_fingerprint
 
     identity = json.loads((folder / LABEL_CARD).read_text()).get("identity", {})
     problems = []

@@ -1,7 +1,7 @@
 """Soft actor-critic on state observations: tanh-Gaussian actor, twin (or more) critics, entropy tuning.
 
 RLPD-style defaults (Ball et al. 2023): LayerNorm in the critics, a symmetric sampling of online
-and demonstration transitions (see `policy/replay.py`), several critic updates per env step when
+and demonstration transitions (see `headway/policy/replay.py`), several critic updates per env step when
 asked.
 
 IBRL (`SACConfig.ibrl`, Hu et al. 2023, "Imitation Bootstrapped Reinforcement Learning"): the

@@ -76,7 +76,7 @@ class EpisodeScorer:
 
         import torch
 
-        from headway.datasets.labelling import load_model
+        from headway.reward.labelling import load_model
 
         # frames arrive read-only from Ray's object store; the model copies them into its batches
         warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
@@ -85,7 +85,7 @@ class EpisodeScorer:
         self.mapping, self.batch_size = mapping, batch_size
 
     def run(self, episodes: list) -> list[dict]:
-        from headway.datasets.labelling import _score
+        from headway.reward.labelling import _score
 
         return [_score(self.model, episode, self.mapping, self.batch_size) for episode in episodes]
 
@@ -104,7 +104,7 @@ def score_on_ray(
 ) -> tuple[int, float]:
     """Score and stage the episodes in `todo` on Ray. Returns (frames scored, start-up seconds: connecting
     to Ray and the workers loading the model)."""
-    from headway.datasets.labelling import _episode_file, _stage
+    from headway.reward.labelling import _episode_file, _stage
     from headway.datasets.reader import DatasetReader
 
     if not todo:  # every episode staged already (a run killed during assembly): no Ray needed

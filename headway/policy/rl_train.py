@@ -6,9 +6,9 @@ CSV and TensorBoard logs and a learning-curve PNG.
 
 Layout of `out/`:
     config.json              the run's RLConfig (a resumed run must match it)
-    checkpoints/step_N/      train_state.pt (agent, optimisers, RNGs, counters), replay.npz, policy/
+    checkpoints/step_N/      train_state.pt (agent, optimisers, RNGs, counters), replay.npz, headway/policy/
     latest.json              which checkpoint is the last complete one (written last, atomically)
-    policy/                  the latest SAC policy (format "headway.sac"; `load_policy` opens it)
+    headway/policy/                  the latest SAC policy (format "headway.sac"; `load_policy` opens it)
     demo_buffer.npz          demonstration transitions with their rewards (computed once)
     train.csv, eval.csv      one row per training episode / evaluation
     tb/                      TensorBoard events
@@ -24,7 +24,7 @@ first `critic_warmup` online updates train the critics only, so a random critic 
 initialisation; `sac.bc_weight` > 0 keeps a behaviour-cloning term on demonstration rows (TD3+BC
 style; only transitions of successful demonstration episodes are imitated). Even so, plain
 fine-tuning degrades a good clone on lift (the critic is poor early and exploration rarely
-succeeds). Two options keep the initial actor frozen as a reference (policy/sac.py): `sac.residual`
+succeeds). Two options keep the initial actor frozen as a reference (headway/policy/sac.py): `sac.residual`
 (the actor learns a bounded correction to the reference's action; the one that kept and sometimes
 improved the start in bench/rl.py) and `sac.ibrl` (IBRL: act and bootstrap with the reference's
 action wherever the critics value it more); the exported policy acts the same way. A third option

@@ -460,7 +460,7 @@ def clone_steps(net: BCNet, state: torch.Tensor | None, actions: torch.Tensor, m
                 images: dict[str, np.ndarray] | None = None, log_every: int = 50) -> list[float]:
     """BC's optimisation: AdamW with a cosine decay of the rate to a tenth over `steps` (a count or a
     tqdm range), L1 on normalised action chunks, RA-BC-normalised weights when given; returns the losses.
-    Shared by `headway policy bc` and the online re-cloning of policy/rl_awr.py."""
+    Shared by `headway policy bc` and the online re-cloning of headway/policy/rl_awr.py."""
     total = len(steps) if hasattr(steps, "__len__") else int(steps)
     steps = range(total) if isinstance(steps, int) else steps
     device = actions.device

@@ -664,8 +664,8 @@ def label_dataset(config: LabelConfig, resume: bool = False, overwrite: bool = F
         threads = config.threads or max(1, min(torch.get_num_threads(), (os.cpu_count() or 2) - 1))
         try:
             scoring_started = time.perf_counter()
-            if config.executor not in (None, "local"):  # the Ray scorer stages the same files (datasets/ray_labelling.py)
-                from headway.datasets.ray_labelling import score_on_ray
+            if config.executor not in (None, "local"):  # the Ray scorer stages the same files (headway/reward/ray_labelling.py)
+                from headway.reward.ray_labelling import score_on_ray
                 from headway.executors import ray_settings
 
                 settings = ray_settings(config.executor, config.address, config.workers, config.gpus_per_worker)
@@ -722,11 +722,11 @@ def label_dataset(config: LabelConfig, resume: bool = False, overwrite: bool = F
         notes=notes,
     )
     if config.plots:
-        from headway.datasets.label_outputs import draw_plots
+        from headway.reward.label_outputs import draw_plots
 
         summary.plots = draw_plots(reader, out / TABLE_FILE, episodes[: config.plots], mapping, model.image_size, out / PLOTS_DIR)
     if config.write_dataset is not None:
-        from headway.datasets.label_outputs import write_labelled_dataset
+        from headway.reward.label_outputs import write_labelled_dataset
 
         summary.dataset_copy = write_labelled_dataset(root, out / TABLE_FILE, config.write_dataset, overwrite=overwrite)
     summary.total_seconds = time.perf_counter() - started

@@ -1,6 +1,6 @@
 """Online RL that acts through a frozen headway policy: IBRL selection on an RLPD-style critic ensemble.
 
-Read top to bottom; the runner (policy/rl_runner.py) owns envs, rewards, evaluation, checkpoints
+Read top to bottom; the runner (headway/policy/rl_runner.py) owns envs, rewards, evaluation, checkpoints
 and logs, and calls only `Agent.act`, `Agent.update`, `NStep` and `Buffer` from here.
 
 The recipe, each piece against a cause diagnosed in issue 25:

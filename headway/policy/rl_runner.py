@@ -1,20 +1,20 @@
-"""The runner around policy/rl_awr.py and policy/rl_algo.py: vectorised envs, rewards, evaluation, checkpoints, logs, resume.
+"""The runner around headway/policy/rl_awr.py and headway/policy/rl_algo.py: vectorised envs, rewards, evaluation, checkpoints, logs, resume.
 
 `run_online_rl(OnlineRLConfig, resume)` improves a headway policy (`init`) online with one of two methods:
 - `awr` (default): the init BC policy's own network acts (with exploration noise) and learns by
-  advantage-weighted regression after every finished episode (policy/rl_awr.py); the fine-tuned policy
+  advantage-weighted regression after every finished episode (headway/policy/rl_awr.py); the fine-tuned policy
   is saved in `out/policy` (a `headway policy bc` checkpoint).
 - `ibrl`: the init policy (any format) stays frozen; the agent acts as it until its critics have warmed
-  up, then executes, per state, the better by Q of the policy's action and an RL actor's (policy/rl_algo.py).
+  up, then executes, per state, the better by Q of the policy's action and an RL actor's (headway/policy/rl_algo.py).
 
 Rewards (`reward`): `sparse` (1 on success), `robosuite-dense` (robosuite's shaped reward; success
 is made absorbing: the success step pays r / (1 - gamma), the value of staying there, so hovering
 below the success height is not worth more than succeeding), `oracle` (sparse + a potential from the
 simulator's true progress) and `prm:CKPT` (sparse + a reward model's potential, all envs' frames
-scored in one batch, policy/rl_potential.py). `shaping`: pbrs (default with a potential), delta, none.
+scored in one batch, headway/policy/rl_potential.py). `shaping`: pbrs (default with a potential), delta, none.
 
 Evaluation: `eval_episodes` held-out seeds DEFAULT_EVAL_SEED + i, the scheme of `headway policy
-eval` (policy/evaluate.py), deterministic actions, spread over the vectorised envs. Step 0 is
+eval` (headway/policy/evaluate.py), deterministic actions, spread over the vectorised envs. Step 0 is
 evaluated before any learning, so it is the init policy's own success on those seeds.
 
 Layout of `out/`: config.json, checkpoints/step_N/ (state.pt, replay.npz), latest.json (the last
@@ -56,7 +56,7 @@ EVAL_FIELDS = ["step", "success_rate", "mean_dense_return", "mean_length", "used
 class OnlineRLConfig:
     task: str = "lift"
     init: Path | None = None  # a headway policy checkpoint: the reference (ibrl) or the network fine-tuned (awr)
-    method: str = "awr"  # awr: fine-tune the init's own network (policy/rl_awr.py); ibrl: act through it (policy/rl_algo.py)
+    method: str = "awr"  # awr: fine-tune the init's own network (headway/policy/rl_awr.py); ibrl: act through it (headway/policy/rl_algo.py)
     reward: str = "sparse"  # sparse | robosuite-dense | oracle | prm:CKPT
     shaping: str | None = None  # pbrs | delta | none; None: pbrs with a potential, none otherwise
     demos: Path | None = None  # LeRobot dataset kept in replay (demo_ratio of each batch)
@@ -601,7 +601,7 @@ def hacking_flag(train_rows: list[dict], eval_success: list[float]) -> bool:
     return bool(learned[-third:].mean() > learned[:third].mean() and eval_success[-1] < eval_success[0] - 0.1)
 
 
-# -- the AWR loop: the init policy's own network acts and learns (policy/rl_awr.py) --------------------
+# -- the AWR loop: the init policy's own network acts and learns (headway/policy/rl_awr.py) --------------------
 def awr_anchor(policy, config: OnlineRLConfig):
     """The demonstrations the init policy was cloned from (its checkpoint names them), as BC samples;
     `config.demos` instead when the checkpoint does not say. The anchor adds no new demonstrations."""
