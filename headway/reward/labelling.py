@@ -33,7 +33,6 @@ import shutil
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -655,8 +654,7 @@ def label_dataset(config: LabelConfig, resume: bool = False, overwrite: bool = F
     if state != "complete":
         out_existed = out.exists()
         if state == "fresh":
-            atomic_write_json(partial / CARD_FILE, {"identity": identity, "created": _now()})
-        created = json.loads((partial / CARD_FILE).read_text())["created"]
+            atomic_write_json(partial / CARD_FILE, {"identity": identity})
         todo = [e for e in episodes if not _episode_file(partial, e).exists()]
         import torch
 
@@ -688,8 +686,7 @@ def label_dataset(config: LabelConfig, resume: bool = False, overwrite: bool = F
         os.replace(assembled["progress_tmp"], out / PROGRESS_FILE)
         finals = assembled["finals"]
         card = {
-            "identity": identity,
-            "created": created,
+            "identity": identity,  # no clock time: the same model on the same dataset writes the same bytes
             "episodes": len(episodes),
             "frames": assembled["frames"],
             "rabc_statistics": assembled["rabc"],
@@ -763,6 +760,3 @@ def _ranges(episodes: list[int]) -> str:
             start = None
     return ",".join(parts)
 
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
