@@ -75,7 +75,7 @@ class TrainConfig:
     checkpoint_every: int = 250
     device: str | None = None
     # torch intra-op threads per process on CPU (None: torch's default). One by default: on a shared
-    # 2-core machine a process at two threads ran 8-11x slower per step than at one (docs/scale_training.md)
+    # 2-core machine a process at two threads ran 8-11x slower per step than at one (docs/scale.md)
     threads: int | None = 1
     extra: dict = field(default_factory=dict)
 
