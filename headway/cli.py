@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from headway.commands import register_all
+from headway.commands import configure_command, register_all
 from headway.errors import HeadwayError
 
 
@@ -17,7 +17,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    configure_command(parser, list(sys.argv[1:] if argv is None else argv))
+    args = parser.parse_args(argv)
     try:
         return args.run(args)
     except HeadwayError as error:

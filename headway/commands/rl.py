@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from headway.commands import config_from_args, integers_argument
+from headway.commands import config_flags, config_from_args, integers_argument, lazy_flags
 
 
 def _rl_train(args: argparse.Namespace) -> int:
@@ -28,7 +28,7 @@ def _rl_finetune(args: argparse.Namespace) -> int:
     from headway.policy.rl_awr import AWRConfig
     from headway.policy.rl_runner import OnlineRLConfig, run_online_rl
 
-    config = config_from_args(OnlineRLConfig, args, agent=config_from_args(AgentConfig, args), awr=config_from_args(AWRConfig, args))
+    config = config_from_args(OnlineRLConfig, args, agent=config_from_args(AgentConfig, args, "agent"), awr=config_from_args(AWRConfig, args, "awr"))
     summary = run_online_rl(config, resume=args.resume)
     print(
         f"{summary['task']} {summary['reward']} + {summary['shaping']}: {summary['steps']} env steps; success on {config.eval_episodes} held-out "
@@ -37,6 +37,22 @@ def _rl_finetune(args: argparse.Namespace) -> int:
     )
     print(f"logs: {config.out}/eval.csv, {config.out}/train.csv" + (f"; fine-tuned policy: {config.out}/policy" if config.method == "awr" else ""))
     return 0
+
+
+def _finetune_flags():
+    """rl finetune's flags, generated from its configs: the run's own fields, then --awr.* (method awr,
+    headway/policy/rl_awr.py) and --agent.* (method ibrl, headway/policy/rl_algo.py)."""
+
+    def from_config(name: str, **options):
+        def add(parser: argparse.ArgumentParser) -> None:
+            from headway.policy import rl_algo, rl_awr, rl_runner
+
+            classes = {"run": rl_runner.OnlineRLConfig, "awr": rl_awr.AWRConfig, "agent": rl_algo.AgentConfig}
+            config_flags(classes[name], **options)(parser)
+
+        return add
+
+    return (from_config("run", skip=("processes", "progress"), required=("init",)), from_config("awr", prefix="awr"), from_config("agent", prefix="agent"))
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -86,29 +102,6 @@ def register(commands: argparse._SubParsersAction) -> None:
     train.set_defaults(run=_rl_train)
 
     tune = rl_commands.add_parser("finetune", help="improve a headway policy online: fine-tune its own network (awr) or act through it (ibrl)")
-    tune.add_argument("--task", default="lift")
-    tune.add_argument("--init", type=Path, required=True, help="the headway policy to start from (awr: a state-based `headway policy bc` checkpoint; ibrl: any)")
-    tune.add_argument("--method", default="awr", choices=("awr", "ibrl"),
-                      help="awr: advantage-weighted fine-tuning of the init's network (headway/policy/rl_awr.py) | ibrl: Q-based choice between the frozen init and an RL actor (headway/policy/rl_algo.py)")
-    tune.add_argument("--noise", type=float, default=0.05, help="exploration noise on executed actions")
-    tune.add_argument("--weighting", default="positive", choices=("positive", "exp"), help="awr: imitate only A > 0 (positive) or weight by exp(A / beta std A)")
-    tune.add_argument("--beta", type=float, default=1.0, help="awr: temperature, in standard deviations of the advantages")
-    tune.add_argument("--updates-per-episode", type=int, default=50, help="awr: value and policy gradient steps per finished episode")
-    tune.add_argument("--reward", default="sparse", help="sparse, robosuite-dense (success absorbing), oracle or prm:CKPT")
-    tune.add_argument("--shaping", default=None, help="pbrs, delta or none (default: pbrs with oracle / prm, none otherwise)")
-    tune.add_argument("--demos", type=Path, default=None, help="a LeRobot dataset kept in replay (half of each batch)")
-    tune.add_argument("--steps", type=int, default=15_000, help="environment steps")
-    tune.add_argument("--out", type=Path, required=True)
-    tune.add_argument("--resume", action="store_true")
-    tune.add_argument("--seed", type=int, default=0)
-    tune.add_argument("--num-envs", type=int, default=2, help="envs in worker processes")
-    tune.add_argument("--eval-every", type=int, default=1_000)
-    tune.add_argument("--eval-episodes", type=int, default=20)
-    tune.add_argument("--utd", type=int, default=1, help="gradient updates per env step (1-32)")
-    tune.add_argument("--warmup-steps", type=int, default=1_000, help="env steps with the init policy acting while the critics learn")
-    tune.add_argument("--critics", type=int, default=5, help="critic ensemble size (2-20)")
-    tune.add_argument("--n-step", type=int, default=3)
-    tune.add_argument("--bc-weight", type=float, default=0.0, help="pull of the RL actor toward the init policy's action (scale-free)")
-    tune.add_argument("--residual", type=float, default=0.3, help="bound of the RL actor's correction of the init policy's action (0: a free actor)")
-    tune.add_argument("--horizon", type=int, default=None)
+    tune.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    lazy_flags(tune, *_finetune_flags())
     tune.set_defaults(run=_rl_finetune)
