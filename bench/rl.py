@@ -73,13 +73,15 @@ def init_policy(args: argparse.Namespace, demos: Path, seed: int) -> Path:
 
 def init_success(args: argparse.Namespace, policy: Path, seed: int) -> dict:
     """The init policy's own success with `headway policy eval`'s evaluator on the runs' held-out seeds."""
+    from headway.executors import ray_settings
     from headway.policy.evaluate import DEFAULT_EVAL_SEED, evaluate_policy
     from headway.policy.interface import load_policy
 
     cache = args.out / "init" / f"seed{seed}_eval.json"
     if cache.exists():
         return json.loads(cache.read_text())
-    report = evaluate_policy(load_policy(policy), args.task, episodes=args.eval_episodes, seed=DEFAULT_EVAL_SEED, horizon=args.horizon, progress=False)
+    ray = ray_settings(args.executor, args.address, args.workers)
+    report = evaluate_policy(load_policy(policy), args.task, episodes=args.eval_episodes, seed=DEFAULT_EVAL_SEED, horizon=args.horizon, progress=False, ray=ray)
     result = {"success_rate": report["success_rate"], "successes": [int(r["success"]) for r in report["per_episode"]]}
     atomic_write_json(cache, result)
     return result
@@ -209,6 +211,9 @@ def main() -> None:
     parser.add_argument("--bootstrap", type=int, default=2000, help="bootstrap replicates")
     parser.add_argument("--out", type=Path, default=Path("runs/bench_rl"))
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--executor", default="local", choices=("local", "ray"), help="the start policies' own evaluations on Ray workers (headway policy eval's helper)")
+    parser.add_argument("--address", default=None, help="Ray cluster address (default: start Ray here)")
+    parser.add_argument("--workers", type=int, default=None, help="Ray workers for those evaluations")
     args = parser.parse_args()
     started = time.perf_counter()
     names = list(names_argument(args.variants))
