@@ -17,7 +17,7 @@ import numpy as np
 from headway.errors import HeadwayError
 from headway.policy.replay import DemoEpisode
 from headway.registry import Registry
-from headway.reward.shaping import SHAPINGS, check_present
+from headway.reward.shaping import SHAPINGS, PotentialConfig, potential
 
 
 class RewardNaNError(HeadwayError):
@@ -77,19 +77,14 @@ class ModelSource(RewardSource):
     has_potential = True
 
     def __init__(self, model, task: str, success_weight: float = 0.0, checkpoint: str = "") -> None:
-        if not 0.0 <= success_weight <= 1.0:
-            raise HeadwayError(f"success weight of the potential must be in [0, 1], got {success_weight}")
         self.model, self.task, self.success_weight, self.checkpoint = model, task, success_weight, checkpoint
+        self.mix = PotentialConfig.mix(success_weight)
         self.views = tuple(model.views)
         self.image_size = int(model.image_size)
         self.scorer = model.stream(task)
 
     def _phi(self, output) -> np.ndarray:
-        check_present(output, self.success_weight, 0.0)
-        phi = (1.0 - self.success_weight) * np.asarray(output.progress, np.float64)
-        return phi if not self.success_weight else phi + self.success_weight * np.asarray(
-            output.success, np.float64
-        )
+        return potential(output, self.mix, finite=False)  # the caller names the step of a NaN
 
     def reset(self) -> None:
         self.scorer.reset()

@@ -6,7 +6,8 @@ it keeps, per env, what its streaming scorer keeps (the first frame's token and 
 so each env's potentials equal that scorer's. Other models are scored one env at a time through
 their own streaming scorers.
 
-Phi = (1 - w) progress + w success - k * uncertainty (w = `success_weight`, k = `uncertainty_penalty`).
+Phi = (1 - w) progress + w success - k * uncertainty, assembled by `PotentialConfig.mix` and `potential`
+(headway/reward/shaping.py), the same code that builds the labels' potential.
 """
 
 from __future__ import annotations
@@ -17,19 +18,15 @@ import numpy as np
 import torch
 
 from headway.errors import HeadwayError
-from headway.reward.shaping import check_present
+from headway.reward.shaping import PotentialConfig, potential
 
 
 class BatchedPotential:
     def __init__(self, model, task: str, num_envs: int, success_weight: float = 0.0, uncertainty_penalty: float = 0.0) -> None:
         from headway.reward.stage_reward import StageRewardModel
 
-        if not 0.0 <= success_weight <= 1.0:
-            raise HeadwayError(f"success weight of the potential must be in [0, 1], got {success_weight}")
-        if uncertainty_penalty < 0:
-            raise HeadwayError(f"uncertainty penalty must be >= 0, got {uncertainty_penalty}")
         self.model, self.task, self.num_envs = model, task, num_envs
-        self.success_weight, self.uncertainty_penalty = success_weight, uncertainty_penalty
+        self.mix = PotentialConfig.mix(success_weight, uncertainty_penalty)
         self.views = tuple(model.views)
         self.image_size = int(model.image_size)
         self.batched = isinstance(model, StageRewardModel)
@@ -43,13 +40,7 @@ class BatchedPotential:
             self.scorers = [model.stream(task) for _ in range(num_envs)]
 
     def phi(self, output) -> np.ndarray:
-        check_present(output, self.success_weight, self.uncertainty_penalty)
-        value = (1.0 - self.success_weight) * np.asarray(output.progress, np.float64)
-        if self.success_weight:  # 0 * NaN is NaN: a model without success (GVL, lerobot's) reports it absent
-            value = value + self.success_weight * np.asarray(output.success, np.float64)
-        if self.uncertainty_penalty:
-            value = value - self.uncertainty_penalty * np.asarray(output.uncertainty, np.float64)
-        return value
+        return potential(output, self.mix, finite=False)  # the runner names the step of a NaN
 
     def reset(self, index: int) -> None:
         if self.batched:

@@ -121,6 +121,13 @@ class PotentialConfig:
         if self.progress_weight == 0 and self.success_weight == 0 and not any(self.keypoints.values()):
             raise HeadwayError("every potential weight is 0, so Phi would be constant; give progress or success a weight")
 
+    @classmethod
+    def mix(cls, success_weight: float = 0.0, uncertainty_penalty: float = 0.0) -> PotentialConfig:
+        """The RL rewards' form, Phi = (1 - w) progress + w success - k uncertainty, with w in [0, 1]."""
+        if not 0.0 <= success_weight <= 1.0:
+            raise HeadwayError(f"success weight of the potential must be in [0, 1], got {success_weight}")
+        return cls(progress_weight=1.0 - success_weight, success_weight=success_weight, uncertainty_penalty=uncertainty_penalty)
+
 
 def check_present(output: RewardOutput, success_weight: float, uncertainty_penalty: float) -> None:
     """Refuse a potential that weights an output the reward model does not produce (`output.absent`)."""
@@ -137,14 +144,18 @@ def potential(
     output: RewardOutput,
     config: PotentialConfig | None = None,
     extra: Mapping[str, np.ndarray] | None = None,
+    finite: bool = True,
 ) -> np.ndarray:
-    """Phi per frame (float64, shape (T,)) from a RewardOutput, mixed as `config` says.
+    """Phi per frame (float64, shape (T,)) from a RewardOutput, mixed as `config` says; the one place
+    a potential is assembled (labels, the RL rewards and their batched scorer all call it).
 
     `extra` holds the named per-frame arrays the config's `keypoints` weights refer to. Compute this
     once per stored frame and reuse it (a Phi recomputed with noise breaks the telescoping sum).
+    `finite=False` returns NaN as it is, for callers that report it themselves (the RL loops name the
+    env step and keep their last good checkpoint).
     """
     config = config or PotentialConfig()
-    length = len(output)
+    length = int(np.size(output.progress))
     check_present(output, config.success_weight, config.uncertainty_penalty)
     phi = config.progress_weight * np.asarray(output.progress, dtype=np.float64).reshape(length)
     if config.success_weight:
@@ -162,7 +173,7 @@ def potential(
         phi = phi + weight * values
     if config.uncertainty_penalty:
         phi = phi - config.uncertainty_penalty * np.asarray(output.uncertainty, dtype=np.float64).reshape(length)
-    if not np.isfinite(phi).all():
+    if finite and not np.isfinite(phi).all():
         frame = int(np.flatnonzero(~np.isfinite(phi))[0])
         raise HeadwayError(f"potential is NaN or infinite at frame {frame}; the reward model produced a bad score")
     return phi
