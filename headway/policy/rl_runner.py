@@ -347,15 +347,21 @@ def save_checkpoint(out: Path, step: int, state: dict, online: Buffer) -> None:
     publish_pruned(out, step, write)
 
 
-def load_checkpoint(out: Path) -> tuple[dict, Buffer] | None:
+def load_checkpoint_arrays(out: Path) -> tuple[dict, dict] | None:
+    """The latest checkpoint's state and its replay arrays (the awr loop's episodes), or None before the first."""
     latest = out / "latest.json"
     if not latest.exists():
         return None
     folder = out / json.loads(latest.read_text())["checkpoint"]
     state = torch.load(folder / "state.pt", weights_only=False)
     with np.load(folder / "replay.npz") as data:
-        online = Buffer.from_state({k: data[k] for k in data.files})
-    return state, online
+        return state, {k: data[k] for k in data.files}
+
+
+def load_checkpoint(out: Path) -> tuple[dict, Buffer] | None:
+    """The ibrl loop's: the latest checkpoint's state and its online replay buffer."""
+    checkpoint = load_checkpoint_arrays(out)
+    return None if checkpoint is None else (checkpoint[0], Buffer.from_state(checkpoint[1]))
 
 
 def open_run(config: OnlineRLConfig, resume: bool) -> Path:
@@ -643,7 +649,7 @@ def _run_awr(config: OnlineRLConfig, resume: bool, on_eval) -> dict:
         evaluators = [BCPolicy(net, init.meta) for _ in range(config.num_envs)]
         obs_dim = int(env.observation_space["state"].shape[0] + env.observation_space["object"].shape[0])
         learner = AWRLearner(net, obs_dim, config.awr, awr_anchor(init, config) if config.awr.demo_ratio > 0 or config.awr.refit_every else None, seed=config.seed)
-        checkpoint = load_checkpoint_awr(out) if resume else None
+        checkpoint = load_checkpoint_arrays(out) if resume else None
         step = episode_counter = 0
         info: dict = {"method": "awr"}
         if checkpoint is not None:
@@ -761,12 +767,3 @@ def _run_awr(config: OnlineRLConfig, resume: bool, on_eval) -> dict:
     replace_folder(build, out / "policy")
     return write_summary(config, step, logs.eval_rows, started, info)
 
-
-def load_checkpoint_awr(out: Path) -> tuple[dict, dict] | None:
-    latest = out / "latest.json"
-    if not latest.exists():
-        return None
-    folder = out / json.loads(latest.read_text())["checkpoint"]
-    state = torch.load(folder / "state.pt", weights_only=False)
-    with np.load(folder / "replay.npz") as data:
-        return state, {k: data[k] for k in data.files}
