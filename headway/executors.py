@@ -150,7 +150,7 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, num_gpus: 
     if address:
         _probe_address(address, min(10.0, timeout))
     kwargs: dict[str, Any] = dict(
-        include_dashboard=False, logging_level=logging.WARNING, log_to_driver=True, runtime_env={"env_vars": worker_env()}
+        include_dashboard=False, logging_level=logging.ERROR, log_to_driver=True, runtime_env={"env_vars": worker_env()}
     )
     if address:
         kwargs["address"] = address
