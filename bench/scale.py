@@ -135,9 +135,9 @@ def collection_runs(episodes: int, work: Path) -> dict:
     staged = work / "collect_staged"
     staged.mkdir(exist_ok=True)
     local = EpisodeCollector(config)  # the simulator, built before the clock as the workers' is
-    frames, started = 0, time.perf_counter()
+    started = time.perf_counter()
     for planned in plan:
-        data, _, _, _ = local.run(planned)
+        data, _ = local.run(planned)
         atomic_write_bytes(staged / f"local_{planned.index}.npz", data)
     local_s = time.perf_counter() - started
     local.env.close()

@@ -124,13 +124,6 @@ def _destroy() -> None:
         dist.destroy_process_group()
 
 
-def teardown() -> None:
-    """Leave the process group (after a final barrier, so no process exits while others still talk)."""
-    if active():
-        barrier()
-        dist.destroy_process_group()
-
-
 @contextmanager
 def session(requested_device: str | torch.device | None = None) -> Iterator[torch.device]:
     """Yield this process's device, inside the launcher's process group when there is one. The group

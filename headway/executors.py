@@ -337,21 +337,17 @@ class RaySession:
             options["num_gpus"] = self.settings.gpus_per_worker
         actors = [ray.remote(**options)(_Hosted).remote(cls, args) for _ in range(min(self.workers, len(items)))]
         warmup = time.perf_counter()
+        preparers: list = []
         try:  # workers build their state (load a model, a simulator) before the clock of the work starts
             nodes = ray.get([actor.setup.remote() for actor in actors])
-        except Exception as error:  # noqa: BLE001
-            for actor in actors:
-                ray.kill(actor, no_restart=True)
-            raise _unwrap(error, f"{desc}: starting a worker") from None
-        preparers = []
-        if prepare is not None:  # one long-lived preparing process beside each worker (a task per item would
-            # start processes that Ray's worker pool then reaps when idle: seconds of imports per item)
-            preparer_class = ray.remote(num_cpus=0, max_restarts=RETRIES, max_task_retries=RETRIES)(_Preparer)
-            preparers = [
-                preparer_class.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=True)).remote(prepare)
-                for node in nodes
-            ]
-        try:  # one untimed item through each worker: imports, lazy initialisation, first-call costs
+            if prepare is not None:  # one long-lived preparing process beside each worker (a task per item would
+                # start processes that Ray's worker pool then reaps when idle: seconds of imports per item)
+                preparer_class = ray.remote(num_cpus=0, max_restarts=RETRIES, max_task_retries=RETRIES)(_Preparer)
+                preparers = [
+                    preparer_class.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=True)).remote(prepare)
+                    for node in nodes
+                ]
+            # one untimed item through each worker: imports, lazy initialisation, first-call costs
             if warm is not None:
                 ray.get([actor.call.remote(method, preparers[i].call.remote(warm) if preparers else warm, True)
                          for i, actor in enumerate(actors)])

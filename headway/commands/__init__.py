@@ -116,15 +116,12 @@ def lazy_flags(parser: argparse.ArgumentParser, *adders: Callable[[argparse.Argu
 
 def configure_command(parser: argparse.ArgumentParser, argv: list[str]) -> None:
     """Walk `argv`'s subcommand words from the top parser and add the lazy flags of every parser on the way."""
-    current = parser
-    for word in argv:
-        for adder in getattr(current, "_headway_lazy_flags", ()):
+    current, words = parser, list(argv)
+    while True:
+        adders, current._headway_lazy_flags = getattr(current, "_headway_lazy_flags", ()), ()
+        for adder in adders:
             adder(current)
-        current._headway_lazy_flags = ()
         subparsers = [a for a in current._actions if isinstance(a, argparse._SubParsersAction)]
-        if not subparsers or word not in subparsers[0].choices:
+        if not subparsers or not words or words[0] not in subparsers[0].choices:
             return
-        current = subparsers[0].choices[word]
-    for adder in getattr(current, "_headway_lazy_flags", ()):
-        adder(current)
-    current._headway_lazy_flags = ()
+        current = subparsers[0].choices[words.pop(0)]

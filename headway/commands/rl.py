@@ -39,20 +39,16 @@ def _rl_finetune(args: argparse.Namespace) -> int:
     return 0
 
 
-def _finetune_flags():
+def _finetune_flags(parser: argparse.ArgumentParser) -> None:
     """rl finetune's flags, generated from its configs: the run's own fields, then --awr.* (method awr,
     headway/policy/rl_awr.py) and --agent.* (method ibrl, headway/policy/rl_algo.py)."""
+    from headway.policy.rl_algo import AgentConfig
+    from headway.policy.rl_awr import AWRConfig
+    from headway.policy.rl_runner import OnlineRLConfig
 
-    def from_config(name: str, **options):
-        def add(parser: argparse.ArgumentParser) -> None:
-            from headway.policy import rl_algo, rl_awr, rl_runner
-
-            classes = {"run": rl_runner.OnlineRLConfig, "awr": rl_awr.AWRConfig, "agent": rl_algo.AgentConfig}
-            config_flags(classes[name], **options)(parser)
-
-        return add
-
-    return (from_config("run", skip=("processes", "progress"), required=("init",)), from_config("awr", prefix="awr"), from_config("agent", prefix="agent"))
+    config_flags(OnlineRLConfig, skip=("processes", "progress"), required=("init",))(parser)
+    config_flags(AWRConfig, prefix="awr")(parser)
+    config_flags(AgentConfig, prefix="agent")(parser)
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -103,5 +99,5 @@ def register(commands: argparse._SubParsersAction) -> None:
 
     tune = rl_commands.add_parser("finetune", help="improve a headway policy online: fine-tune its own network (awr) or act through it (ibrl)")
     tune.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-    lazy_flags(tune, *_finetune_flags())
+    lazy_flags(tune, _finetune_flags)
     tune.set_defaults(run=_rl_finetune)

@@ -228,7 +228,7 @@ class EpisodeCollector:
         os.environ.setdefault("MUJOCO_GL", "egl")  # before mujoco loads; Ray's runtime_env sets it too
         self.env = HeadwayEnv(config.env_config())
 
-    def run(self, planned: PlannedEpisode) -> tuple[bytes, dict | None, str, bool]:
+    def run(self, planned: PlannedEpisode) -> tuple[bytes, dict | None]:
         import tempfile
 
         from headway.datasets.staging import stage_episode
@@ -238,7 +238,7 @@ class EpisodeCollector:
         with tempfile.TemporaryDirectory(prefix="headway-collect-") as folder:
             path = Path(folder) / "episode.npz"
             stage_episode(path, record)
-            return path.read_bytes(), scene, record.mode, record.success
+            return path.read_bytes(), scene
 
 
 def collect(
@@ -258,12 +258,13 @@ def collect(
     plan = plan_episodes(config)
     remaining = [p for p in plan if not staged(p.index).exists()]
     if ray is not None and remaining:
-        _collect_on_ray(config, remaining, partial, staged, ray, progress, len(plan))
-    env = HeadwayEnv(config.env_config()) if remaining and ray is None else None
-    bar = tqdm(total=len(plan), initial=len(plan) - len(remaining), desc=f"collect {config.task}", unit="ep",
+        _collect_on_ray(config, remaining, partial, staged, ray, progress)
+    here = remaining if ray is None else []  # the episodes this process rolls out
+    env = HeadwayEnv(config.env_config()) if here else None
+    bar = tqdm(total=len(plan), initial=len(plan) - len(here), desc=f"collect {config.task}", unit="ep",
                disable=not progress or env is None)
     try:
-        for planned in remaining if env is not None else ():
+        for planned in here:
             record = run_episode(env, planned.behaviour, planned.seed)
             if env.scene is not None:  # written before the episode's staging file, which marks it done
                 atomic_write_json(scene_file(partial, planned.index), env.scene.record | _intrinsics(record))
@@ -312,12 +313,12 @@ def collect(
 
 
 def _collect_on_ray(config: CollectConfig, remaining: list[PlannedEpisode], partial: Path, staged, ray: RaySettings,
-                    progress: bool, total: int) -> None:
+                    progress: bool) -> None:
     """Roll out `remaining` on Ray workers; stage each episode here as it finishes (scene record first)."""
     from headway.executors import RaySession
 
-    def write(planned: PlannedEpisode, result: tuple[bytes, dict | None, str, bool]) -> None:
-        data, scene, _, _ = result
+    def write(planned: PlannedEpisode, result: tuple[bytes, dict | None]) -> None:
+        data, scene = result
         if scene is not None:  # before the staging file, which marks the episode done
             atomic_write_json(scene_file(partial, planned.index), scene)
         atomic_write_bytes(staged(planned.index), data)

@@ -10,7 +10,6 @@ seed away from the training data's (collection uses `seed * 100000 + index`).
 from __future__ import annotations
 
 import time
-from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
@@ -115,33 +114,29 @@ def evaluate_policy(
     views = tuple(policy.views)
     env = _make_env(task, views, size, horizon)
     check_policy_fits(policy, task, env)
-    video_env = None
-    if videos:
-        video_views = tuple(dict.fromkeys(views + (VIDEO_VIEW,)))
-        video_env = env if video_views == views else _make_env(task, video_views, size, horizon)
     rows: list[dict] = []
     written: list[str] = []
     started = time.perf_counter()
     if ray is not None:
         env.close()
-        if video_env is not None and video_env is not env:
-            video_env.close()
         rows, written, startup = _evaluate_on_ray(policy, task, episodes, seed, videos, video_dir, horizon, size, ray, progress)
         started += startup
     else:
-        threads = ExitStack()
-        threads.enter_context(torch_threads(1))  # small policies: intra-op threads only add contention (headway.runtime)
+        video_env = None
+        if videos:
+            video_views = tuple(dict.fromkeys(views + (VIDEO_VIEW,)))
+            video_env = env if video_views == views else _make_env(task, video_views, size, horizon)
         bar = tqdm(range(episodes), desc=f"eval {task}", disable=not progress)
         try:
-            for i in bar:
-                record = i < videos
-                row, frames = run_eval_episode(policy, video_env if record else env, seed + i, record)
-                if record:
-                    written.append(str(_write_eval_video(video_dir, task, row, frames)))
-                rows.append(row)
-                bar.set_postfix(success=f"{np.mean([r['success'] for r in rows]):.2f}")
+            with torch_threads(1):  # small policies: intra-op threads only add contention (headway.runtime)
+                for i in bar:
+                    record = i < videos
+                    row, frames = run_eval_episode(policy, video_env if record else env, seed + i, record)
+                    if record:
+                        written.append(str(_write_eval_video(video_dir, task, row, frames)))
+                    rows.append(row)
+                    bar.set_postfix(success=f"{np.mean([r['success'] for r in rows]):.2f}")
         finally:
-            threads.close()
             env.close()
             if video_env is not None and video_env is not env:
                 video_env.close()

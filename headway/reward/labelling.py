@@ -40,6 +40,7 @@ import numpy as np
 from headway.atomic import atomic_write_bytes, atomic_write_json
 from headway.datasets.reader import IMAGE_PREFIX, DatasetReader, Episode
 from headway.errors import HeadwayError
+from headway.executors import ray_settings
 from headway.runtime import torch_threads
 
 FORMAT = "headway.labels"
@@ -139,8 +140,6 @@ class LabelConfig:
         if int(self.plots) < 0:
             raise HeadwayError(f"--plots must be 0 or more episodes, got {self.plots}")
         self.chunk_size, self.batch_size, self.plots = int(self.chunk_size), int(self.batch_size), int(self.plots)
-        from headway.executors import ray_settings
-
         ray_settings(self.executor, self.address, self.workers, self.gpus_per_worker)  # flag errors before any work
 
 
@@ -662,13 +661,12 @@ def label_dataset(config: LabelConfig, resume: bool = False, overwrite: bool = F
         threads = config.threads or max(1, min(torch.get_num_threads(), (os.cpu_count() or 2) - 1))
         try:
             scoring_started = time.perf_counter()
-            if config.executor not in (None, "local"):  # the Ray scorer stages the same files (headway/reward/ray_labelling.py)
+            settings = ray_settings(config.executor, config.address, config.workers, config.gpus_per_worker)
+            if settings is not None:  # the Ray scorer stages the same files (headway/reward/ray_labelling.py)
                 from headway.reward.ray_labelling import score_on_ray
-                from headway.executors import ray_settings
 
-                settings = ray_settings(config.executor, config.address, config.workers, config.gpus_per_worker)
                 worker_model = spec or str(model_path.resolve())
-                scored_frames, ray_startup = score_on_ray(root, worker_model, config.device, mapping, todo, partial,
+                scored_frames, ray_startup = score_on_ray(reader, worker_model, config.device, mapping, todo, partial,
                                                           config.batch_size, config.threads or 1, settings, progress)
                 scored = len(todo)
             else:

@@ -91,7 +91,7 @@ class EpisodeScorer:
 
 
 def score_on_ray(
-    root: Path,
+    reader,
     model: str,
     device: str | None,
     mapping: dict[str, str],
@@ -102,17 +102,13 @@ def score_on_ray(
     settings: RaySettings,
     progress: bool = True,
 ) -> tuple[int, float]:
-    """Score and stage the episodes in `todo` on Ray. Returns (frames scored, start-up seconds: connecting
-    to Ray and the workers loading the model)."""
+    """Score and stage the episodes in `todo` of the dataset `reader` reads on Ray. Returns (frames
+    scored, start-up seconds: connecting to Ray and the workers loading the model)."""
     from headway.reward.labelling import _episode_file, _stage
-    from headway.datasets.reader import DatasetReader
 
     if not todo:  # every episode staged already (a run killed during assembly): no Ray needed
         return 0, 0.0
-    root_text = str(Path(root).resolve())
-    if not (Path(root_text) / "meta" / "info.json").exists():
-        raise HeadwayError(f"the dataset {root_text} does not exist here; pass a LeRobot v3.0 dataset folder")
-    reader = DatasetReader(Path(root_text))
+    root_text = str(Path(reader.root).resolve())
     keys = list(mapping.values())
 
     def staged(job, results) -> None:
