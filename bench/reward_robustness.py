@@ -30,6 +30,8 @@ import sys
 import time
 from pathlib import Path
 
+from headway.run_dir import partial_dir
+
 TRAIN_RANDOMIZE = "camera=1,lighting=1,texture=0.3,color=0.3"
 # held-out shifts: every strength above the training one, drawn from a held-out seed
 SHIFTS = {
@@ -107,8 +109,7 @@ def collect_sets(args) -> dict[str, Path]:
         ]
         if randomize:
             command += ["--randomize", randomize]
-        partial = out.with_name(out.name + ".partial")
-        if partial.exists():
+        if partial_dir(out).exists():
             command.append("--resume")
         print("$", " ".join(command), flush=True)
         subprocess.run(command, check=True)

@@ -6,8 +6,9 @@ dataset; train BC and RA-BC policies and evaluate them; fine-tune with online RL
 model's potential-based shaping against the sparse reward; roll a policy out through the hardware
 layer's simulated arm with the live reward; write one HTML report.
 
-A stage's result is recorded in `<out>/stages.json` only once it is complete, so a rerun skips
-finished stages and an interrupted demo resumes where it stopped (long stages resume too).
+`<out>/demo.json` holds the run's settings (headway.run_dir). A stage's result is recorded in
+`<out>/stages.json` only once it is complete, so a rerun skips finished stages and an interrupted
+demo resumes where it stopped (long stages resume too).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 
 from headway.atomic import atomic_write_json, read_json
 from headway.errors import HeadwayError
+from headway.run_dir import RunDir
 
 SIZES = {
     "quick": {
@@ -58,6 +60,7 @@ class DemoConfig:
     task: str = "lift"
     out: Path = Path("runs/demo")
     size: str = "quick"
+    overwrite: bool = False  # start over in an --out holding a demo run with other settings
     overrides: dict | None = None  # replaces entries of the size's settings (tests use tiny ones)
 
     def __post_init__(self) -> None:
@@ -79,14 +82,9 @@ class DemoConfig:
 class StageLog:
     """Which demo stages are finished, with their results, persisted atomically."""
 
-    def __init__(self, path: Path, identity: dict) -> None:
+    def __init__(self, path: Path) -> None:
         self.path = path
-        self.data = read_json(path) if path.exists() else {"config": identity, "stages": {}}
-        if self.data["config"] != identity:
-            raise HeadwayError(
-                f"{path.parent} holds a demo run with other settings ({self.data['config']}); "
-                "choose another --out or delete that folder"
-            )
+        self.data = read_json(path) if path.exists() else {"stages": {}}
 
     def run(self, name: str, work: Callable[[], dict]) -> dict:
         if name in self.data["stages"]:
@@ -120,9 +118,10 @@ class DemoPaths:
 
 def run_demo(config: DemoConfig) -> dict:
     """Run every demo stage (skipping finished ones), write report.html and print where it is."""
-    config.out.mkdir(parents=True, exist_ok=True)
     settings = config.settings
-    log = StageLog(config.out / "stages.json", {"task": config.task, "size": config.size, "settings": settings})
+    identity = {"task": config.task, "size": config.size, "settings": settings}
+    RunDir(config.out, job="demo run", identity=identity, identity_file="demo.json").open(resume=True, overwrite=config.overwrite)
+    log = StageLog(config.out / "stages.json")
     paths = DemoPaths(config.out)
     results: dict[str, dict] = {}
     for name, stage in STAGES:

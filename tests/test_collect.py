@@ -16,10 +16,11 @@ import pandas as pd
 import pytest
 from conftest import TINY_SIZE, TINY_VIEWS, tiny_config
 
-from headway.datasets.collect import CollectConfig, collect, parse_mix, partial_dir, plan_episodes
+from headway.datasets.collect import CollectConfig, collect, parse_mix, plan_episodes
 from headway.datasets.info import dataset_info
 from headway.datasets.reader import DatasetReader
 from headway.errors import HeadwayError
+from headway.run_dir import partial_dir
 
 
 def test_lerobot_loads_the_dataset_with_every_feature(tiny_dataset):
@@ -143,10 +144,14 @@ def test_bad_mix_is_refused(text, message):
 def test_existing_dataset_is_refused_without_overwrite(tiny_dataset, tmp_path):
     with pytest.raises(HeadwayError, match="--overwrite"):
         collect(tiny_config(tiny_dataset), progress=False)
+    kept = collect(tiny_config(tiny_dataset), resume=True, progress=False)  # the same settings: kept as it is
+    assert (kept.episodes, kept.resumed, sum(kept.by_mode.values())) == (3, 3, 3)
+    with pytest.raises(HeadwayError, match="seed: 5 there, 6 now"):
+        collect(tiny_config(tiny_dataset, seed=6), resume=True, progress=False)
     other = tmp_path / "other"
     other.mkdir()
     (other / "notes.txt").write_text("mine")
-    with pytest.raises(HeadwayError, match="not a dataset"):
+    with pytest.raises(HeadwayError, match="holds other files"):
         collect(tiny_config(other), progress=False)
     assert (other / "notes.txt").read_text() == "mine"
 

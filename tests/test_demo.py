@@ -47,6 +47,10 @@ def test_demo_runs_end_to_end_then_skips_finished_stages(tmp_path, capsys):
 
 def test_demo_refuses_a_folder_from_other_settings(tmp_path):
     (tmp_path / "demo").mkdir()
-    (tmp_path / "demo" / "stages.json").write_text(json.dumps({"config": {"task": "stack"}, "stages": {}}))
-    with pytest.raises(HeadwayError, match="other settings"):
+    (tmp_path / "demo" / "demo.json").write_text(json.dumps({"task": "stack", "size": "quick", "settings": {}}))
+    with pytest.raises(HeadwayError, match="other settings \\(settings: .*task: 'stack' there, 'lift' now"):
+        run_demo(DemoConfig(task="lift", out=tmp_path / "demo", overrides=TINY))
+    (tmp_path / "demo" / "notes.txt").write_text("mine")
+    (tmp_path / "demo" / "demo.json").unlink()
+    with pytest.raises(HeadwayError, match="holds other files"):
         run_demo(DemoConfig(task="lift", out=tmp_path / "demo", overrides=TINY))

@@ -12,8 +12,9 @@ import pytest
 from test_hardware_fakes import SIZE, FakeArm, FakePolicy, ScriptedRewardModel, tiny_reward_model
 
 from headway.errors import HeadwayError
-from headway.hardware.controller import RolloutConfig, RolloutController, partial_dir
+from headway.hardware.controller import RolloutConfig, RolloutController
 from headway.hardware.safety import REASONS, SafetyConfig
+from headway.run_dir import partial_dir
 
 INSTRUCTION = "pick up the red cube and lift it"
 
@@ -171,6 +172,8 @@ def test_crash_then_resume_keeps_finished_episodes(tmp_path):
     dataset = load(cfg.record)
     np.testing.assert_array_equal(np.stack(dataset.hf_dataset.filter(lambda r: r["episode_index"] == 0)["action"]), first)
     assert not partial_dir(cfg.record).exists()
+    kept = RolloutController(FakeArm(), FakePolicy(), ScriptedRewardModel(success_at=3), cfg, INSTRUCTION).run()
+    assert kept["kept"] and kept["episodes"] == 3  # --resume on a finished session keeps it
     with pytest.raises(HeadwayError, match="--overwrite"):
         RolloutController(FakeArm(), FakePolicy(), ScriptedRewardModel(), config(tmp_path, episodes=3), INSTRUCTION).run()
 

@@ -20,7 +20,6 @@ import torch
 from headway.cli import main
 from headway.reward.labelling import (
     CARD_FILE,
-    PARTIAL_DIR,
     PROGRESS_FILE,
     TABLE_FILE,
     LabelConfig,
@@ -35,6 +34,7 @@ from headway.reward.rabc import rabc_weights
 from headway.reward.shaping import potential_based_rewards
 from headway.reward.stage_model import StageModelConfig, StageRewardNet
 from headway.reward.stage_reward import StageRewardModel
+from headway.run_dir import partial_dir
 
 VIEWS = ("agentview", "robot0_eye_in_hand")
 SIZE = 32
@@ -168,7 +168,7 @@ def test_lerobot_native_dataset_labelled_end_to_end(native_dataset, model_path, 
 
     card = json.loads((out / CARD_FILE).read_text())
     assert card["episodes"] == 2 and card["identity"]["views"]["agentview"] == "observation.images.top"
-    assert not (out / PARTIAL_DIR).exists()
+    assert not partial_dir(out).exists()
 
     # plots: a PNG and an MP4 that decodes to one frame per dataset frame
     import av
@@ -205,10 +205,10 @@ def test_refuses_labels_of_another_model_unless_overwrite(tiny_dataset, model_pa
     label_dataset(LabelConfig(dataset=tiny_dataset, model=model_path, out=out, episodes=(0,)), progress=False)
     before = (out / PROGRESS_FILE).read_bytes()
     other = _save_model(tmp_path / "other_model", seed=1)
-    with pytest.raises(HeadwayError, match="another model.*--overwrite"):
+    with pytest.raises(HeadwayError, match="other settings.*--overwrite"):
         label_dataset(LabelConfig(dataset=tiny_dataset, model=other, out=out, episodes=(0,)), progress=False)
     assert (out / PROGRESS_FILE).read_bytes() == before
-    with pytest.raises(HeadwayError, match="already holds these labels"):
+    with pytest.raises(HeadwayError, match="already holds the output of this labelling run"):
         label_dataset(LabelConfig(dataset=tiny_dataset, model=model_path, out=out, episodes=(0,)), progress=False)
     again = label_dataset(LabelConfig(dataset=tiny_dataset, model=model_path, out=out, episodes=(0,)), resume=True, progress=False)
     assert again.scored_episodes == 0
@@ -234,7 +234,7 @@ def test_kill_and_resume_gives_byte_identical_files(tiny_dataset, model_path, tm
         f"L.label_dataset(L.LabelConfig(dataset={str(tiny_dataset)!r}, model={str(model_path)!r}, out=Path({str(out)!r}), chunk_size=5), progress=False)\n"
     )
     process = subprocess.Popen([sys.executable, "-c", script], start_new_session=True, cwd=tmp_path)
-    staged = out / PARTIAL_DIR / "episodes"
+    staged = partial_dir(out) / "episodes"
     deadline = time.time() + 120
     while time.time() < deadline and not list(staged.glob("episode_*.npz")):
         time.sleep(0.1)
@@ -250,7 +250,7 @@ def test_kill_and_resume_gives_byte_identical_files(tiny_dataset, model_path, tm
         label_dataset(LabelConfig(dataset=tiny_dataset, model=model_path, out=out, chunk_size=7), resume=True, progress=False)
     summary = label_dataset(LabelConfig(dataset=tiny_dataset, model=model_path, out=out, chunk_size=5), resume=True, progress=False)
     assert summary.scored_episodes == 2 and summary.episodes == 3
-    assert not (out / PARTIAL_DIR).exists()
+    assert not partial_dir(out).exists()
     assert _final_files(out) == _final_files(reference)
     assert (out / CARD_FILE).read_bytes() == (reference / CARD_FILE).read_bytes()
 

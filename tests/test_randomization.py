@@ -9,8 +9,9 @@ import pandas as pd
 import pytest
 from conftest import tiny_config
 
-from headway.datasets.collect import RANDOMIZATION_COLUMN, collect, partial_dir, read_randomization
+from headway.datasets.collect import RANDOMIZATION_COLUMN, collect, read_randomization
 from headway.errors import HeadwayError
+from headway.run_dir import partial_dir
 from headway.sim.env import make_env
 from headway.sim.randomization import KINDS, MILD, format_randomization, parse_randomization
 
@@ -147,10 +148,10 @@ def test_collection_records_the_randomization_per_episode_and_resume_checks_it(t
     partial_dir(interrupted).mkdir()
     (partial_dir(interrupted) / "collect.json").write_text(json.dumps(first.identity()))
     other = tiny_config(interrupted, episodes=2, randomize={"camera": 2.0, "lighting": 1.0})
-    with pytest.raises(HeadwayError, match=r"--randomize camera=1, this run asks for --randomize camera=2,lighting=1"):
+    with pytest.raises(HeadwayError, match=r"randomize: camera=1 there, camera=2,lighting=1 now"):
         collect(other, resume=True, progress=False)
     nominal = tiny_config(interrupted, episodes=2)
-    with pytest.raises(HeadwayError, match="--randomize camera=1, this run asks for --randomize none"):
+    with pytest.raises(HeadwayError, match="randomize: camera=1 there, none now"):
         collect(nominal, resume=True, progress=False)
 
 

@@ -14,11 +14,12 @@ import torch
 
 from conftest import tiny_config
 from headway.reward.labelling import _stage as labelling_stage
-from headway.reward.labelling import CARD_FILE, PARTIAL_DIR, PROGRESS_FILE, TABLE_FILE, LabelConfig, label_dataset
+from headway.reward.labelling import CARD_FILE, PROGRESS_FILE, TABLE_FILE, LabelConfig, label_dataset
 from headway.errors import HeadwayError
 from headway.executors import CRASH_ONCE, RaySession, RaySettings, init_ray, ray_settings
 from headway.reward.stage_model import StageModelConfig, StageRewardNet
 from headway.reward.stage_reward import StageRewardModel
+from headway.run_dir import partial_dir
 
 VIEWS = ("agentview", "robot0_eye_in_hand")
 REAL_STAGE = labelling_stage
@@ -141,7 +142,7 @@ def test_ray_labelling_is_byte_identical_to_local_and_survives_a_dead_worker(
     )
     assert crash_marker.exists(), "the crash hook never fired: the dead-worker path was not exercised"
     assert sorted(counting.writes) == [f"episode_{i:06d}.npz" for i in range(3)], "each episode staged exactly once"
-    assert summary.scored_episodes == 3 and not (out / PARTIAL_DIR).exists()
+    assert summary.scored_episodes == 3 and not partial_dir(out).exists()
     assert _final_files(out) == _final_files(reference)
 
 
@@ -152,7 +153,7 @@ def test_killed_ray_driver_resumes_without_rescoring(ray_cluster, tiny_dataset, 
     _CountingStage(monkeypatch, fail_after=1)
     with pytest.raises(DriverKilled):
         label_dataset(config, progress=False)
-    staged = sorted(p.name for p in (config.out / PARTIAL_DIR / "episodes").glob("episode_*.npz"))
+    staged = sorted(p.name for p in (partial_dir(config.out) / "episodes").glob("episode_*.npz"))
     assert len(staged) == 1 and not (config.out / CARD_FILE).exists()
 
     counting = _CountingStage(monkeypatch)

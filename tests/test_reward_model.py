@@ -212,12 +212,17 @@ def test_training_resumes_after_an_interruption_to_the_same_model(tiny_dataset, 
     assert not (tmp_path / "b" / "model.safetensors").exists(), "an interrupted training must not look finished"
     with pytest.raises(HeadwayError, match="--resume"):
         train_reward_model(config(tmp_path / "b"), progress=False)
+    changed = config(tmp_path / "b")
+    changed.seed = 4
+    with pytest.raises(HeadwayError, match="seed: 3 there, 4 now"):
+        train_reward_model(changed, resume=True, progress=False)
     resumed = train_reward_model(config(tmp_path / "b"), resume=True, progress=False)
     assert resumed["steps"] == 4
     a = StageRewardModel.load(tmp_path / "a", device="cpu")
     b = StageRewardModel.load(tmp_path / "b", device="cpu")
     frames = {v: np.zeros((6, SIZE, SIZE, 3), np.uint8) + 100 for v in VIEWS}
     np.testing.assert_allclose(a.score_episode(frames, "t").progress, b.score_episode(frames, "t").progress, atol=1e-5)
+    assert train_reward_model(changed, overwrite=True, progress=False)["steps"] == 4  # starts over with seed 4
 
 
 def test_a_frozen_hf_tower_trains_from_features_cached_once(tiny_dataset, tmp_path, monkeypatch):

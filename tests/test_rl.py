@@ -485,8 +485,11 @@ def test_a_run_saved_before_a_setting_existed_resumes_and_a_changed_setting_is_n
     del saved["sac"]["actor_update"], saved["success_weight"]  # as written before these settings existed
     (out / "config.json").write_text(json.dumps(saved))
     assert train_rl(_config(out, steps=60, eval_every=20), resume=True)["steps"] == 60
-    with pytest.raises(HeadwayError, match=r"different settings \(sac\)"):
-        train_rl(_config(out, steps=80, sac=SACConfig(hidden=(32, 32), actor_update="awac")), resume=True)
+    changed = _config(out, steps=20, eval_every=20, sac=SACConfig(hidden=(32, 32), actor_update="awac"))
+    with pytest.raises(HeadwayError, match=r"other settings \(sac: "):
+        train_rl(changed, resume=True)
+    assert train_rl(changed, overwrite=True)["steps"] == 20  # --overwrite starts over with the new settings
+    assert json.loads((out / "config.json").read_text())["sac"]["actor_update"] == "awac"
 
 
 # -- cloning at its own learning rate ---------------------------------------------------------------------

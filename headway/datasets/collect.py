@@ -1,6 +1,6 @@
 """Resumable collection of mixed-quality simulated demonstrations into a LeRobot dataset.
 
-Layout while working: `<out>.partial/` holds `collect.json` (the configuration) and one staged
+Layout while working (headway.run_dir): `<out>.partial/` holds `collect.json` (the configuration) and one staged
 file per finished episode. Only when every episode is staged is the LeRobot dataset written
 (inside the partial folder) and moved to `<out>` in one rename, so `<out>` is either absent or a
 complete dataset. After a kill at any moment, `--resume` keeps the staged episodes and redoes the rest.
@@ -18,11 +18,13 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from headway.atomic import atomic_write_bytes, atomic_write_json, read_json, replace_folder
+from headway.atomic import atomic_write_bytes, atomic_write_json, read_json
 from headway.errors import HeadwayError, unknown_name
 from headway.executors import RaySettings
+from headway.run_dir import RunDir
 from headway.sim.env import DEFAULT_VIEWS, EnvConfig, HeadwayEnv
 from headway.sim.expert import FAILURES, MODES, Behaviour, failable_stages, sample_behaviour
+from headway.sim.randomization import format_randomization, validate_randomization
 from headway.sim.rollout import EpisodeRecord, run_episode
 from headway.sim.task import get_task
 
@@ -69,8 +71,6 @@ class CollectConfig:
     randomize: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        from headway.sim.randomization import validate_randomization
-
         self.randomize = validate_randomization(dict(self.randomize or {}))
         self.out = Path(self.out)
         self.views = tuple(self.views)
@@ -173,46 +173,28 @@ class CollectSummary:
         )
 
 
-def partial_dir(out: Path) -> Path:
-    return out.with_name(out.name + ".partial")
+def _run_dir(config: CollectConfig) -> RunDir:
+    return RunDir(config.out, job="collection", identity=config.identity(), identity_file=CONFIG_FILE,
+                  finished=_finished_identity, defaults=CollectConfig().identity(), formats={"randomize": format_randomization})
 
 
-def _prepare_output(config: CollectConfig, resume: bool, overwrite: bool) -> Path:
-    """Check the output folders before any work; return the partial folder to work in."""
-    out, partial = config.out, partial_dir(config.out)
-    if out.exists() and any(out.iterdir()):
-        if not (out / "meta" / "info.json").exists():
-            raise HeadwayError(f"{out} exists and holds other files, not a dataset; choose another --out")
-        if not overwrite:
-            raise HeadwayError(f"{out} already holds a dataset; pass --overwrite to replace it or choose another --out")
-    if partial.exists():
-        if overwrite:
-            shutil.rmtree(partial)
-        elif not resume:
-            raise HeadwayError(
-                f"an interrupted collection is in {partial}; pass --resume to finish it or --overwrite to start over"
-            )
-        else:
-            previous = read_json(partial / CONFIG_FILE) if (partial / CONFIG_FILE).exists() else None
-            if previous is not None:  # settings added since it was written read at their defaults (the old behaviour)
-                previous = CollectConfig().identity() | previous
-            if previous is not None and previous.get("randomize", {}) != config.identity()["randomize"]:
-                from headway.sim.randomization import format_randomization
+def _finished_identity(out: Path) -> dict | None:
+    """The settings a finished dataset at `out` was collected with (None: not a headway collection)."""
+    card = out / "meta" / "headway.json"
+    return read_json(card).get("collect") if card.exists() else None
 
-                raise HeadwayError(
-                    f"--resume: the interrupted collection in {partial} was randomised with "
-                    f"--randomize {format_randomization(previous.get('randomize', {}))}, this run asks for "
-                    f"--randomize {format_randomization(config.randomize)}; repeat its settings or pass --overwrite to start over"
-                )
-            if previous is not None and previous != config.identity():
-                changed = sorted(k for k in config.identity() if previous.get(k) != config.identity()[k])
-                raise HeadwayError(
-                    f"--resume: the interrupted collection in {partial} used other settings ({', '.join(changed)}); "
-                    "repeat its settings or pass --overwrite to start over"
-                )
-    (partial / STAGING).mkdir(parents=True, exist_ok=True)
-    atomic_write_json(partial / CONFIG_FILE, config.identity())
-    return partial
+
+def _kept_summary(out: Path, started: float) -> CollectSummary:
+    """The summary of a finished collection kept by --resume."""
+    from headway.datasets.reader import DatasetReader
+
+    reader = DatasetReader(out)
+    outcomes = [reader.outcome(i) for i in range(reader.num_episodes)]
+    return CollectSummary(
+        out=out, episodes=reader.num_episodes, frames=reader.num_frames, seconds=time.perf_counter() - started,
+        by_mode=dict(Counter(o.mode for o in outcomes)), successes_by_mode=dict(Counter(o.mode for o in outcomes if o.success)),
+        resumed=reader.num_episodes,
+    )
 
 
 class EpisodeCollector:
@@ -253,7 +235,11 @@ def collect(
     from headway.datasets.writer import write_dataset
 
     started = time.perf_counter()
-    partial = _prepare_output(config, resume, overwrite)
+    run = _run_dir(config)
+    if run.open(resume, overwrite) == "complete":
+        return _kept_summary(config.out, started)
+    partial = run.work
+    (partial / STAGING).mkdir(exist_ok=True)
     staged = lambda i: partial / STAGING / f"episode_{i:06d}.npz"  # noqa: E731
     plan = plan_episodes(config)
     remaining = [p for p in plan if not staged(p.index).exists()]
@@ -297,8 +283,7 @@ def collect(
         from headway.datasets.writer import add_episode_columns
 
         add_episode_columns(build, [{RANDOMIZATION_COLUMN: json.dumps(scene)} for scene in scenes])
-    replace_folder(build, config.out)
-    shutil.rmtree(partial)
+    run.publish(build)
     by_mode = Counter(mode for mode, _, _ in records_meta)
     successes = Counter(mode for mode, success, _ in records_meta if success)
     return CollectSummary(

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from headway.atomic import atomic_write_json, read_json, replace_folder
+from headway.atomic import read_json
 from headway.errors import HeadwayError
 from headway.hardware.protocols import Arm, CameraError
 from headway.hardware.rate import LoopStats, RateLoop
@@ -45,6 +45,7 @@ from headway.hardware.recording import (
 from headway.hardware.safety import KeyboardStop, SafetyConfig, SafetyLayer, stop_on_signals
 from headway.policy.interface import Policy
 from headway.reward.interface import RewardModel
+from headway.run_dir import RunDir
 from headway.runtime import torch_threads
 
 log = logging.getLogger(__name__)
@@ -104,10 +105,6 @@ class RolloutConfig:
                 "stall_seconds", "stall_progress", "image_size", "seed")
         data = asdict(self)
         return {k: (str(data[k]) if isinstance(data[k], Path) else data[k]) for k in keep}
-
-
-def partial_dir(record: Path) -> Path:
-    return record.with_name(record.name + ".partial")
 
 
 class RolloutController:
@@ -251,7 +248,13 @@ class RolloutController:
     def run(self) -> dict[str, Any]:
         """Run the session's missing episodes, record them, return the summary."""
         config = self.config
-        partial = _prepare_output(config)
+        run = _run_dir(config)
+        if run.open(config.resume, config.overwrite) == "complete":
+            from headway.datasets.reader import DatasetReader
+
+            return {"dataset": str(config.record), "episodes": DatasetReader(config.record).num_episodes, "complete": True, "kept": True}
+        partial = run.work
+        (partial / STAGING).mkdir(exist_ok=True)
         if config.resume:
             for path in staged_paths(partial):
                 if staged_outcome(path) in INTERRUPTED:
@@ -284,7 +287,7 @@ class RolloutController:
             aborted = True
         finally:
             bar.close()
-            summary = self._finish(partial, aborted, before)
+            summary = self._finish(run, aborted, before)
         if error is not None and not isinstance(error, CameraError):
             raise error
         if isinstance(error, CameraError):
@@ -301,10 +304,11 @@ class RolloutController:
         except EOFError:
             return False
 
-    def _finish(self, partial: Path, aborted: bool, before: Counter) -> dict[str, Any]:
+    def _finish(self, run: RunDir, aborted: bool, before: Counter) -> dict[str, Any]:
         """Write and publish the dataset of every staged episode; drop the staging folder when complete."""
-        config = self.config
+        config, partial = self.config, run.work
         paths = staged_paths(partial)
+        complete = len(paths) >= config.episodes and not aborted
         episodes = [load_staged(p) for p in paths]
         video = None
         if episodes:
@@ -325,14 +329,13 @@ class RolloutController:
                 build, episodes, 1.0 / self.dt, config.robot.replace(":", "_"), f"headway/rollout_{config.robot.split(':', 1)[1]}",
                 list(state_names), list(self.arm.limits.names), card, config.vcodec,
             )
-            replace_folder(build, config.record)
+            run.publish(build, done=complete)
             if config.video:
                 chosen = next((e for e in episodes if e.success), episodes[0])
                 try:
                     video = str(write_progress_video(_video_path(config.record), chosen, tuple(self.model.stage_names), 1.0 / self.dt))
                 except Exception as video_error:  # noqa: BLE001 - a preview must not fail a session
                     log.warning("no preview video: %s", video_error)
-        complete = len(paths) >= config.episodes and not aborted
         if complete:
             shutil.rmtree(partial, ignore_errors=True)
         stats = LoopStats.merge(self.loop_stats)
@@ -364,29 +367,15 @@ def _resize(image: np.ndarray, size: int) -> np.ndarray:
     return resize_frames(np.asarray(image)[None], size)[0]
 
 
-def _prepare_output(config: RolloutConfig) -> Path:
-    """Check the record folders before any work; return the staging folder."""
-    record, partial = config.record, partial_dir(config.record)
-    if partial.exists():
-        if config.overwrite:
-            shutil.rmtree(partial)
-        elif not config.resume:
-            raise HeadwayError(f"an interrupted rollout session is in {partial}; pass --resume to finish it or --overwrite to start over")
-        else:
-            previous = read_json(partial / SESSION_FILE) if (partial / SESSION_FILE).exists() else None
-            if previous is not None and previous != config.identity():
-                changed = sorted(k for k in config.identity() if previous.get(k) != config.identity()[k])
-                raise HeadwayError(
-                    f"--resume: the session in {partial} used other settings ({', '.join(changed)}); repeat them or pass --overwrite"
-                )
-    if record.exists() and any(record.iterdir()) and not partial.exists():
-        if not (record / "meta" / "info.json").exists():
-            raise HeadwayError(f"{record} exists and holds other files, not a dataset; choose another --record")
-        if not config.overwrite:
-            raise HeadwayError(f"{record} already holds a finished rollout dataset; pass --overwrite or choose another --record")
-    (partial / STAGING).mkdir(parents=True, exist_ok=True)
-    atomic_write_json(partial / SESSION_FILE, config.identity())
-    return partial
+def _run_dir(config: RolloutConfig) -> RunDir:
+    return RunDir(config.record, job="rollout session", identity=config.identity(), identity_file=SESSION_FILE,
+                  finished=_finished_identity, flag="--record")
+
+
+def _finished_identity(record: Path) -> dict | None:
+    """The settings of the session recorded at `record` (None: not a headway rollout dataset)."""
+    card = record / "meta" / "headway.json"
+    return read_json(card).get("rollout") if card.exists() else None
 
 
 # -- building the pieces from a config ----------------------------------------------------------------
@@ -431,6 +420,8 @@ def run_rollouts(config: RolloutConfig) -> dict[str, Any]:
 
 def render_summary(summary: dict[str, Any]) -> str:
     """The lines `headway rollout` prints on exit."""
+    if summary.get("kept"):
+        return f"{summary['dataset']} already holds this finished session ({summary['episodes']} episodes): kept (--overwrite records it again)"
     lines = [
         f"episodes: {summary['episodes']} ({', '.join(f'{k} {v}' for k, v in sorted(summary['outcomes'].items()))})",
         f"success rate: {summary['success_rate']:.0%}" + (

@@ -60,6 +60,7 @@ from headway.policy.evaluate import DEFAULT_EVAL_SEED
 from headway.policy.replay import ReplayBuffer, fill_demo_buffer, mixed_batch, read_demo_episodes
 from headway.policy.reward_sources import OnlineReward, RewardNaNError, check_shaping, default_shaping, make_reward_source
 from headway.policy.sac import SACAgent, SACConfig, SACPolicy, SACPolicyConfig, observation_vector
+from headway.run_dir import RunDir
 from headway.runtime import torch_threads
 
 EVAL_SEED_BASE = DEFAULT_EVAL_SEED  # held-out evaluation seeds, those of `headway policy eval`; training seeds stay below
@@ -150,13 +151,6 @@ class RLConfig:
 
 
 # -- small helpers ------------------------------------------------------------------------------------
-def _with_defaults(saved: dict) -> dict:
-    """A saved identity with the settings added since it was written filled in at their defaults
-    (a new setting's default keeps the old behaviour), so older runs still resume."""
-    defaults = RLConfig().identity()
-    return defaults | saved | {"sac": defaults["sac"] | saved.get("sac", {})}
-
-
 def _check_names(reward: str, shaping: str | None) -> None:
     """Unknown reward-source or shaping names fail before any work, listing the valid ones."""
     from headway.policy.reward_sources import REWARD_SOURCES
@@ -337,16 +331,16 @@ def _pretrain(agent: SACAgent, config: RLConfig, episodes, device: torch.device)
 
 
 # -- the loop -----------------------------------------------------------------------------------------
-def train_rl(config: RLConfig, resume: bool = False) -> dict:
-    """Train (or continue) a run in `config.out`; returns a summary with the final success rate,
-    the learning-curve PNG and the policy folder."""
+def train_rl(config: RLConfig, resume: bool = False, overwrite: bool = False) -> dict:
+    """Train (or continue, with `resume`; or start over, with `overwrite`) a run in `config.out`;
+    returns a summary with the final success rate, the learning-curve PNG and the policy folder."""
     from headway.runtime import default_device
 
     with torch_threads(config.threads if default_device(config.device).type == "cpu" else None):
-        return _train_rl(config, resume)
+        return _train_rl(config, resume, overwrite)
 
 
-def _train_rl(config: RLConfig, resume: bool) -> dict:
+def _train_rl(config: RLConfig, resume: bool, overwrite: bool) -> dict:
     from torch.utils.tensorboard import SummaryWriter
 
     from headway.runtime import default_device
@@ -358,17 +352,7 @@ def _train_rl(config: RLConfig, resume: bool) -> dict:
     shaping = check_shaping(config.shaping or default_shaping(source), source)
     identity = config.identity() | {"shaping": shaping}
 
-    if out.exists() and any(out.iterdir()):
-        if not resume:
-            raise HeadwayError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
-        saved = out / "config.json"
-        if saved.exists():
-            previous = _with_defaults(json.loads(saved.read_text()))
-            differing = sorted(k for k in identity if previous.get(k) != identity[k])
-            if differing:
-                raise HeadwayError(f"{out} holds a run with different settings ({', '.join(differing)}); use another --out")
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / "config.json", identity)
+    RunDir(out, job="RL run", identity=identity, identity_file="config.json", defaults=RLConfig().identity()).open(resume, overwrite)
 
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)

@@ -14,9 +14,9 @@ Every frame of every episode is scored causally by any headway reward model and 
 - `labels.json`: the card (model and dataset fingerprints, settings, counts) that makes a later
   run refuse a folder holding labels from another model, dataset or settings.
 
-Crash safety: each scored episode is staged as one file in `<out>/.partial/episodes/` with an
-atomic write; the final files are assembled from the staged ones only when every episode is
-done, each written atomically, the card last. After a kill at any moment, `resume=True` scores
+Crash safety (headway.run_dir): each scored episode is staged as one file in `<out>.partial/episodes/`
+with an atomic write; the final files are assembled from the staged ones only when every episode
+is done and renamed onto `<out>` in one step. After a kill at any moment, `resume=True` scores
 only the missing episodes and writes final files byte-for-byte equal to an uninterrupted run's.
 One episode is decoded (in a background thread, while the previous one is scored) and one is
 scored at a time, so memory does not grow with the number of episodes.
@@ -29,7 +29,6 @@ import io
 import json
 import os
 import re
-import shutil
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -37,10 +36,11 @@ from pathlib import Path
 
 import numpy as np
 
-from headway.atomic import atomic_write_bytes, atomic_write_json
+from headway.atomic import atomic_write_bytes, atomic_write_json, read_json
 from headway.datasets.reader import IMAGE_PREFIX, DatasetReader, Episode
 from headway.errors import HeadwayError
 from headway.executors import ray_settings
+from headway.run_dir import RunDir
 from headway.runtime import torch_threads
 
 FORMAT = "headway.labels"
@@ -49,8 +49,7 @@ CARD_FILE = "labels.json"
 PROGRESS_FILE = "sarm_progress.parquet"
 TABLE_FILE = "labels.parquet"
 PLOTS_DIR = "plots"
-PARTIAL_DIR = ".partial"
-OUR_NAMES = (CARD_FILE, PROGRESS_FILE, TABLE_FILE, PLOTS_DIR, PARTIAL_DIR)
+IDENTITY_FILE = "identity.json"  # in the partial area while labelling
 
 
 # -- configuration ---------------------------------------------------------------------------------
@@ -326,67 +325,14 @@ def default_out(root: Path) -> Path:
     return root.parent / f"{root.name}.labels"
 
 
-def _differences(wanted: dict, found: dict) -> list[str]:
-    return [f"{key}: {found.get(key)!r} there, {wanted.get(key)!r} now" for key in wanted if wanted.get(key) != found.get(key)]
+def _run_dir(out: Path, identity: dict) -> RunDir:
+    return RunDir(out, job="labelling run", identity=identity, identity_file=IDENTITY_FILE, finished=_finished_identity)
 
 
-def _remove_ours(out: Path) -> None:
-    for name in OUR_NAMES:
-        target = out / name
-        if target.is_dir():
-            shutil.rmtree(target)
-        elif target.exists():
-            target.unlink()
-
-
-def _prepare_out(out: Path, identity: dict, resume: bool, overwrite: bool) -> str:
-    """Check the output folder against this run. Returns 'complete', 'resume' or 'fresh'."""
-    card_path, partial = out / CARD_FILE, out / PARTIAL_DIR
-    if out.exists() and not out.is_dir():
-        raise HeadwayError(f"--out {out} is a file; pass a folder")
-    if out.exists():
-        foreign = [p.name for p in out.iterdir() if p.name not in OUR_NAMES and not p.name.startswith(".")]
-        if foreign and not card_path.exists() and not partial.exists():
-            raise HeadwayError(
-                f"--out {out} holds other files ({', '.join(sorted(foreign)[:3])}) and no headway labels; "
-                "pick an empty or new folder"
-            )
-    if card_path.exists():
-        found = json.loads(card_path.read_text()).get("identity", {})
-        differences = _differences(identity, found)
-        if differences:
-            if not overwrite:
-                raise HeadwayError(
-                    f"{out} holds labels from another model, dataset or settings ({'; '.join(differences)}); "
-                    "pass --overwrite to replace them, or another --out"
-                )
-            _remove_ours(out)
-            return "fresh"
-        if overwrite:
-            _remove_ours(out)
-            return "fresh"
-        if not resume:
-            raise HeadwayError(f"{out} already holds these labels; pass --resume to keep them or --overwrite to redo them")
-        shutil.rmtree(partial, ignore_errors=True)  # a run killed after its card was written, before cleaning up
-        return "complete"
-    if partial.exists():
-        staged_card = partial / CARD_FILE
-        found = json.loads(staged_card.read_text()).get("identity", {}) if staged_card.exists() else {}
-        differences = _differences(identity, found)
-        if overwrite:
-            _remove_ours(out)
-            return "fresh"
-        if not resume:
-            raise HeadwayError(
-                f"{out} holds an interrupted labelling run; pass --resume to finish it or --overwrite to start over"
-            )
-        if differences:
-            raise HeadwayError(
-                f"the interrupted run in {out} used another model, dataset or settings ({'; '.join(differences)}); "
-                "resume with the same settings, or pass --overwrite to start over"
-            )
-        return "resume"
-    return "fresh"
+def _finished_identity(out: Path) -> dict | None:
+    """The identity of the labels at `out` (None: not a headway label folder)."""
+    card = out / CARD_FILE
+    return read_json(card).get("identity", {}) if card.exists() else None
 
 
 # -- per-episode work ------------------------------------------------------------------------------
@@ -647,13 +593,10 @@ def label_dataset(config: LabelConfig, resume: bool = False, overwrite: bool = F
         "stage_names": list(model.stage_names),
         "image_size": int(model.image_size),
     }
-    state = _prepare_out(out, identity, resume, overwrite)
-    partial = out / PARTIAL_DIR
+    run = _run_dir(out, identity)
     scored, scored_frames, scoring_seconds, ray_startup = 0, 0, 0.0, 0.0
-    if state != "complete":
-        out_existed = out.exists()
-        if state == "fresh":
-            atomic_write_json(partial / CARD_FILE, {"identity": identity})
+    if run.open(resume, overwrite) != "complete":
+        partial = run.work
         todo = [e for e in episodes if not _episode_file(partial, e).exists()]
         import torch
 
@@ -673,15 +616,14 @@ def label_dataset(config: LabelConfig, resume: bool = False, overwrite: bool = F
                 with torch_threads(threads):
                     scored, scored_frames = len(todo), _score_all(reader, model, mapping, todo, partial, config.batch_size, progress)
         except HeadwayError:
-            if not any((partial / "episodes").glob("episode_*.npz")):  # nothing worth resuming: leave no trace
-                shutil.rmtree(partial, ignore_errors=True)
-                if not out_existed and out.exists() and not any(out.iterdir()):
-                    out.rmdir()
+            run.discard_if_empty(lambda work: any((work / "episodes").glob("episode_*.npz")))
             raise
         scoring_seconds = time.perf_counter() - scoring_started - ray_startup
         assembled = _assemble(partial, episodes, identity, tuple(model.stage_names))
-        os.replace(assembled["table_tmp"], out / TABLE_FILE)
-        os.replace(assembled["progress_tmp"], out / PROGRESS_FILE)
+        build = partial / "labels"
+        build.mkdir(exist_ok=True)
+        os.replace(assembled["table_tmp"], build / TABLE_FILE)
+        os.replace(assembled["progress_tmp"], build / PROGRESS_FILE)
         finals = assembled["finals"]
         card = {
             "identity": identity,  # no clock time: the same model on the same dataset writes the same bytes
@@ -692,8 +634,8 @@ def label_dataset(config: LabelConfig, resume: bool = False, overwrite: bool = F
             "final_progress": {k: [round(v, 6) for v in vals] for k, vals in finals.items()},
             "notes": notes,
         }
-        atomic_write_json(out / CARD_FILE, card)
-        shutil.rmtree(partial)
+        atomic_write_json(build / CARD_FILE, card)
+        run.publish(build)
     label_seconds = time.perf_counter() - started
     card = json.loads((out / CARD_FILE).read_text())
     finals = card["final_progress"]

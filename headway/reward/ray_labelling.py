@@ -2,7 +2,7 @@
 actors that each load the reward model once score them, the driver stages each result.
 
 The driver writes every staging file with the local path's own `_stage` into the local path's
-`.partial/episodes/`, and the final files come from the local path's `_assemble`, so the output
+`<out>.partial/episodes/`, and the final files come from the local path's `_assemble`, so the output
 is byte-identical to `headway label` without `--executor` and `--resume` works across both.
 Scores are the same because each actor runs the same `_score` on the same decoded frames in the
 same batches; give `--threads` the same value for both runs if the machines differ in cores

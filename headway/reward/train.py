@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from headway import distributed
-from headway.atomic import atomic_write_with
+from headway.atomic import atomic_write_json, atomic_write_with
 from headway.datasets.annotations import temporal_proportions
 from headway.datasets.reader import DatasetReader
 from headway.errors import HeadwayError
@@ -30,9 +30,11 @@ from headway.reward.labels import StagePrior
 from headway.reward.stage_model import StageModelConfig, StageRewardNet, task_tensors
 from headway.reward.stage_reward import StageRewardModel
 from headway.reward.training_data import SegmentSampler, dataset_stage_names, load_episodes
+from headway.run_dir import RunDir
 from headway.runtime import torch_threads
 
 TRAIN_STATE = "train_state.pt"
+TRAIN_CONFIG_FILE = "train_config.json"  # the training settings, which a resumed run must repeat
 PRIORS = ("dataset", "equal")
 SHIFT_PER = ("segment", "frame")
 
@@ -146,11 +148,12 @@ class _Forward(torch.nn.Module):
         return self.net.temporal_forward(tokens[window_index], valid, times, task_ids, offsets)
 
 
-def train_reward_model(config: TrainConfig, resume: bool = False, progress: bool = True) -> dict:
-    """Train and save a checkpoint folder at `config.out`; returns a summary. Under torchrun every
-    process calls this; they train one model together and rank 0 writes it."""
+def train_reward_model(config: TrainConfig, resume: bool = False, progress: bool = True, overwrite: bool = False) -> dict:
+    """Train and save a checkpoint folder at `config.out` (continue one with `resume`, start over with
+    `overwrite`); returns a summary. Under torchrun every process calls this; they train one model
+    together and rank 0 writes it."""
     with distributed.session(config.device) as device, torch_threads(config.threads if device.type == "cpu" else None):
-        return _train(config, device, resume, progress)
+        return _train(config, device, resume, progress, overwrite)
 
 
 def _rank_seed(seed: int, rank: int) -> int:
@@ -173,7 +176,7 @@ def _set_rng_state(sampler, state: dict, device: torch.device) -> None:
         torch.cuda.set_rng_state(state["cuda_rng"].cpu(), device)
 
 
-def _train(config: TrainConfig, device: torch.device, resume: bool, progress: bool) -> dict:
+def _train(config: TrainConfig, device: torch.device, resume: bool, progress: bool, overwrite: bool) -> dict:
     started = time.perf_counter()
     rank, world, main = distributed.rank(), distributed.world_size(), distributed.is_main()
     progress = progress and main
@@ -183,6 +186,9 @@ def _train(config: TrainConfig, device: torch.device, resume: bool, progress: bo
             f"{world} training processes but {config.segments} segments per batch: each process needs at least one; "
             f"use torchrun --nproc_per_node {config.segments} or fewer"
         )
+    if main:  # the other processes see the folder rank 0 prepared, after the barrier below
+        _open_out(config, resume, overwrite)
+    distributed.barrier()
     torch.manual_seed(config.seed)
     readers = [DatasetReader(root) for root in config.datasets]
     views = tuple(config.views) if config.views else tuple(readers[0].views)
@@ -255,9 +261,6 @@ def _train(config: TrainConfig, device: torch.device, resume: bool, progress: bo
         )
     if resume and state_path.exists():
         state = torch.load(state_path, map_location=device, weights_only=False)
-        # settings added since the state was written read at their defaults (the old behaviour)
-        if {**_NEW_SETTINGS, **state["train_config"]} != _identity(config):
-            raise HeadwayError(f"--resume: {state_path} was written with other training settings; use another --out")
         saved_world = state.get("world_size", 1)
         if saved_world != world:
             raise HeadwayError(
@@ -270,11 +273,7 @@ def _train(config: TrainConfig, device: torch.device, resume: bool, progress: bo
         schedule.load_state_dict(state["schedule"])
         _set_rng_state(sampler, state["ranks"][rank] if world > 1 else state, device)
         step = state["step"]
-    elif config.out.exists() and any(config.out.iterdir()) and not resume:
-        raise HeadwayError(f"{config.out} is not empty; pass --resume to continue its training or choose another --out")
     distributed.barrier()  # every process has looked at --out before rank 0 writes into it
-    if main:
-        config.out.mkdir(parents=True, exist_ok=True)
     forward: torch.nn.Module = _Forward(net)
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel
@@ -359,8 +358,6 @@ def _appearance(frames: torch.Tensor, batch, config: TrainConfig) -> torch.Tenso
 def write_training_record(config: TrainConfig, readers, episodes, steps: int, seconds: float) -> None:
     """`training.json` beside the checkpoint: what it was trained on (datasets, their scene
     randomisation, task wording) and how (augmentations, steps, time)."""
-    from headway.atomic import atomic_write_json
-
     datasets = []
     for reader in readers:
         card = reader.card()
@@ -445,6 +442,15 @@ def cached_features(readers, encoder, views, cache_root: Path | None, progress: 
         return cache.get(spec, fingerprints[str(reader.root)], episode, view)
 
     return lookup
+
+
+def _open_out(config: TrainConfig, resume: bool, overwrite: bool) -> None:
+    """Check `--out` against this run (headway.run_dir) and prepare it."""
+    state_path, saved = config.out / TRAIN_STATE, config.out / TRAIN_CONFIG_FILE
+    if resume and state_path.exists() and not saved.exists():  # written before the settings had a file of their own
+        atomic_write_json(saved, torch.load(state_path, map_location="cpu", weights_only=False)["train_config"])
+    RunDir(config.out, job="reward-model training", identity=_identity(config), identity_file=TRAIN_CONFIG_FILE,
+           defaults=_NEW_SETTINGS).open(resume, overwrite)
 
 
 def _identity(config: TrainConfig) -> dict:
