@@ -16,6 +16,7 @@ from headway.perception.keypoint_model import (
     decode_heatmaps,
     gaussian_targets,
     keypoint_loss,
+    parse_stage_targets,
     pixel_to_cell,
 )
 
@@ -69,7 +70,8 @@ def test_a_few_training_steps_reduce_the_loss():
 
 
 def test_save_load_round_trip(tmp_path):
-    model = KeypointModel.create(tiny_config(intrinsics={"agentview": np.eye(3).tolist()}), device="cpu")
+    config = tiny_config(intrinsics={"agentview": np.eye(3).tolist()}, stage_targets=[["grasp", "gripper"], ["grasp", "gripper"]])
+    model = KeypointModel.create(config, device="cpu")
     images = np.random.default_rng(0).integers(0, 255, (3, 32, 32, 3), dtype=np.uint8)
     before = model.predict(images, "sideview")
     model.save(tmp_path / "kp")
@@ -79,8 +81,11 @@ def test_save_load_round_trip(tmp_path):
     np.testing.assert_allclose(before.confidence, after.confidence, atol=1e-6)
     assert before.uv.shape == (3, 2, 2) and np.all((before.confidence >= 0) & (before.confidence <= 1))
     assert loaded.config.keypoint_names == ("gripper", "grasp")
+    assert loaded.config.stage_targets == (("grasp", "gripper"), ("grasp", "gripper"))
     # damaged or foreign checkpoints say what is wrong
     meta = json.loads((tmp_path / "kp" / "config.json").read_text())
+    (tmp_path / "kp" / "config.json").write_text(json.dumps({**meta, "model": {k: v for k, v in meta["model"].items() if k != "stage_targets"}}))
+    assert KeypointModel.load(tmp_path / "kp").config.stage_targets == ()  # checkpoints from before they were stored
     (tmp_path / "kp" / "config.json").write_text(json.dumps({**meta, "format_version": 99}))
     with pytest.raises(HeadwayError, match="format 99"):
         KeypointModel.load(tmp_path / "kp")
@@ -95,6 +100,20 @@ def test_save_load_round_trip(tmp_path):
         model.intrinsics("sideview")
 
 
+def test_stage_targets_are_pairs_of_the_models_keypoints():
+    pairs = (("grasp", "gripper"), ("grasp", "gripper"), ("lift_target", "grasp"))
+    names = ("gripper", "grasp", "lift_target")
+    assert parse_stage_targets("grasp:gripper, grasp ,lift_target:grasp", names) == pairs  # TARGET alone: the gripper moves
+    assert parse_stage_targets([list(p) for p in pairs], names) == pairs
+    with pytest.raises(HeadwayError, match="'place' is not one of the keypoints gripper, grasp, lift_target"):
+        parse_stage_targets("grasp,place:grasp", names)
+    for bad in ("grasp:gripper:grasp", [["grasp", 3]], [7], {"grasp": "gripper"}):
+        with pytest.raises(HeadwayError, match="TARGET:MOVER"):
+            parse_stage_targets(bad, names)
+    with pytest.raises(HeadwayError, match="'lift_target' is not one of"):
+        tiny_config(stage_targets=[["lift_target", "gripper"]])
+
+
 def test_train_and_evaluate_on_a_tiny_dataset(tiny_dataset, tmp_path):
     from headway.perception.keypoint_train import KeypointTrainConfig, evaluate_keypoints, train_keypoint_model
 
@@ -103,6 +122,7 @@ def test_train_and_evaluate_on_a_tiny_dataset(tiny_dataset, tmp_path):
     assert summary["steps"] == 4 and summary["keypoints"] == ["gripper", "grasp", "lift_target"]
     model = KeypointModel.load(tmp_path / "kp")
     assert set(model.config.intrinsics) == {"agentview", "robot0_eye_in_hand"}
+    assert model.config.stage_targets == (("grasp", "gripper"), ("grasp", "gripper"), ("lift_target", "grasp"))  # from the card
     # resuming continues from the saved step
     more = KeypointTrainConfig(datasets=[tiny_dataset], out=tmp_path / "kp", width=4, steps=6, batch_size=4)
     with pytest.raises(HeadwayError, match="--resume"):

@@ -4,6 +4,7 @@ behind the RewardModel protocol; offline == online; checkpoints open with load_r
 from __future__ import annotations
 
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -33,6 +34,7 @@ def look_at(eye, target=(0.0, 0.0, 0.85)) -> np.ndarray:
     return pose
 
 
+LIFT_TARGETS = (("grasp", "gripper"), ("grasp", "gripper"), ("lift_target", "grasp"))
 CAMERAS = {"agentview": {"intrinsics": K.tolist(), "pose": look_at((0.5, 0.0, 1.35)).tolist()},
            "sideview": {"intrinsics": K.tolist(), "pose": look_at((0.0, 1.2, 1.4)).tolist()}}  # fmt: skip
 
@@ -41,7 +43,8 @@ CAMERAS = {"agentview": {"intrinsics": K.tolist(), "pose": look_at((0.5, 0.0, 1.
 def reward() -> KeypointRewardModel:
     torch.manual_seed(0)
     keypoints = KeypointModel.create(
-        KeypointModelConfig(("gripper", "grasp", "lift_target"), VIEWS, task="lift", image_size=SIZE, width=4), device="cpu"
+        KeypointModelConfig(("gripper", "grasp", "lift_target"), VIEWS, task="lift", image_size=SIZE, width=4, stage_targets=LIFT_TARGETS),
+        device="cpu",
     )
     stage_config = StageModelConfig(views=VIEWS, stage_names=("reach", "grasp", "lift"), stage_proportions=(0.5, 0.2, 0.3), image_size=SIZE, dim=32, window=4, ensemble=1)
     progress = StageRewardModel(StageRewardNet(stage_config), device="cpu")
@@ -135,6 +138,31 @@ def test_keypoints_are_triangulated_in_the_calibrated_pixels_whatever_size_the_f
     assert np.abs(details["points"][-1] - truth).max() > 0.05
     with pytest.raises(HeadwayError, match="image_size"):
         build_keypoint_reward(reward.keypoints, reward.progress, {**cameras, "sideview": {**cameras["sideview"], "image_size": [32]}})
+
+
+def test_stage_targets_come_from_the_keypoint_model_or_are_given_without_a_simulator(reward, monkeypatch):
+    for name in ["headway.sim", *[m for m in sys.modules if m.startswith("headway.sim.")]]:
+        monkeypatch.setitem(sys.modules, name, None)  # any import of headway.sim now fails
+    assert build_keypoint_reward(reward.keypoints, reward.progress, CAMERAS).config.stage_targets == list(LIFT_TARGETS)
+    # a user's own task: the targets given explicitly win over the model's
+    given = build_keypoint_reward(reward.keypoints, reward.progress, CAMERAS, stage_targets="grasp,lift_target:gripper,lift_target:grasp")
+    assert given.config.stage_targets == [("grasp", "gripper"), ("lift_target", "gripper"), ("lift_target", "grasp")]
+    with pytest.raises(HeadwayError, match="3 stages but the keypoint reward names targets for 2"):
+        build_keypoint_reward(reward.keypoints, reward.progress, CAMERAS, stage_targets="grasp,lift_target:grasp")
+    with pytest.raises(HeadwayError, match="'handle' is not one of the keypoints"):
+        build_keypoint_reward(reward.keypoints, reward.progress, CAMERAS, stage_targets="grasp,grasp,handle")
+
+
+def test_a_keypoint_model_without_stage_targets_names_the_fix(reward, tmp_path):
+    """Checkpoints trained before the targets were stored: retrain, or pass them explicitly."""
+    reward.keypoints.save(tmp_path / "kp")
+    meta = json.loads((tmp_path / "kp" / "config.json").read_text())
+    del meta["model"]["stage_targets"]
+    (tmp_path / "kp" / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(HeadwayError, match=r"kp does not record each stage's target.*headway keypoints train.*--stage-targets TARGET:MOVER"):
+        build_keypoint_reward(tmp_path / "kp", reward.progress, CAMERAS, device="cpu")
+    built = build_keypoint_reward(tmp_path / "kp", reward.progress, CAMERAS, device="cpu", stage_targets=LIFT_TARGETS)
+    assert built.config.stage_targets == list(LIFT_TARGETS)
 
 
 def test_a_stage_is_credited_with_the_rise_of_the_steps_that_start_in_it():

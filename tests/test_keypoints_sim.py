@@ -61,6 +61,7 @@ def test_collected_datasets_store_keypoints_visibility_and_intrinsics(tiny_datas
     reader = DatasetReader(tiny_dataset)
     card = reader.card()
     assert card["keypoint_names"] == ["gripper", "grasp", "lift_target"]
+    assert card["stage_targets"] == [["grasp", "gripper"], ["grasp", "gripper"], ["lift_target", "grasp"]]  # one per stage
     assert set(card["intrinsics"]) == set(reader.views)
     episode = reader.episode(0, decode=False)
     keypoints = episode.arrays["oracle.keypoints"].reshape(episode.length, 3, 3)

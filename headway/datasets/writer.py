@@ -2,7 +2,8 @@
 
 Frames go through `LeRobotDataset.create` / `add_frame` / `save_episode`; per-episode stage
 annotations and outcomes are then added to the episodes metadata the way lerobot's own SARM
-annotation tool does, and headway's dataset card goes to `meta/headway.json`.
+annotation tool does, and headway's dataset card goes to `meta/headway.json` (with, for tasks that
+have affordance keypoints, their names and each stage's [target keypoint, mover] as `stage_targets`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import pandas as pd
 from headway.atomic import atomic_write_bytes, atomic_write_json
 from headway.datasets.annotations import PROPORTIONS_FILE, annotation_columns, temporal_proportions
 from headway.datasets.reader import CAMERA_POSE_KEY, KEYPOINTS_KEY, KEYPOINTS_VISIBLE_KEY
+from headway.sim.affordances import get_affordances
 from headway.sim.env import CONTROL_FREQ
 from headway.sim.rollout import EpisodeRecord
 from headway.sim.task import Task
@@ -177,8 +179,9 @@ def write_dataset(
     extra = {}
     if first is not None:  # camera models, so keypoints can be projected and triangulated from the dataset alone
         extra["intrinsics"] = {view: np.asarray(first.intrinsics[view]).tolist() for view in views}
-    if keypoint_names:
+    if keypoint_names:  # what a keypoint model, and the reward built on it, need from the task
         extra["keypoint_names"] = list(keypoint_names)
+        extra["stage_targets"] = [[s.keypoint, s.mover] for s in get_affordances(task.name).stage_targets]
     atomic_write_json(
         root / HEADWAY_META, {**card, "stages": list(task.stages), "instruction": task.instruction, **extra}
     )

@@ -7,11 +7,15 @@ returns heatmap logits at 1/`output_stride` of the input resolution. Decoding ta
 channel's argmax and refines it with a quadratic (log-Gaussian) fit through the neighbouring
 logits, which is exact for a Gaussian peak.
 
+The config also carries what a keypoint reward needs from the task: each stage's target keypoint
+and mover (`stage_targets`, read at training time from the dataset's `meta/headway.json`).
+
 Checkpoints are folders with `config.json` (format "headway.keypoints") and `model.safetensors`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -23,9 +27,36 @@ from torch.nn import functional as F
 from headway.checkpoint import load_state, read_checked_config, save_checkpoint
 from headway.errors import HeadwayError, unknown_name
 from headway.geometry import rescale_pixels
+from headway.perception.preprocess import resize_frames
+from headway.runtime import default_device
 
 FORMAT = "headway.keypoints"
 FORMAT_VERSION = 1
+GRIPPER = "gripper"  # the mover of reaching stages (a keypoint model may predict it; a reward may read it from the state)
+
+StageTargets = tuple[tuple[str, str], ...]
+
+
+def parse_stage_targets(value: str | Sequence, keypoint_names: Sequence[str] | None = None) -> StageTargets:
+    """Per-stage (target keypoint, mover) pairs from pairs such as [["grasp", "gripper"], ...] or text such
+    as "grasp:gripper,grasp:gripper,lift_target:grasp" (a stage given as TARGET alone moves the gripper);
+    every name must be one of `keypoint_names`, when given."""
+    if not isinstance(value, (str, list, tuple)):
+        raise HeadwayError(f"stage targets are a list of [TARGET, MOVER] pairs or text TARGET:MOVER,..., got {value!r}")
+    items = [item for item in value.split(",") if item.strip()] if isinstance(value, str) else value
+    targets = []
+    for item in items:
+        pair = item.split(":") if isinstance(item, str) else list(item) if isinstance(item, (list, tuple)) else []
+        if len(pair) == 1:
+            pair.append(GRIPPER)
+        if len(pair) != 2 or not all(isinstance(name, str) and name.strip() for name in pair):
+            raise HeadwayError(f"a stage target is TARGET:MOVER (two keypoint names), got {item!r}")
+        targets.append((pair[0].strip(), pair[1].strip()))
+    if keypoint_names is not None:
+        for name in {name for pair in targets for name in pair}:
+            if name not in keypoint_names:
+                raise HeadwayError(f"stage target keypoint {name!r} is not one of the keypoints {', '.join(keypoint_names)}")
+    return tuple(targets)
 
 
 @dataclass
@@ -40,6 +71,8 @@ class KeypointModelConfig:
     output_stride: int = 2  # heatmaps at image_size / output_stride
     sigma: float = 1.0  # target Gaussian width, in heatmap cells
     intrinsics: dict[str, list[list[float]]] = field(default_factory=dict)  # view -> 3x3 at image_size
+    # per stage of the task: (target keypoint, mover); empty in checkpoints from before headway stored them
+    stage_targets: StageTargets = ()
 
     def __post_init__(self) -> None:
         self.keypoint_names = tuple(self.keypoint_names)
@@ -48,6 +81,7 @@ class KeypointModelConfig:
             raise HeadwayError("a keypoint model needs at least one keypoint name")
         if len(set(self.keypoint_names)) != len(self.keypoint_names):
             raise HeadwayError(f"keypoint names repeat: {list(self.keypoint_names)}")
+        self.stage_targets = parse_stage_targets(self.stage_targets, self.keypoint_names)
         if not self.views:
             raise HeadwayError("a keypoint model needs at least one camera view")
         if self.output_stride not in (2, 4):
@@ -65,6 +99,7 @@ class KeypointModelConfig:
         data = asdict(self)
         data["keypoint_names"] = list(self.keypoint_names)
         data["views"] = list(self.views)
+        data["stage_targets"] = [list(pair) for pair in self.stage_targets]
         return data
 
 
@@ -181,8 +216,6 @@ class KeypointModel:
     """A trained keypoint network with its config, pre- and post-processing, save and load."""
 
     def __init__(self, net: KeypointNet, device: str | torch.device | None = None) -> None:
-        from headway.runtime import default_device
-
         self.device = default_device(device)
         self.net = net.to(self.device).eval()
         self.config: KeypointModelConfig = net.config
@@ -213,8 +246,6 @@ class KeypointModel:
 
     def to_tensor(self, images: np.ndarray) -> torch.Tensor:
         """(N, H, W, 3) uint8 at any size -> (N, 3, S, S) float at the model's size."""
-        from headway.perception.preprocess import resize_frames
-
         images = np.asarray(images)
         if images.ndim != 4 or images.shape[-1] != 3:
             raise HeadwayError(f"keypoint model takes (N, H, W, 3) RGB frames, got shape {images.shape}")

@@ -4,7 +4,8 @@ Datasets collected by `headway sim collect` store the task's affordance points p
 (`observation.keypoints`, world frame), their visibility per camera
 (`oracle.keypoints_visible.<view>`), the camera poses per frame
 (`oracle.camera_pose.<view>`) and the intrinsics in `meta/headway.json`; the 2D targets are
-the projections of the 3D points.
+the projections of the 3D points. Each stage's target keypoint and mover (`stage_targets` in
+`meta/headway.json`) go into the model's config, for the keypoint reward.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from headway.atomic import atomic_write_json
 from headway.datasets.reader import CAMERA_POSE_KEY as POSE_KEY
-from headway.datasets.reader import KEYPOINTS_KEY
+from headway.datasets.reader import KEYPOINTS_KEY, DatasetReader
 from headway.datasets.reader import KEYPOINTS_VISIBLE_KEY as VISIBLE_KEY
 from headway.errors import HeadwayError
 from headway.geometry import Camera, in_frame, project, triangulate
@@ -27,11 +29,15 @@ from headway.perception.keypoint_model import (
     KeypointModel,
     KeypointModelConfig,
     KeypointNet,
+    StageTargets,
     keypoint_loss,
+    parse_stage_targets,
     pixel_to_cell,
 )
+from headway.run_dir import RunDir
 
 STATE_FILE = "train_state.pt"
+TRAIN_CONFIG_FILE = "train_config.json"  # the training settings, which a resumed run must repeat
 
 
 @dataclass
@@ -53,12 +59,11 @@ class KeypointDataset:
     image_size: int
     intrinsics: dict[str, np.ndarray]
     episodes: list[KeypointEpisode]
+    stage_targets: StageTargets = ()  # per stage: (target keypoint, mover), when the card names them
 
 
 def load_keypoint_dataset(root: Path, views: list[str] | None = None, max_episodes: int | None = None) -> KeypointDataset:
     """Read a dataset's frames and ground-truth keypoints (error if it has none, or no calibration)."""
-    from headway.datasets.reader import DatasetReader
-
     reader = DatasetReader(Path(root))
     card = reader.card()
     names = tuple(card.get("keypoint_names", ()))
@@ -78,6 +83,10 @@ def load_keypoint_dataset(root: Path, views: list[str] | None = None, max_episod
             "recollect the dataset with this headway, which records them"
         )
     intrinsics = {v: np.array(calibration[v], dtype=np.float64) for v in views}
+    try:
+        stage_targets = parse_stage_targets(card.get("stage_targets", ()), names)
+    except HeadwayError as error:
+        raise HeadwayError(f"{root}/meta/headway.json: {error}") from None
     size = int(card.get("image_size", 0)) or None
     episodes = []
     count = reader.num_episodes if max_episodes is None else min(max_episodes, reader.num_episodes)
@@ -99,17 +108,17 @@ def load_keypoint_dataset(root: Path, views: list[str] | None = None, max_episod
             seen = episode.arrays[VISIBLE_KEY.format(view=view)].astype(bool)
             visible[view] = seen & in_frame(uvs[view], height, height)
         episodes.append(KeypointEpisode(episode.images, points, poses, uvs, visible))
-    return KeypointDataset(str(card.get("task", "")), names, tuple(views), int(size or 84), intrinsics, episodes)
+    return KeypointDataset(str(card.get("task", "")), names, tuple(views), int(size or 84), intrinsics, episodes, stage_targets)
 
 
 @dataclass
 class KeypointTrainConfig:
     """How to train a keypoint model."""
 
-    datasets: list[Path]
-    out: Path
-    views: tuple[str, ...] | None = None
-    width: int = 16
+    datasets: list[Path]  # datasets from `headway sim collect` (the flag is repeatable)
+    out: Path  # checkpoint folder to create
+    views: tuple[str, ...] | None = None  # None: every view of the dataset
+    width: int = 16  # channels of the first U-Net stage
     output_stride: int = 2
     steps: int = 3000
     batch_size: int = 32
@@ -117,7 +126,7 @@ class KeypointTrainConfig:
     max_minutes: float | None = None  # stop early (and save) when training has run this long
     checkpoint_every: int = 250
     seed: int = 0
-    device: str | None = None
+    device: str | None = None  # cpu or cuda; None: cuda when present
     max_episodes: int | None = None
 
     def __post_init__(self) -> None:
@@ -149,8 +158,9 @@ def _training_arrays(datasets: list[KeypointDataset], views: tuple[str, ...]) ->
     }
 
 
-def train_keypoint_model(config: KeypointTrainConfig, resume: bool = False, progress: bool = True) -> dict:
-    """Train on `config.datasets`, save to `config.out`; with `resume`, continue from the last checkpoint."""
+def train_keypoint_model(config: KeypointTrainConfig, resume: bool = False, progress: bool = True, overwrite: bool = False) -> dict:
+    """Train on `config.datasets`, save to `config.out`; with `resume`, continue from the last
+    checkpoint; with `overwrite`, start over in a folder holding another training."""
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     started = time.perf_counter()
@@ -159,6 +169,9 @@ def train_keypoint_model(config: KeypointTrainConfig, resume: bool = False, prog
     for other in data[1:]:
         if other.keypoint_names != first.keypoint_names:
             raise HeadwayError(f"datasets name different keypoints: {first.keypoint_names} vs {other.keypoint_names}; train one task at a time")
+    stage_targets = {d.stage_targets for d in data if d.stage_targets}
+    if len(stage_targets) > 1:
+        raise HeadwayError(f"datasets name different stage targets: {sorted(stage_targets)}; train one task at a time")
     views = first.views
     arrays = _training_arrays(data, views)
     size = arrays["images"].shape[1]
@@ -170,6 +183,7 @@ def train_keypoint_model(config: KeypointTrainConfig, resume: bool = False, prog
         width=config.width,
         output_stride=config.output_stride,
         intrinsics={v: first.intrinsics[v].tolist() for v in views},
+        stage_targets=stage_targets.pop() if stage_targets else (),
     )
     model = KeypointModel.create(model_config, config.device)
     net: KeypointNet = model.net
@@ -177,18 +191,14 @@ def train_keypoint_model(config: KeypointTrainConfig, resume: bool = False, prog
     step = 0
     trained_seconds = 0.0  # training time of earlier runs (resume)
     state_path = config.out / STATE_FILE
+    _open_out(config, model_config, resume, overwrite)
     if resume and state_path.exists():
         state = torch.load(state_path, map_location=model.device, weights_only=False)
-        if state["model_config"] != model_config.to_dict():
-            raise HeadwayError(f"--resume: {config.out} was trained with other settings or data; pass another --out or drop --resume")
         net.load_state_dict(state["net"])
         optimizer.load_state_dict(state["optimizer"])
         step = int(state["step"])
         trained_seconds = float(state.get("seconds", 0.0))
         rng = np.random.default_rng([config.seed, step])
-    elif config.out.exists() and any(config.out.iterdir()) and not resume:
-        raise HeadwayError(f"{config.out} already exists; pass --resume to continue it or choose another --out")
-    config.out.mkdir(parents=True, exist_ok=True)
 
     def checkpoint() -> None:
         model.save(config.out)
@@ -251,11 +261,30 @@ def train_keypoint_model(config: KeypointTrainConfig, resume: bool = False, prog
         "frames": n,
         "views": list(views),
         "keypoints": list(first.keypoint_names),
+        "stage_targets": [list(pair) for pair in model_config.stage_targets],
         "final_loss": float(np.mean(losses[-50:])) if losses else float("nan"),
         "seconds": time.perf_counter() - started,
         "stopped_early": stopped_early,
         "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items() if k != "datasets"},
     }
+
+
+def _open_out(config: KeypointTrainConfig, model_config: KeypointModelConfig, resume: bool, overwrite: bool) -> None:
+    """Check `--out` against this run (headway.run_dir) and prepare it. The identity is the training
+    settings (not `steps`: a run may be extended) and the model's weight-shaping settings."""
+    training = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items() if k not in ("steps", "device", "max_minutes")}
+    training["datasets"] = [str(d) for d in config.datasets]
+    identity = {"training": training, "model": _weight_settings(model_config.to_dict())}
+    saved, state_path = config.out / TRAIN_CONFIG_FILE, config.out / STATE_FILE
+    if resume and state_path.exists() and not saved.exists():  # written before the settings had a file of their own
+        state = torch.load(state_path, map_location="cpu", weights_only=False)
+        atomic_write_json(saved, {"training": training, "model": _weight_settings(state["model_config"])})  # the model's own check
+    RunDir(config.out, job="keypoint-model training", identity=identity, identity_file=TRAIN_CONFIG_FILE).open(resume, overwrite)
+
+
+def _weight_settings(model_config: dict) -> dict:
+    """A model config without its stage targets, which do not change the weights (a resumed run takes the data's)."""
+    return {k: v for k, v in model_config.items() if k != "stage_targets"}
 
 
 @dataclass

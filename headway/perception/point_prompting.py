@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from headway.errors import HeadwayError
+from headway.runtime import default_device
 
 OK = "ok"
 UNPARSABLE = "unparsable"
@@ -150,8 +151,6 @@ class VLMPointer:
     def from_pretrained(cls, name_or_path: str | Path, allow_download: bool = False, device: str | None = None, **kwargs) -> VLMPointer:
         """Load a model and its processor (from the local cache or a folder unless `allow_download`)."""
         from transformers import AutoModelForImageTextToText, AutoProcessor
-
-        from headway.runtime import default_device
 
         try:
             processor = AutoProcessor.from_pretrained(str(name_or_path), local_files_only=not allow_download)

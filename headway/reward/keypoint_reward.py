@@ -8,7 +8,9 @@ Per frame:
   triangulated (views that disagree are dropped; a point no view sees keeps its last
   triangulated position in the episode, causally, or counts as far away if never seen);
 - stage k names a target keypoint and a mover (the gripper, from proprioception when the state is
-  given, else its own keypoint; or the grasped object's keypoint); d = |mover - target|;
+  given, else its own keypoint; or the grasped object's keypoint); d = |mover - target|. The
+  targets come from the keypoint model, which records them from its training data's card, or are
+  given explicitly, so no simulator is needed;
 - Phi_kp = (k + exp(-d / distance_scale)) / K, in [0, 1], rising within a stage as the mover
   approaches the target and by one step per stage;
 - fused potential = (w_p * progress + w_kp * Phi_kp) / (w_p + w_kp), reported as `progress`, so
@@ -27,18 +29,19 @@ from pathlib import Path
 import numpy as np
 
 from headway import __version__
+from headway.atomic import atomic_write_json
 from headway.checkpoint import CONFIG_FILE, read_checked_config
 from headway.errors import HeadwayError
 from headway.geometry import Camera, triangulate
-from headway.perception.keypoint_model import KeypointModel, KeypointPrediction
+from headway.perception.keypoint_model import GRIPPER, KeypointModel, KeypointPrediction, StageTargets, parse_stage_targets
 from headway.perception.preprocess import resize_frames
 from headway.reward.interface import RewardModel, RewardOutput
+from headway.reward.loading import load_reward_model
 
 FORMAT = "headway.keypoint_reward"
 FORMAT_VERSION = 1
 KEYPOINTS_DIR = "keypoints"
 PROGRESS_DIR = "progress"
-GRIPPER = "gripper"
 
 
 @dataclass
@@ -155,8 +158,6 @@ class KeypointRewardModel:
     # -- persistence ---------------------------------------------------------------------------------
     def save(self, path: Path) -> None:
         """Write config.json with both sub-models in sub-folders."""
-        from headway.atomic import atomic_write_json
-
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         for sub in (KEYPOINTS_DIR, PROGRESS_DIR):
@@ -171,8 +172,6 @@ class KeypointRewardModel:
 
     @classmethod
     def load(cls, path: Path, device: str | None = None) -> KeypointRewardModel:
-        from headway.reward.loading import load_reward_model
-
         path = Path(path)
         fix = "Rebuild it with `headway keypoints fuse`"
         meta = read_checked_config(path, FORMAT, FORMAT_VERSION, "keypoint reward", fix, needs_weights=False)
@@ -259,6 +258,7 @@ def static_cameras(dataset: Path, views: list[str] | None = None, tolerance: flo
 
     Cameras that move (the wrist camera) are left out: the reward model has no per-frame pose.
     """
+    # imported here: the reader loads pandas and pyarrow (~2 s), which scoring with a keypoint reward never needs
     from headway.datasets.reader import CAMERA_POSE_KEY, IMAGE_PREFIX, DatasetReader
 
     reader = DatasetReader(Path(dataset))
@@ -293,14 +293,26 @@ def build_keypoint_reward(
     keypoint_weight: float = 0.5,
     distance_scale: float = 0.1,
     device: str | None = None,
+    *,
+    stage_targets: str | StageTargets | None = None,
 ) -> KeypointRewardModel:
-    """Pair a keypoint model with a stage-aware progress model of the same task."""
-    from headway.reward.loading import load_reward_model
-    from headway.sim.affordances import get_affordances
+    """Pair a keypoint model with a stage-aware progress model of the same task.
 
+    Each stage's (target keypoint, mover) comes from `stage_targets` (pairs, or text such as
+    "grasp:gripper,grasp:gripper,lift_target:grasp") or else from the keypoint model's config.
+    """
     keypoint_model = keypoints if isinstance(keypoints, KeypointModel) else KeypointModel.load(Path(keypoints), device)
     progress_model = progress if not isinstance(progress, (str, Path)) else load_reward_model(Path(progress), device)
-    task = keypoint_model.config.task
-    targets = [(s.keypoint, s.mover) for s in get_affordances(task).stage_targets]
-    config = KeypointRewardConfig(task, targets, cameras, progress_weight, keypoint_weight, distance_scale)
+    names = keypoint_model.config.keypoint_names
+    targets = keypoint_model.config.stage_targets if stage_targets is None else parse_stage_targets(stage_targets, names)
+    if not targets:
+        where = "" if isinstance(keypoints, KeypointModel) else f" {keypoints}"
+        raise HeadwayError(
+            f"the keypoint model{where} does not record each stage's target keypoint and mover (it was trained before "
+            "headway stored them, or on a dataset whose meta/headway.json has no stage_targets). Retrain it with "
+            "`headway keypoints train` on a dataset collected by this headway, or pass them, one per stage of the "
+            f"progress model ({', '.join(progress_model.stage_names)}): --stage-targets TARGET:MOVER,... "
+            f"(stage_targets= in Python), with keypoints among {', '.join(names)}"
+        )
+    config = KeypointRewardConfig(keypoint_model.config.task, list(targets), cameras, progress_weight, keypoint_weight, distance_scale)
     return KeypointRewardModel(config, keypoint_model, progress_model)

@@ -59,6 +59,9 @@ class TaskAffordances:
 
 _GRIPPER_HOSTS = ("gripper0_",)
 
+# The task modules are imported inside the functions below: importing any of them registers every
+# built-in task and loads robosuite (seconds); these tables stay cheap to import without a simulator.
+
 
 def _lift_points(state: State) -> dict[str, np.ndarray]:
     from headway.sim.tasks.lift import LIFT_HEIGHT
