@@ -82,7 +82,8 @@ def main() -> None:
         made_data, made_model = prepare(args.work, args.episodes, args.train_steps)
         dataset, model_path = dataset or made_data, model_path or made_model
 
-    from headway.reward.labelling import LabelConfig, label_dataset, load_model, match_views
+    from headway.reward.label_inputs import load_model, match_views
+    from headway.reward.labelling import LabelConfig, label_dataset
     from headway.datasets.reader import DatasetReader
 
     reader = DatasetReader(dataset)

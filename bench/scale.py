@@ -10,8 +10,8 @@ model of the default architecture (its speed is a trained one's; no training nee
 
 Figures (frames = dataset time steps, both views each):
   per-worker rates  one core, measured in this process: decode (`DatasetReader.episode`), inference
-                    (`_score`, 1 torch thread), staging (`_stage`, per episode on the driver) and
-                    assembly (`_assemble`, the driver's final pass);
+                    (`score_episode`, 1 torch thread), staging (`stage_scores`, per episode on the driver) and
+                    assembly (`assemble_labels`, the driver's final pass);
   labelling         `label_dataset` local (default threads) and on Ray with 1 and 2 workers (1 torch
                     thread each): decode + score + stage frames/s, start-up (connecting to Ray, the
                     workers loading the model) reported apart and left out of the rates;
@@ -58,7 +58,9 @@ def default_model(out: Path, views: tuple[str, ...]) -> Path:
 
 def per_worker_rates(dataset: Path, model_path: Path, work: Path) -> dict:
     """Decode, inference, staging and assembly rates of one core, each timed alone."""
-    from headway.reward.labelling import _assemble, _episode_file, _score, _stage, load_model, match_views
+    from headway.reward.label_assembly import assemble_labels
+    from headway.reward.label_inputs import load_model, match_views
+    from headway.reward.label_scoring import episode_file, score_episode, stage_scores
     from headway.datasets.reader import DatasetReader
     from headway.runtime import torch_threads
 
@@ -76,19 +78,19 @@ def per_worker_rates(dataset: Path, model_path: Path, work: Path) -> dict:
     frames = sum(e.length for e in decoded)
     partial = Path(tempfile.mkdtemp(dir=work, prefix="rates-"))
     with torch_threads(1):
-        _score(model, decoded[0], mapping, 256)  # warm-up
+        score_episode(model, decoded[0], mapping, 256)  # warm-up
         scored, infer_s = [], 0.0
         for episode in decoded:
             started = time.perf_counter()
-            scored.append(_score(model, episode, mapping, 256))
+            scored.append(score_episode(model, episode, mapping, 256))
             infer_s += time.perf_counter() - started
     started = time.perf_counter()
     for episode, arrays in zip(decoded, scored):
-        _stage(_episode_file(partial, episode.index), arrays)
+        stage_scores(episode_file(partial, episode.index), arrays)
     stage_s = time.perf_counter() - started
     identity = {"chunk_size": 50, "gamma": 0.99, "model": str(model_path)}
     started = time.perf_counter()
-    _assemble(partial, episodes, identity, tuple(model.stage_names))
+    assemble_labels(partial, episodes, identity, tuple(model.stage_names))
     assemble_s = time.perf_counter() - started
     return {
         "frames": frames,

@@ -227,10 +227,10 @@ def test_kill_and_resume_gives_byte_identical_files(tiny_dataset, model_path, tm
     out = tmp_path / "killed"
     # the real pipeline in a child process, slowed after each staged episode so the kill lands mid-run
     script = (
-        "import time; from pathlib import Path; import headway.reward.labelling as L\n"
-        "stage = L._stage\n"
+        "import time; from pathlib import Path; import headway.reward.labelling as L, headway.reward.label_scoring as S\n"
+        "stage = S.stage_scores\n"
         "def slow(path, arrays):\n    stage(path, arrays); time.sleep(30)\n"
-        "L._stage = slow\n"
+        "S.stage_scores = slow\n"
         f"L.label_dataset(L.LabelConfig(dataset={str(tiny_dataset)!r}, model={str(model_path)!r}, out=Path({str(out)!r}), chunk_size=5), progress=False)\n"
     )
     process = subprocess.Popen([sys.executable, "-c", script], start_new_session=True, cwd=tmp_path)

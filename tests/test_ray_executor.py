@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from conftest import tiny_config
-from headway.reward.labelling import _stage as labelling_stage
+from headway.reward.label_scoring import stage_scores as labelling_stage
 from headway.reward.labelling import CARD_FILE, PROGRESS_FILE, TABLE_FILE, LabelConfig, label_dataset
 from headway.errors import HeadwayError
 from headway.executors import CRASH_ONCE, RaySession, RaySettings, init_ray, ray_settings
@@ -67,13 +67,13 @@ class DriverKilled(BaseException):
 
 
 class _CountingStage:
-    """Wraps labelling's `_stage` in the driver: counts writes per episode file, optionally fails after N."""
+    """Wraps labelling's `stage_scores` in the driver: counts writes per episode file, optionally fails after N."""
 
     def __init__(self, monkeypatch, fail_after: int | None = None) -> None:
-        import headway.reward.labelling as labelling
+        import headway.reward.label_scoring as label_scoring
 
         self.original, self.fail_after, self.writes = REAL_STAGE, fail_after, []
-        monkeypatch.setattr(labelling, "_stage", self)
+        monkeypatch.setattr(label_scoring, "stage_scores", self)
 
     def __call__(self, path, arrays) -> None:
         self.original(path, arrays)
@@ -121,7 +121,7 @@ def test_resume_with_everything_staged_needs_no_ray(tiny_dataset, model_path, tm
         raise DriverKilled()
 
     config = dict(dataset=tiny_dataset, model=model_path, out=tmp_path / "out", chunk_size=5, threads=1)
-    monkeypatch.setattr(labelling, "_assemble", killed)
+    monkeypatch.setattr(labelling, "assemble_labels", killed)
     with pytest.raises(DriverKilled):
         label_dataset(LabelConfig(**config), progress=False)
     monkeypatch.undo()

@@ -1,10 +1,10 @@
 """Labelling on Ray (`headway label ... --executor ray`): CPU tasks decode episodes, a pool of
 actors that each load the reward model once score them, the driver stages each result.
 
-The driver writes every staging file with the local path's own `_stage` into the local path's
-`<out>.partial/episodes/`, and the final files come from the local path's `_assemble`, so the output
+The driver writes every staging file with the local path's own `stage_scores` into the local path's
+`<out>.partial/episodes/`, and the final files come from the local path's `assemble_labels`, so the output
 is byte-identical to `headway label` without `--executor` and `--resume` works across both.
-Scores are the same because each actor runs the same `_score` on the same decoded frames in the
+Scores are the same because each actor runs the same `score_episode` on the same decoded frames in the
 same batches; give `--threads` the same value for both runs if the machines differ in cores
 (a different thread count may change float sums in the model's last bits).
 
@@ -69,14 +69,14 @@ def group_episodes(reader, todo: list[int], keys: list[str], workers: int) -> li
 
 
 class EpisodeScorer:
-    """Ray actor body: loads the reward model once, then scores decoded episodes with `_score`."""
+    """Ray actor body: loads the reward model once, then scores decoded episodes with `score_episode`."""
 
     def __init__(self, model: str, device: str | None, mapping: dict[str, str], batch_size: int, threads: int) -> None:
         import warnings
 
         import torch
 
-        from headway.reward.labelling import load_model
+        from headway.reward.label_inputs import load_model
 
         # frames arrive read-only from Ray's object store; the model copies them into its batches
         warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
@@ -85,9 +85,9 @@ class EpisodeScorer:
         self.mapping, self.batch_size = mapping, batch_size
 
     def run(self, episodes: list) -> list[dict]:
-        from headway.reward.labelling import _score
+        from headway.reward.label_scoring import score_episode
 
-        return [_score(self.model, episode, self.mapping, self.batch_size) for episode in episodes]
+        return [score_episode(self.model, episode, self.mapping, self.batch_size) for episode in episodes]
 
 
 def score_on_ray(
@@ -104,7 +104,7 @@ def score_on_ray(
 ) -> tuple[int, float]:
     """Score and stage the episodes in `todo` of the dataset `reader` reads on Ray. Returns (frames
     scored, start-up seconds: connecting to Ray and the workers loading the model)."""
-    from headway.reward.labelling import _episode_file, _stage
+    from headway.reward.label_scoring import episode_file, stage_scores
 
     if not todo:  # every episode staged already (a run killed during assembly): no Ray needed
         return 0, 0.0
@@ -113,7 +113,7 @@ def score_on_ray(
 
     def staged(job, results) -> None:
         for index, arrays in zip(job[1], results):
-            _stage(_episode_file(partial, index), arrays)
+            stage_scores(episode_file(partial, index), arrays)
 
     with RaySession(settings) as session:
         jobs = [(root_text, group, keys) for group in group_episodes(reader, todo, keys, session.workers)]
