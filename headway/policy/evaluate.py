@@ -1,15 +1,24 @@
 """Roll out any headway Policy in HeadwayEnv: success rate, returns, episode lengths, MP4 videos.
 
+The one place that runs evaluation episodes, for `headway policy eval` and both RL trainers:
+- `run_eval_episode(policy, env, seed, record)`: one seeded episode in one env, its row;
+  `evaluate_policy` loops it (locally or on Ray), headway/policy/rl_train.py's `evaluate_agent` too.
+- `run_vec_eval_episodes(act, env, episodes, seed)`: the same rows from a vectorised env
+  (headway/policy/vec_env.py), episodes spread over its slots; headway/policy/rl_runner.py's `evaluate`.
+- `summarize_episodes(rows)`: the figures every caller reports.
+
 Episodes end at success (`terminated`, Gymnasium semantics) or at the task's horizon (`truncated`).
-`return` is the undiscounted sum of the sparse task reward (1 on the success step, so per episode it
-equals success); `dense_return` sums robosuite's hand-designed shaped reward, a graded measure of how
-far a failing rollout got. Seeds `seed, seed + 1, ...` make the episodes reproducible; pick a base
-seed away from the training data's (collection uses `seed * 100000 + index`).
+A row is (seed, success, return, dense_return, length): `return` is the undiscounted sum of the
+sparse task reward (1 on the success step, so per episode it equals success); `dense_return` sums
+robosuite's hand-designed shaped reward, a graded measure of how far a failing rollout got.
+Held-out seeds: episode i runs on seed `DEFAULT_EVAL_SEED + i` unless another base seed is given;
+the training data's seeds stay below (collection and RL training use `seed * 100000 + index`).
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -144,14 +153,27 @@ def evaluate_policy(
         "task": task,
         "episodes": episodes,
         "seed": seed,
-        "success_rate": float(np.mean([r["success"] for r in rows])),
-        "mean_return": float(np.mean([r["return"] for r in rows])),
-        "mean_dense_return": float(np.mean([r["dense_return"] for r in rows])),
-        "mean_length": float(np.mean([r["length"] for r in rows])),
+        **summarize_episodes(rows),
         "seconds": time.perf_counter() - started,
         "per_episode": rows,
         "videos": written,
     }
+
+
+def summarize_episodes(rows: list[dict], counters: tuple[str, ...] = ()) -> dict:
+    """The figures of evaluation rows: success_rate, mean_return (sparse), mean_dense_return,
+    mean_length, successes (0/1 per row, in order) and, per name in `counters` (a per-step count
+    kept by `run_vec_eval_episodes`), the fraction of all the rows' steps it counted."""
+    figures = {
+        "success_rate": float(np.mean([r["success"] for r in rows])),
+        "mean_return": float(np.mean([r["return"] for r in rows])),
+        "mean_dense_return": float(np.mean([r["dense_return"] for r in rows])),
+        "mean_length": float(np.mean([r["length"] for r in rows])),
+        "successes": [int(r["success"]) for r in rows],
+    }
+    for name in counters:
+        figures[name] = float(sum(r.get(name, 0) for r in rows) / max(1, sum(r["length"] for r in rows)))
+    return figures
 
 
 def run_eval_episode(policy: Policy, env, seed: int, record: bool) -> tuple[dict, list[np.ndarray]]:
@@ -176,6 +198,55 @@ def run_eval_episode(policy: Policy, env, seed: int, record: bool) -> tuple[dict
     if record:
         frames.append(np.concatenate([observation["images"][v] for v in env.config.views], axis=1))
     return {"seed": seed, "success": success, "return": total, "dense_return": dense, "length": length}, frames
+
+
+def run_vec_eval_episodes(
+    act: Callable[[list[int], list[dict]], tuple[np.ndarray, dict[str, np.ndarray]]],
+    env,
+    episodes: int,
+    seed: int = DEFAULT_EVAL_SEED,
+    start: Callable[[int], None] | None = None,
+) -> list[dict]:
+    """Episodes on seeds seed + i (i < `episodes`) spread over the slots of a vectorised env
+    (headway/policy/vec_env.py's VecEnv): each slot takes the next seed when its episode ends. Returns
+    the rows of `run_eval_episode`, in seed order, so per seed the same as one env gives.
+
+    `act(slots, observations)` gives one action row per active slot (ascending) and a dict of per-step
+    counts (name -> one number per slot, e.g. {"used_rl": ...}; {} for none), summed into each
+    episode's row under that name. `start(slot)` is called after a slot's env is reset for an
+    episode, to reset what acts in that slot (a policy's action queue)."""
+    queue = list(range(episodes))
+    active: dict[int, tuple[int, dict, dict]] = {}  # slot -> (episode index, observation, row)
+    rows: dict[int, dict] = {}
+
+    def begin(slot: int) -> None:
+        episode = queue.pop(0)
+        observation, _ = env.reset([slot], [seed + episode])[0]
+        if start is not None:
+            start(slot)
+        active[slot] = (episode, observation, {"seed": seed + episode, "success": False, "return": 0.0, "dense_return": 0.0, "length": 0})
+
+    for slot in range(min(env.num_envs, episodes)):
+        begin(slot)
+    while active:
+        slots = sorted(active)
+        actions, counts = act(slots, [active[s][1] for s in slots])
+        for k, (s, result) in enumerate(zip(slots, env.step(actions, slots))):
+            observation, reward, terminated, truncated, info = result
+            episode, _, row = active[s]
+            row["success"] = row["success"] or bool(info["success"])
+            row["return"] += reward
+            row["dense_return"] += info["robosuite_dense_reward"]
+            row["length"] += 1
+            for name, values in counts.items():
+                row[name] = row.get(name, 0) + int(values[k])
+            active[s] = (episode, observation, row)
+            if terminated or truncated:
+                rows[episode] = row
+                del active[s]
+                if queue:
+                    begin(s)
+    return [rows[i] for i in range(episodes)]
 
 
 def _write_eval_video(video_dir: Path | None, task: str, row: dict, frames: list[np.ndarray]) -> Path:

@@ -14,7 +14,8 @@ simulator's true progress) and `prm:CKPT` (sparse + a reward model's potential, 
 scored in one batch, headway/policy/rl_potential.py). `shaping`: pbrs (default with a potential), delta, none.
 
 Evaluation: `eval_episodes` held-out seeds DEFAULT_EVAL_SEED + i, the scheme of `headway policy
-eval` (headway/policy/evaluate.py), deterministic actions, spread over the vectorised envs. Step 0 is
+eval`, deterministic actions, spread over the vectorised envs by headway/policy/evaluate.py's
+`run_vec_eval_episodes` (`evaluate` below adds the reference and counts RL actions). Step 0 is
 evaluated before any learning, so it is the init policy's own success on those seeds.
 
 Layout of `out/`: config.json, checkpoints/step_N/ (state.pt, replay.npz), latest.json (the last
@@ -29,6 +30,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -38,13 +40,17 @@ import torch
 from headway.atomic import atomic_write_json, publish_checkpoint, replace_folder
 from headway.csvlog import CsvLog, read_rows
 from headway.errors import HeadwayError
-from headway.policy.evaluate import DEFAULT_EVAL_SEED
+from headway.policy.evaluate import DEFAULT_EVAL_SEED, run_vec_eval_episodes, summarize_episodes
 from headway.policy.reward_sources import RewardNaNError
 from headway.policy.rl_algo import MAX_UTD, Agent, AgentConfig, Buffer, NStep, mixed_batch
 from headway.policy.rl_awr import AWRConfig, AWRLearner, Episode
+from headway.registry import Registry
+from headway.run_dir import RunDir
 from headway.runtime import torch_threads
 
-METHODS = ("ibrl", "awr")
+# method name -> loop(config, resume, on_eval, overwrite) -> summary; a new method is a loop and one line
+RL_METHODS: Registry[Callable[..., dict]] = Registry("RL method")
+
 REWARDS = ("sparse", "robosuite-dense", "oracle", "prm")
 SHAPINGS = ("pbrs", "delta", "none")
 TRAIN_SEED_STRIDE = 100_000
@@ -91,8 +97,7 @@ class OnlineRLConfig:
             self.agent = AgentConfig(**self.agent)
         if isinstance(self.awr, dict):
             self.awr = AWRConfig(**self.awr)
-        if self.method not in METHODS:
-            raise HeadwayError(f"unknown RL method {self.method!r}; valid: {', '.join(METHODS)}")
+        RL_METHODS.get(self.method)  # an unknown name fails here, listing the registered methods
         get_task(self.task)
         if self.init is None:
             raise HeadwayError("online RL starts from a headway policy: pass --init POLICY (e.g. from `headway policy bc`)")
@@ -253,42 +258,20 @@ def obs_vector(observation: dict) -> np.ndarray:
     return np.concatenate([np.asarray(observation["state"], np.float32), np.asarray(observation["object"], np.float32)])
 
 
-def evaluate(agent: Agent, references: list, env, episodes: int, base_seed: int = DEFAULT_EVAL_SEED, reference_only: bool = False) -> dict:
-    """Deterministic episodes on seeds base_seed + i, spread over the vectorised envs."""
-    queue = list(range(episodes))
-    active: dict[int, dict] = {}
-    results: dict[int, dict] = {}
+def evaluate(agent: Agent | None, references: list, env, episodes: int, seed: int = DEFAULT_EVAL_SEED, reference_only: bool = False) -> dict:
+    """Deterministic episodes on the held-out seeds seed + i, spread over the vectorised envs by
+    headway/policy/evaluate.py's `run_vec_eval_episodes`, each slot's reference policy beside the agent
+    (`reference_only`: the references act alone). Returns `summarize_episodes`' figures, `used_rl`
+    (the fraction of steps that executed the RL actor's action) and the rows (`per_episode`)."""
 
-    def start(slot: int) -> None:
-        episode = queue.pop(0)
-        observation, _ = env.reset([slot], [base_seed + episode])[0]
-        references[slot].reset()
-        active[slot] = {"episode": episode, "obs": observation, "success": False, "dense": 0.0, "length": 0, "rl": 0}
-
-    for slot in range(min(env.num_envs, episodes)):
-        start(slot)
-    while active:
-        slots = sorted(active)
-        obs = np.stack([obs_vector(active[s]["obs"]) for s in slots])
-        ref = np.stack([np.asarray(references[s].act(active[s]["obs"]), np.float32) for s in slots])
+    def act(slots: list[int], observations: list[dict]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        obs = np.stack([obs_vector(o) for o in observations])
+        ref = np.stack([np.asarray(references[s].act(o), np.float32) for s, o in zip(slots, observations)])
         actions, used = (ref, np.zeros(len(slots), bool)) if reference_only else agent.act(obs, ref, explore=False)
-        for s, result, u in zip(slots, env.step(actions, slots), used):
-            observation, _, terminated, truncated, info = result
-            run = active[s]
-            run.update(obs=observation, success=run["success"] or info["success"], dense=run["dense"] + info["robosuite_dense_reward"], length=run["length"] + 1, rl=run["rl"] + int(u))
-            if terminated or truncated:
-                results[run["episode"]] = run
-                del active[s]
-                if queue:
-                    start(s)
-    rows = [results[i] for i in range(episodes)]
-    return {
-        "successes": [int(r["success"]) for r in rows],
-        "success_rate": float(np.mean([r["success"] for r in rows])),
-        "mean_dense_return": float(np.mean([r["dense"] for r in rows])),
-        "mean_length": float(np.mean([r["length"] for r in rows])),
-        "used_rl": float(sum(r["rl"] for r in rows) / max(1, sum(r["length"] for r in rows))),
-    }
+        return actions, {"used_rl": used}
+
+    rows = run_vec_eval_episodes(act, env, episodes, seed, start=lambda slot: references[slot].reset())
+    return {**summarize_episodes(rows, counters=("used_rl",)), "per_episode": rows}
 
 
 # -- demonstrations ---------------------------------------------------------------------------------
@@ -364,21 +347,10 @@ def load_checkpoint(out: Path) -> tuple[dict, Buffer] | None:
     return None if checkpoint is None else (checkpoint[0], Buffer.from_state(checkpoint[1]))
 
 
-def open_run(config: OnlineRLConfig, resume: bool) -> Path:
-    """Create `config.out`, or check that the run it holds has these settings when resuming."""
-    out = config.out
-    identity = config.identity()
-    if out.exists() and any(out.iterdir()):
-        if not resume:
-            raise HeadwayError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
-        saved = out / "config.json"
-        if saved.exists() and json.loads(saved.read_text()) != identity:
-            previous = json.loads(saved.read_text())
-            differing = sorted(k for k in identity if previous.get(k) != identity[k])
-            raise HeadwayError(f"{out} holds a run with different settings ({', '.join(differing)}); use another --out")
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / "config.json", identity)
-    return out
+def open_run(config: OnlineRLConfig, resume: bool, overwrite: bool = False) -> Path:
+    """Check `config.out` against this run (headway.run_dir) and prepare it."""
+    RunDir(config.out, job="RL run", identity=config.identity(), identity_file="config.json").open(resume, overwrite)
+    return config.out
 
 
 class RunLog:
@@ -441,19 +413,19 @@ def write_summary(config: OnlineRLConfig, step: int, eval_rows: list[dict], star
 
 
 # -- the loop ----------------------------------------------------------------------------------------
-def run_online_rl(config: OnlineRLConfig, resume: bool = False, on_eval=None) -> dict:
-    """Train (or continue) the run in `config.out`; `on_eval(step, result)` is called after each evaluation."""
-    loop = _run_awr if config.method == "awr" else _run_ibrl
+def run_online_rl(config: OnlineRLConfig, resume: bool = False, on_eval=None, overwrite: bool = False) -> dict:
+    """Train (or continue, with `resume`; or start over, with `overwrite`) the run in `config.out`;
+    `on_eval(step, result)` is called after each evaluation."""
     with torch_threads(config.threads):
-        return loop(config, resume, on_eval)
+        return RL_METHODS.get(config.method)(config, resume, on_eval, overwrite)
 
 
-def _run_ibrl(config: OnlineRLConfig, resume: bool, on_eval) -> dict:
+def _run_ibrl(config: OnlineRLConfig, resume: bool, on_eval, overwrite: bool) -> dict:
     """Method ibrl: act through the frozen init policy, an RL actor chosen by the critic ensemble."""
     from headway.policy.vec_env import VecEnv, VecEnvSpec
 
     started = time.perf_counter()
-    out = open_run(config, resume)
+    out = open_run(config, resume, overwrite)
     rng = np.random.default_rng(config.seed)
     torch.manual_seed(config.seed)
     rewards = Rewards(config, config.num_envs)
@@ -621,14 +593,14 @@ def awr_anchor(policy, config: OnlineRLConfig):
     return load_bc_samples(dataset, chunk=policy.chunk, use_object_state=policy.object_dim > 0, episodes=episodes, progress=False)
 
 
-def _run_awr(config: OnlineRLConfig, resume: bool, on_eval) -> dict:
+def _run_awr(config: OnlineRLConfig, resume: bool, on_eval, overwrite: bool) -> dict:
     """Method awr: noisy episodes of the current policy, an AWR update after each."""
     from headway.policy.bc import BCPolicy
     from headway.policy.interface import load_policy
     from headway.policy.vec_env import VecEnv, VecEnvSpec
 
     started = time.perf_counter()
-    out = open_run(config, resume)
+    out = open_run(config, resume, overwrite)
     rng = np.random.default_rng(config.seed)
     torch.manual_seed(config.seed)
     init = load_policy(config.init, device="cpu")
@@ -767,3 +739,6 @@ def _run_awr(config: OnlineRLConfig, resume: bool, on_eval) -> dict:
     replace_folder(build, out / "policy")
     return write_summary(config, step, logs.eval_rows, started, info)
 
+
+RL_METHODS.register("ibrl", _run_ibrl)
+RL_METHODS.register("awr", _run_awr)

@@ -56,14 +56,13 @@ from tqdm import tqdm
 from headway.atomic import atomic_write_json, publish_checkpoint
 from headway.csvlog import CsvLog, read_rows
 from headway.errors import HeadwayError
-from headway.policy.evaluate import DEFAULT_EVAL_SEED
+from headway.policy.evaluate import DEFAULT_EVAL_SEED, run_eval_episode, summarize_episodes
 from headway.policy.replay import ReplayBuffer, fill_demo_buffer, mixed_batch, read_demo_episodes
 from headway.policy.reward_sources import OnlineReward, RewardNaNError, check_shaping, default_shaping, make_reward_source
 from headway.policy.sac import SACAgent, SACConfig, SACPolicy, SACPolicyConfig, observation_vector
 from headway.run_dir import RunDir
 from headway.runtime import torch_threads
 
-EVAL_SEED_BASE = DEFAULT_EVAL_SEED  # held-out evaluation seeds, those of `headway policy eval`; training seeds stay below
 TRAIN_SEED_STRIDE = 100_000
 TRAIN_FIELDS = ["step", "episode", "return", "task_return", "success", "length", "seconds"]
 EVAL_FIELDS = ["step", "success_rate", "mean_return", "mean_length", "seconds"]
@@ -79,7 +78,7 @@ class RLConfig:
     init: Path | None = None  # any headway policy checkpoint to distil into the actor
     demos: Path | None = None  # a LeRobot dataset kept in replay
     steps: int = 50_000  # environment steps
-    out: Path = Path("runs/rl")
+    out: Path = Path("runs/rl")  # run folder (checkpoints, logs, policy, learning curve)
     eval_every: int = 5_000
     eval_episodes: int = 10
     checkpoint_every: int | None = None  # None: at every evaluation
@@ -89,15 +88,15 @@ class RLConfig:
     utd: int = 1  # gradient updates per env step
     demo_ratio: float = 0.5
     random_steps: int | None = None  # uniform-random actions first; None: 0 with an initialised actor, else 1000
-    distill_steps: int = 2_000
-    pretrain_steps: int = 0
+    distill_steps: int = 2_000  # with an init: supervised steps distilling it
+    pretrain_steps: int = 0  # without an init: clone the successful demos first
     pretrain_lr: float | None = None  # learning rate of cloning / distillation; None: the actor's (sac.actor_lr)
     critic_warmup: int | None = None  # None: 500 updates with an initialised actor, else 0
     critic_pretrain: int = 0  # critic-only updates on the demonstrations before the first env step
     demo_episodes: int | None = None  # use only the first N demonstration episodes
     success_weight: float = 0.0  # potential = (1 - w) progress + w success probability
     sac: SACConfig = field(default_factory=SACConfig)
-    device: str | None = None
+    device: str | None = None  # cpu or cuda; None: cuda when present
     threads: int | None = 1  # CPU threads for torch (None: torch's default); small MLPs gain nothing from more
     progress: bool = True
 
@@ -132,8 +131,8 @@ class RLConfig:
             raise HeadwayError(f"--init {self.init} is not a headway policy checkpoint (no config.json)")
         if self.demos is not None and not (self.demos / "meta" / "info.json").exists():
             raise HeadwayError(f"--demos {self.demos} is not a LeRobot dataset (no meta/info.json)")
-        if self.seed < 0 or self.seed >= EVAL_SEED_BASE // TRAIN_SEED_STRIDE:
-            raise HeadwayError(f"seed must be in [0, {EVAL_SEED_BASE // TRAIN_SEED_STRIDE}), got {self.seed}")
+        if self.seed < 0 or self.seed >= DEFAULT_EVAL_SEED // TRAIN_SEED_STRIDE:
+            raise HeadwayError(f"seed must be in [0, {DEFAULT_EVAL_SEED // TRAIN_SEED_STRIDE}), got {self.seed}")
 
     @property
     def initialised(self) -> bool:
@@ -212,22 +211,25 @@ def plot_learning_curve(eval_rows: list[dict], train_rows: list[dict], path: Pat
     return path
 
 
-def evaluate_agent(agent: SACAgent, env, episodes: int, base_seed: int = EVAL_SEED_BASE) -> dict:
-    """Deterministic actions on held-out seeds: success rate, mean robosuite dense return, mean length."""
-    successes, returns, lengths = [], [], []
-    for i in range(episodes):
-        observation, _ = env.reset(seed=base_seed + i)
-        total, done, length, success = 0.0, False, 0, False
-        while not done:
-            observation, _, terminated, truncated, info = env.step(agent.act(observation_vector(observation), deterministic=True))
-            total += info["robosuite_dense_reward"]
-            success = success or bool(info["success"])
-            length += 1
-            done = terminated or truncated
-        successes.append(success)
-        returns.append(total)
-        lengths.append(length)
-    return {"success_rate": float(np.mean(successes)), "mean_return": float(np.mean(returns)), "mean_length": float(np.mean(lengths))}
+class _DeterministicAgent:
+    """The agent's deterministic action behind the Policy protocol's act/reset (no state to reset)."""
+
+    def __init__(self, agent: SACAgent) -> None:
+        self.agent = agent
+
+    def reset(self) -> None:
+        pass
+
+    def act(self, observation: dict) -> np.ndarray:
+        return self.agent.act(observation_vector(observation), deterministic=True)
+
+
+def evaluate_agent(agent: SACAgent, env, episodes: int, seed: int = DEFAULT_EVAL_SEED) -> dict:
+    """Deterministic actions on the held-out seeds seed + i, episodes run by headway/policy/evaluate.py:
+    success rate, mean robosuite dense return (logged as `mean_return`: eval.csv's column), mean length."""
+    policy = _DeterministicAgent(agent)
+    figures = summarize_episodes([run_eval_episode(policy, env, seed + i, record=False)[0] for i in range(episodes)])
+    return {"success_rate": figures["success_rate"], "mean_return": figures["mean_dense_return"], "mean_length": figures["mean_length"]}
 
 
 # -- checkpoints --------------------------------------------------------------------------------------
