@@ -57,8 +57,8 @@ BC_CHUNK = 10
 
 @dataclass
 class DemoConfig:
-    task: str = "lift"
-    out: Path = Path("runs/demo")
+    task: str = "lift"  # lift, stack, pick_place_can or door
+    out: Path = Path("runs/demo")  # run folder for every stage's output
     size: str = "quick"
     overwrite: bool = False  # start over in an --out holding a demo run with other settings
     overrides: dict | None = None  # replaces entries of the size's settings (tests use tiny ones)

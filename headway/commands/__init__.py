@@ -8,14 +8,15 @@ listing this package, so adding a command touches only its own file.
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import inspect
 import pkgutil
 import re
 import types
 import typing
-from collections.abc import Callable
-from dataclasses import MISSING, fields
+from collections.abc import Callable, Mapping
+from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 from typing import TypeVar
 
@@ -44,38 +45,55 @@ def integers_argument(text: str) -> tuple[int, ...]:
 
 def config_from_args(config_class: type[Config], args: argparse.Namespace, prefix: str = "", **overrides) -> Config:
     """A config dataclass from the parsed flags named after its fields (--actor-lr: actor_lr; with a
-    prefix, --awr.noise: noise) and `overrides` (which win); fields without either keep their defaults."""
+    prefix, --awr.noise: noise) and `overrides` (which win); fields without either keep their defaults.
+    Text kept for a field's own parser (config_flags' `parse`) is parsed here, so its errors are the
+    command's own (printed without a usage message)."""
     values = vars(args)
     key = (lambda name: f"{prefix}.{name}") if prefix else (lambda name: name)
     given = {field.name: values[key(field.name)] for field in fields(config_class) if key(field.name) in values}
+    given = {name: value.parse(value.text) if isinstance(value, _Text) else value for name, value in given.items()}
     return config_class(**{**given, **overrides})
 
 
 # -- flags generated from config dataclasses ----------------------------------------------------------
-def config_flags(config_class: type, prefix: str = "", skip: tuple[str, ...] = (), required: tuple[str, ...] = ()) -> Callable[[argparse.ArgumentParser], None]:
+def config_flags(
+    config_class: type,
+    prefix: str = "",
+    skip: tuple[str, ...] = (),
+    required: tuple[str, ...] = (),
+    names: Mapping[str, str] | None = None,
+    parse: Mapping[str, Callable[[str], object]] | None = None,
+) -> Callable[[argparse.ArgumentParser], None]:
     """A function adding one flag per field of `config_class` to a parser: --field-name (or
-    --prefix.field-name for a nested config), typed from the annotation, its comment in the class
-    source as help, the default shown; an unset flag leaves the config's own default. Nested configs,
-    dicts and lists get no flag. Pass the result to `lazy_flags`, so the config's module (and torch)
-    is imported only when that command runs."""
+    --prefix.field-name for a nested config), typed from the annotation (a Literal gives choices, a
+    list a repeatable flag, a bool --x/--no-x), its comment in the class source as help, the default
+    shown unless that comment speaks of it. An unset flag leaves the config's own default; a field
+    without one is required. `names` spells some flags otherwise than their fields ({"image_size":
+    "size"} gives --size); `parse` maps fields whose flag takes text to the function making the value
+    of it, which config_from_args runs (so its HeadwayError reads as the command's own). Nested
+    configs and dicts (unless parsed) get no flag. Pass the result to `lazy_flags`, so the config's
+    module (and torch) is imported only when that command runs."""
+    names, parse = names or {}, parse or {}
 
     def add(parser: argparse.ArgumentParser) -> None:
         hints = typing.get_type_hints(config_class)
         comments = field_comments(config_class)
         for item in fields(config_class):
-            kind = _flag_type(hints[item.name])
-            if item.name in skip or kind is None:
+            options = {"type": functools.partial(_Text, parse=parse[item.name])} if item.name in parse else _flag_options(hints[item.name])
+            if item.name in skip or options is None:
                 continue
-            name = f"{prefix}.{item.name}" if prefix else item.name
-            default = item.default if item.default is not MISSING else item.default_factory() if item.default_factory is not MISSING else None
-            shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
-            options = {"dest": name, "default": argparse.SUPPRESS, "required": item.name in required,
-                       "help": " ".join(filter(None, [comments.get(item.name, ""), "" if item.name in required else f"(default: {shown})"])).replace("%", "%%")}
-            if kind is bool:
-                options["action"] = argparse.BooleanOptionalAction
-            else:
-                options["type"] = kind
-            parser.add_argument("--" + name.replace("_", "-"), **options)
+            flag = names.get(item.name, item.name).replace("_", "-")
+            default = item.default if item.default is not MISSING else item.default_factory() if item.default_factory is not MISSING else MISSING
+            needed = item.name in required or default is MISSING
+            comment = comments.get(item.name, "")
+            shown = "" if needed or "default" in comment else f"(default: {_shown(default)})"  # a comment may say it better
+            if "type" in options and "choices" not in options:
+                options["metavar"] = flag.upper().replace("-", "_")
+            parser.add_argument(
+                f"--{prefix}.{flag}" if prefix else f"--{flag}", **options,
+                dest=f"{prefix}.{item.name}" if prefix else item.name, default=argparse.SUPPRESS, required=needed,
+                help=" ".join(filter(None, [comment, shown])).replace("%", "%%"),
+            )
 
     return add
 
@@ -96,17 +114,45 @@ def field_comments(config_class: type) -> dict[str, str]:
     return comments
 
 
-def _flag_type(hint) -> Callable | type | None:
-    """The argparse type of a field annotation; None for what a flag cannot carry."""
+def _flag_options(hint) -> dict | None:
+    """The argparse options (type, choices, action) of a field annotation; None for what a flag cannot carry."""
     if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
         options = [a for a in typing.get_args(hint) if a is not type(None)]
-        return _flag_type(options[0]) if len(options) == 1 else None
-    if typing.get_origin(hint) is tuple:
+        if str in options:  # Path | str: the config takes the text as it is
+            return {"type": str}
+        return _flag_options(options[0]) if len(options) == 1 else None
+    origin = typing.get_origin(hint)
+    if origin is typing.Literal:
+        choices = typing.get_args(hint)
+        return {"type": type(choices[0]), "choices": choices}
+    if origin is list:
+        item = _flag_options(typing.get_args(hint)[0])
+        return {**item, "action": "append"} if item is not None and "action" not in item else None
+    if origin is tuple:
         item = typing.get_args(hint)[0]
-        return integers_argument if item is int else names_argument if item is str else None
-    if hint in (int, float, str, bool, Path):
-        return hint
+        return {"type": integers_argument} if item is int else {"type": names_argument} if item is str else None
+    if hint is bool:
+        return {"action": argparse.BooleanOptionalAction}
+    if hint in (int, float, str, Path):
+        return {"type": hint}
     return None
+
+
+def _shown(default) -> str:
+    """A default as its flag would be written: sequences comma-separated, a mapping as KEY=VALUE pairs."""
+    if isinstance(default, dict):
+        default = [f"{key}={value}" for key, value in default.items()]
+    if isinstance(default, (tuple, list)):
+        return ",".join(map(str, default)) or "none"
+    return str(default)
+
+
+@dataclass(frozen=True)
+class _Text:
+    """A flag's text waiting for its field's parser (config_flags' `parse`), which config_from_args runs."""
+
+    text: str
+    parse: Callable[[str], object]
 
 
 def lazy_flags(parser: argparse.ArgumentParser, *adders: Callable[[argparse.ArgumentParser], None]) -> None:

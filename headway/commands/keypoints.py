@@ -5,22 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from headway.commands import names_argument
+from headway.commands import config_flags, config_from_args, lazy_flags, names_argument
 
 
 def _train(args: argparse.Namespace) -> int:
     from headway.perception.keypoint_train import KeypointTrainConfig, train_keypoint_model
 
-    config = KeypointTrainConfig(
-        datasets=args.dataset,
-        out=args.out,
-        views=names_argument(args.views) if args.views else None,
-        max_minutes=args.minutes,
-        seed=args.seed,
-        device=args.device,
-        **{name: getattr(args, name) for name in ("width", "steps", "batch_size") if getattr(args, name) is not None},
-    )
-    summary = train_keypoint_model(config, resume=args.resume)
+    summary = train_keypoint_model(config_from_args(KeypointTrainConfig, args), resume=args.resume, overwrite=args.overwrite)
     early = " (stopped at the time budget)" if summary["stopped_early"] else ""
     print(
         f"trained {summary['out']}: {summary['steps']} steps{early} on {summary['frames']} frames "
@@ -28,6 +19,13 @@ def _train(args: argparse.Namespace) -> int:
         f"final loss {summary['final_loss']:.3f}, {summary['seconds']:.0f} s"
     )
     return 0
+
+
+def _train_flags(parser: argparse.ArgumentParser) -> None:
+    """keypoints train's flags, generated from KeypointTrainConfig (headway/perception/keypoint_train.py)."""
+    from headway.perception.keypoint_train import KeypointTrainConfig
+
+    config_flags(KeypointTrainConfig, names={"datasets": "dataset", "max_minutes": "minutes"})(parser)
 
 
 def _eval(args: argparse.Namespace) -> int:
@@ -55,7 +53,9 @@ def _fuse(args: argparse.Namespace) -> int:
 
         raise HeadwayError(f"--weights takes PROGRESS,KEYPOINTS (two numbers), got {args.weights!r}")
     cameras = static_cameras(args.dataset, list(names_argument(args.views)) if args.views else None)
-    model = build_keypoint_reward(args.keypoints, args.progress, cameras, weights[0], weights[1], args.distance_scale, args.device)
+    model = build_keypoint_reward(
+        args.keypoints, args.progress, cameras, weights[0], weights[1], args.distance_scale, args.device, stage_targets=args.stage_targets
+    )
     model.save(args.out)
     print(f"wrote {args.out}: keypoint reward over {', '.join(cameras)} fused with {args.progress} (weights {weights[0]:g}, {weights[1]:g})")
     if args.check_episodes > 0:
@@ -69,16 +69,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     group = commands.add_parser("keypoints", help="affordance keypoints: train, evaluate, fuse into a reward")
     sub = group.add_subparsers(dest="keypoints_command", required=True, metavar="COMMAND")
     train = sub.add_parser("train", help="train the per-view keypoint heatmap model on simulated datasets")
-    train.add_argument("--dataset", type=Path, action="append", required=True, help="a dataset from `headway sim collect` (repeatable)")
-    train.add_argument("--out", type=Path, required=True, help="checkpoint folder to create")
-    train.add_argument("--views", default=None, help="comma-separated views (default: all of the dataset)")
-    train.add_argument("--steps", type=int, default=None, help="training steps (default: KeypointTrainConfig's, 3000)")
-    train.add_argument("--batch-size", type=int, default=None, help="default: KeypointTrainConfig's, 32")
-    train.add_argument("--width", type=int, default=None, help="channels of the first U-Net stage (default: KeypointTrainConfig's, 16)")
-    train.add_argument("--minutes", type=float, default=None, help="stop (and save) after this much training time")
-    train.add_argument("--seed", type=int, default=0)
     train.add_argument("--resume", action="store_true", help="continue an interrupted training in --out")
-    train.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
+    train.add_argument("--overwrite", action="store_true", help="start over in an --out holding another run (deletes it)")
+    lazy_flags(train, _train_flags)
     train.set_defaults(run=_train)
     evaluate = sub.add_parser("eval", help="2D error per view and triangulated 3D error on held-out episodes")
     evaluate.add_argument("--model", type=Path, required=True)
@@ -94,6 +87,12 @@ def register(commands: argparse._SubParsersAction) -> None:
     fuse.add_argument("--views", default=None, help="static views to triangulate from (default: every static view)")
     fuse.add_argument("--weights", default="0.5,0.5", help="PROGRESS,KEYPOINTS weights of the fused potential")
     fuse.add_argument("--distance-scale", type=float, default=0.1, help="metres: closeness = exp(-distance / scale)")
+    fuse.add_argument(
+        "--stage-targets",
+        default=None,
+        help="per stage, comma-separated, TARGET:MOVER keypoints (TARGET alone: the gripper moves), e.g. "
+        "grasp:gripper,grasp:gripper,lift_target:grasp (default: those the keypoint model was trained with)",
+    )
     fuse.add_argument("--out", type=Path, required=True)
     fuse.add_argument(
         "--check-episodes",

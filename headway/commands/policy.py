@@ -5,29 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from headway.commands import names_argument
+from headway.commands import config_flags, config_from_args, lazy_flags
 
 
 def _policy_bc(args: argparse.Namespace) -> int:
     from headway.policy.bc import BCConfig, train_bc
 
-    config = BCConfig(
-        dataset=args.dataset,
-        out=args.out,
-        obs=args.obs,
-        chunk=args.chunk,
-        steps=args.steps,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        views=names_argument(args.views) if args.views else None,
-        image_size=args.size,
-        weights=args.weights,
-        labels=args.labels,
-        execution=args.execution,
-        seed=args.seed,
-        device=args.device,
-    )
-    summary = train_bc(config)
+    summary = train_bc(config_from_args(BCConfig, args))
     weights = ""
     if summary["weights"] == "rabc":
         weights = (
@@ -45,24 +29,7 @@ def _policy_bc(args: argparse.Namespace) -> int:
 def _policy_iql(args: argparse.Namespace) -> int:
     from headway.policy.iql import IQLConfig, train_iql
 
-    config = IQLConfig(
-        dataset=args.dataset,
-        labels=args.labels,
-        out=args.out,
-        reward=args.reward,
-        expectile=args.expectile,
-        temperature=args.temperature,
-        gamma=args.gamma,
-        chunk=args.chunk,
-        steps=args.steps,
-        batch_size=args.batch_size,
-        model=args.model,
-        force=args.force,
-        execution=args.execution,
-        seed=args.seed,
-        device=args.device,
-    )
-    summary = train_iql(config)
+    summary = train_iql(config_from_args(IQLConfig, args))
     print(
         f"trained {summary['out']} ({summary['task']}, IQL on {summary['reward']} rewards, gamma {summary['gamma']:g}): "
         f"{summary['steps']} steps on {summary['episodes']} episodes ({summary['samples']} samples, "
@@ -72,6 +39,20 @@ def _policy_iql(args: argparse.Namespace) -> int:
         f"({100 * summary['final_clipped_share']:.0f}% clipped), {summary['seconds']:.0f} s"
     )
     return 0
+
+
+def _bc_flags(parser: argparse.ArgumentParser) -> None:
+    """policy bc's flags, generated from BCConfig (headway/policy/bc.py)."""
+    from headway.policy.bc import BCConfig
+
+    config_flags(BCConfig, names={"image_size": "size"})(parser)
+
+
+def _iql_flags(parser: argparse.ArgumentParser) -> None:
+    """policy iql's flags, generated from IQLConfig (headway/policy/iql.py)."""
+    from headway.policy.iql import IQLConfig
+
+    config_flags(IQLConfig)(parser)
 
 
 def _policy_eval(args: argparse.Namespace) -> int:
@@ -101,41 +82,10 @@ def register(commands: argparse._SubParsersAction) -> None:
     policy = commands.add_parser("policy", help="behaviour cloning (plain or RA-BC), offline RL (IQL) and policy evaluation")
     policy_commands = policy.add_subparsers(dest="policy_command", required=True, metavar="COMMAND")
     bc = policy_commands.add_parser("bc", help="train a BC policy of action chunks from a LeRobot dataset")
-    bc.add_argument("--dataset", type=Path, required=True, help="a LeRobot v3.0 dataset with observation.state and action")
-    bc.add_argument("--out", type=Path, required=True, help="checkpoint folder to write")
-    bc.add_argument("--weights", choices=("none", "rabc"), default="none", help="rabc: LeRobot's reward-aligned weights")
-    bc.add_argument("--labels", type=Path, default=None, help="sarm_progress.parquet, or a folder holding one (for --weights rabc)")
-    bc.add_argument("--obs", choices=("state", "images", "state+images"), default="state",
-                    help="state: proprioception + object state (default); images: cameras only; state+images: proprioception + cameras")
-    bc.add_argument("--chunk", type=int, default=10, help="actions predicted per query (H)")
-    bc.add_argument("--steps", type=int, default=3000)
-    bc.add_argument("--batch-size", type=int, default=256)
-    bc.add_argument("--lr", type=float, default=1e-3)
-    bc.add_argument("--views", default=None, help="comma-separated cameras for image modes (default: all)")
-    bc.add_argument("--size", type=int, default=None, help="image size for image modes (default: the dataset's)")
-    bc.add_argument("--execution", choices=("ensemble", "open_loop"), default="ensemble",
-                    help="ensemble: ACT's temporal ensembling, queried every step (default); open_loop: play whole chunks")
-    bc.add_argument("--seed", type=int, default=0)
-    bc.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
+    lazy_flags(bc, _bc_flags)
     bc.set_defaults(run=_policy_bc)
     iql = policy_commands.add_parser("iql", help="offline RL (Implicit Q-Learning) on a dataset and its reward labels")
-    iql.add_argument("--dataset", type=Path, required=True, help="a LeRobot v3.0 dataset with observation.state and action")
-    iql.add_argument("--labels", type=Path, required=True, help="the dataset's label folder from `headway label`")
-    iql.add_argument("--out", type=Path, required=True, help="checkpoint folder to write (BC format: `headway policy eval` loads it)")
-    iql.add_argument("--reward", choices=("shaped", "progress", "success", "sparse"), default="shaped",
-                     help="shaped: the labels' potential-based reward (default); progress / success: the model's outputs; "
-                          "sparse: the dataset's task reward")
-    iql.add_argument("--expectile", type=float, default=0.7, help="tau of the value's expectile regression, in (0.5, 1)")
-    iql.add_argument("--temperature", type=float, default=3.0, help="beta of the advantage weights exp(beta * A)")
-    iql.add_argument("--gamma", type=float, default=None, help="discount (default: the labels' gamma)")
-    iql.add_argument("--chunk", type=int, default=10, help="actions per chunk (Q is over whole chunks)")
-    iql.add_argument("--steps", type=int, default=3000)
-    iql.add_argument("--batch-size", type=int, default=256)
-    iql.add_argument("--model", type=Path, default=None, help="reward checkpoint the labels must come from (fingerprint check)")
-    iql.add_argument("--force", action="store_true", help="use labels made from another dataset or model")
-    iql.add_argument("--execution", choices=("ensemble", "open_loop"), default="ensemble")
-    iql.add_argument("--seed", type=int, default=0)
-    iql.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
+    lazy_flags(iql, _iql_flags)
     iql.set_defaults(run=_policy_iql)
     evaluate = policy_commands.add_parser("eval", help="roll a policy out in simulation: success rate, returns, videos")
     evaluate.add_argument("--task", required=True, help="simulated task, e.g. lift")

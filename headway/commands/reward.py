@@ -5,33 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from headway.commands import names_argument
-
-RECIPE = (
-    "image_shift", "shift_per", "window", "stride", "view_dropout",
-    "color_jitter", "rotate_degrees", "crop_scale", "task_text", "paraphrase_prob", "threads",
-)  # TrainConfig fields the CLI overrides only when given
+from headway.commands import config_flags, config_from_args, lazy_flags, names_argument
 
 
 def _reward_train(args: argparse.Namespace) -> int:
     from headway.reward.train import TrainConfig, train_reward_model
 
-    config = TrainConfig(
-        datasets=args.dataset,
-        out=args.out,
-        encoder=args.encoder,
-        views=names_argument(args.views) if args.views else None,
-        image_size=args.size,
-        steps=args.steps,
-        linear_if_missing=args.linear_targets,
-        prior=args.prior,
-        allow_download=args.allow_download,
-        feature_cache=args.feature_cache,
-        seed=args.seed,
-        device=args.device,
-        **{name: getattr(args, name) for name in RECIPE if getattr(args, name) is not None},
-    )
-    summary = train_reward_model(config, resume=args.resume)
+    summary = train_reward_model(config_from_args(TrainConfig, args), resume=args.resume, overwrite=args.overwrite)
     if summary.get("rank", 0) != 0:  # under torchrun, rank 0 speaks for every process
         return 0
     print(
@@ -40,6 +20,16 @@ def _reward_train(args: argparse.Namespace) -> int:
         f"{summary['seconds']:.0f} s"
     )
     return 0
+
+
+def _train_flags(parser: argparse.ArgumentParser) -> None:
+    """reward train's flags, generated from TrainConfig (headway/reward/train.py)."""
+    from headway.reward.train import TrainConfig
+
+    config_flags(
+        TrainConfig,
+        names={"datasets": "dataset", "image_size": "size", "rotate_degrees": "rotate", "linear_if_missing": "linear_targets"},
+    )(parser)
 
 
 def _reward_eval(args: argparse.Namespace) -> int:
@@ -88,30 +78,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     reward = commands.add_parser("reward", help="process reward models: train and evaluate")
     reward_commands = reward.add_subparsers(dest="reward_command", required=True, metavar="COMMAND")
     train = reward_commands.add_parser("train", help="train the stage-aware multi-view reward model")
-    train.add_argument("--dataset", type=Path, action="append", required=True, help="a LeRobot dataset (repeatable)")
-    train.add_argument("--out", type=Path, required=True, help="checkpoint folder to create")
-    train.add_argument("--encoder", default="conv", help="conv (default) or hf:<hub id or local path> (frozen)")
-    train.add_argument("--views", default=None, help="comma-separated views (default: all of the first dataset)")
-    train.add_argument("--size", type=int, default=84, help="model input size; frames are resized to it")
-    train.add_argument("--steps", type=int, default=3000)
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--prior", default="dataset", choices=("dataset", "equal"), help="stage shares of progress: SARM's mean share of time (dataset) or equal shares")
-    train.add_argument("--image-shift", type=int, default=None, help="random-shift augmentation in pixels (0: none; conv encoder only)")
-    train.add_argument("--shift-per", choices=("segment", "frame"), default=None, help="one random shift per training segment and view (default) or per frame")
-    train.add_argument("--window", type=int, default=None, help="recent frames the causal model reads (plus the first frame)")
-    train.add_argument("--stride", type=int, default=None, help="frames between those recent frames")
-    train.add_argument("--view-dropout", type=float, default=None, help="share of training segments shown a random strict subset of the views")
-    train.add_argument("--color-jitter", type=float, default=None, help="brightness/contrast/saturation factors in 1 +- this and a colour cast, one draw per training window and view (0: none)")
-    train.add_argument("--rotate", dest="rotate_degrees", type=float, default=None, metavar="DEGREES", help="random rotations up to +- DEGREES, one per training window and view (0: none)")
-    train.add_argument("--crop-scale", type=float, default=None, help="random zoom-in crops keeping down to 1/(1+this) of the side, one per window and view (0: none)")
-    train.add_argument("--task-text", default=None, help="train every episode under this task text instead of the datasets' own wording")
-    train.add_argument("--paraphrase-prob", type=float, default=None, help="share of training windows shown a known paraphrase of their task (0: none)")
-    train.add_argument("--linear-targets", action="store_true", help="train unannotated episodes on linear-in-time progress")
-    train.add_argument("--allow-download", action="store_true", help="let --encoder hf:<hub id> fetch weights not in the local cache")
-    train.add_argument("--feature-cache", type=Path, default=None, help="where a frozen tower's per-frame features are kept (default ~/.cache/headway/features; under torchrun on several nodes, a folder every node reads)")
     train.add_argument("--resume", action="store_true", help="continue an interrupted training in --out")
-    train.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
-    train.add_argument("--threads", type=int, default=None, help="torch threads per process on CPU (default 1: more collapse on a shared machine)")
+    train.add_argument("--overwrite", action="store_true", help="start over in an --out holding another run (deletes it)")
+    lazy_flags(train, _train_flags)
     train.set_defaults(run=_reward_train)
     evaluate = reward_commands.add_parser("eval", help="metrics on held-out episodes, with baselines")
     evaluate.add_argument("--model", required=True, help="reward model: a checkpoint folder, lerobot:TYPE:PATH or gvl:MODEL")

@@ -14,6 +14,7 @@ import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from tqdm import tqdm
@@ -56,18 +57,23 @@ def parse_mix(text: str) -> dict[str, float]:
 class CollectConfig:
     """What to collect and where."""
 
-    task: str = "lift"
+    task: str = "lift"  # lift, stack, pick_place_can or door
     episodes: int = 50
+    # shares of episodes per behaviour mode (headway.sim.expert.MODES), as MODE=SHARE,...
     mix: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_MIX))
-    views: tuple[str, ...] = DEFAULT_VIEWS
-    image_size: int = 84
+    views: tuple[str, ...] = DEFAULT_VIEWS  # camera names
+    image_size: int = 84  # square image size in pixels
     seed: int = 0
-    out: Path = Path("data/lift")
-    fast_render: bool = True
-    vcodec: str = "libsvtav1"
+    out: Path = Path("data/lift")  # dataset folder to create
+    fast_render: bool = True  # False: keep multisampling, shadows and reflections
+    vcodec: str = "libsvtav1"  # codec of the dataset's videos
     failure_kinds: tuple[str, ...] = FAILURES  # failed episodes take these kinds in turn
-    failure_stages: str = "random"
-    # per-episode domain randomisation (headway.sim.randomization): kind -> strength; empty = nominal scene
+    # where stall / away strike: a random stage per episode, or every stage in turn
+    failure_stages: Literal["random", "cycle"] = "random"
+    # per-episode domain randomisation (headway.sim.randomization), KIND[=STRENGTH],...: camera (0-4,
+    # 1 = +-2 cm / 5 deg / +-2 deg fovy), lighting (0-4, 1 = robosuite's default), texture (0-1, blend of a
+    # random table/floor/wall pattern), color (0-1, blend of a random robot colour), dynamics (0-4);
+    # strength 1 if left out; 'mild' = camera=0.5,lighting=0.5,texture=0.15,color=0.15; empty = nominal scene
     randomize: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

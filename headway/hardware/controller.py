@@ -20,7 +20,7 @@ from collections import Counter
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from tqdm import tqdm
@@ -56,28 +56,28 @@ class RolloutConfig:
     """A rollout session: which arm, policy and reward model, how many episodes, where to record."""
 
     robot: str = "sim:lift"  # sim:<task> or lerobot:<robot type>
-    policy: Path | None = None
+    policy: Path | None = None  # policy checkpoint folder (any registered format)
     reward: Path | str | None = None  # a checkpoint folder or a reward-model spec (lerobot:TYPE:PATH, gvl:MODEL)
-    record: Path = Path("runs/rollout")
+    record: Path = Path("runs/rollout")  # LeRobot dataset folder to write
     robot_config: Path | None = None  # lerobot robots: JSON config (port, cameras, headway limits/views)
     episodes: int = 10
-    fps: float = 20.0
-    resume: bool = False
-    overwrite: bool = False
+    fps: float = 20.0  # control rate in Hz
+    resume: bool = False  # continue an interrupted session (keeps finished episodes)
+    overwrite: bool = False  # replace an existing dataset or interrupted session
     instruction: str | None = None  # task text for the reward model (default: the sim task's / the robot config's)
     max_seconds: float | None = None  # per-episode time limit (arm time); default sim: the task horizon, real: 60 s
     success_threshold: float = 0.5
-    success_steps: int = 3
-    stall_seconds: float = 4.0
+    success_steps: int = 3  # consecutive steps over the threshold that end an episode
+    stall_seconds: float = 4.0  # failure when progress has not risen by stall_progress for this long
     stall_progress: float = 0.02
     image_size: int | None = None  # simulated camera size (default: the reward model's input size)
     seed: int = 0
     camera_max_age: float = 0.5
     safety: SafetyConfig = field(default_factory=SafetyConfig)
     sim_watchdog_timeout: float = 5.0  # simulation waits for the policy: only a real stall should trip it
-    reset: str | None = None  # "auto" (simulation default) or "prompt" (real arm default)
-    video: bool = True
-    device: str | None = None
+    reset: Literal["auto", "prompt"] | None = None  # between episodes: "auto" (simulation default) or "prompt" (real arm default)
+    video: bool = True  # an MP4 preview with the progress bar
+    device: str | None = None  # cpu or cuda; None: cuda when present
     vcodec: str = "libsvtav1"
     progress: bool = True
     torch_threads: int | None = 1  # intra-op threads while the loop runs: 1 keeps latency flat next to camera threads

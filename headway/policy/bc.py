@@ -25,7 +25,7 @@ import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -51,10 +51,11 @@ MIN_STD = 1e-2  # near-constant features are not blown up by normalisation
 class BCConfig:
     """What to clone from, how, and where the checkpoint goes."""
 
-    dataset: Path
-    out: Path
-    obs: str = "state"  # state | images | state+images
-    chunk: int = 10
+    dataset: Path  # a LeRobot v3.0 dataset with observation.state and action
+    out: Path  # checkpoint folder to write
+    # state: proprioception + object state; images: cameras only; state+images: proprioception + cameras
+    obs: Literal["state", "images", "state+images"] = "state"
+    chunk: int = 10  # actions predicted per query (H)
     steps: int = 3000
     batch_size: int = 256
     lr: float = 1e-3
@@ -64,15 +65,16 @@ class BCConfig:
     image_dim: int = 64
     views: tuple[str, ...] | None = None  # None: every camera of the dataset (image modes only)
     image_size: int | None = None  # None: the dataset's own size
-    weights: str = "none"  # none | rabc
+    weights: Literal["none", "rabc"] = "none"  # rabc: LeRobot's reward-aligned weights
     labels: Path | None = None  # sarm_progress.parquet or a folder holding one (for rabc)
     kappa: float = KAPPA
-    execution: str = "ensemble"  # ensemble | open_loop
+    # ensemble: ACT's temporal ensembling, queried every step; open_loop: play whole chunks
+    execution: Literal["ensemble", "open_loop"] = "ensemble"
     ensemble_decay: float = 0.01
     episodes: tuple[int, ...] | None = None  # train on these dataset episodes only (None: all)
     task: str | None = None  # None: the dataset card's task, else the dataset's task text
     seed: int = 0
-    device: str | None = None
+    device: str | None = None  # cpu or cuda; None: cuda when present
     log_every: int = 50
 
     def __post_init__(self) -> None:

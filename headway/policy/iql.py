@@ -39,6 +39,7 @@ import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -61,16 +62,17 @@ LABEL_TABLE = "labels.parquet"
 class IQLConfig:
     """What to learn from, how, and where the checkpoint goes."""
 
-    dataset: Path
+    dataset: Path  # a LeRobot v3.0 dataset with observation.state and action
     labels: Path  # a `headway label` folder (labels.json + labels.parquet)
-    out: Path
-    reward: str = "shaped"  # shaped | progress | success | sparse
-    expectile: float = 0.7
+    out: Path  # checkpoint folder to write (BC format: `headway policy eval` loads it)
+    # shaped: the labels' potential-based reward; progress / success: the model's outputs; sparse: the dataset's task reward
+    reward: Literal["shaped", "progress", "success", "sparse"] = "shaped"
+    expectile: float = 0.7  # tau of the value's expectile regression, in (0.5, 1)
     temperature: float = 3.0  # beta of exp(beta * advantage)
     max_weight: float = 100.0
     gamma: float | None = None  # None: the labels' gamma (the one the shaped reward was computed for)
     return_span: float = 100.0  # rewards scaled so that episode returns span this much
-    chunk: int = 10
+    chunk: int = 10  # actions per chunk (Q is over whole chunks)
     steps: int = 3000
     batch_size: int = 256
     lr: float = 1e-3  # actor (as BC)
@@ -79,14 +81,14 @@ class IQLConfig:
     polyak: float = 0.005
     hidden: int = 256
     layers: int = 3
-    execution: str = "ensemble"
+    execution: Literal["ensemble", "open_loop"] = "ensemble"  # ensemble: ACT's temporal ensembling | open_loop: whole chunks
     ensemble_decay: float = 0.01
     model: Path | None = None  # the reward checkpoint the labels should come from (checked when given)
     force: bool = False  # use labels whose fingerprints do not match
     episodes: tuple[int, ...] | None = None  # None: every labelled episode
     task: str | None = None
     seed: int = 0
-    device: str | None = None
+    device: str | None = None  # cpu or cuda; None: cuda when present
     log_every: int = 50
 
     def __post_init__(self) -> None:
@@ -152,7 +154,7 @@ def check_provenance(folder: Path, dataset: Path, model: Path | None = None, for
     """
     import pyarrow.parquet as pq
 
-    from headway.reward.labelling import dataset_fingerprint, model_fingerprint
+    from headway.reward.label_inputs import dataset_fingerprint, model_fingerprint
 
     identity = json.loads((folder / LABEL_CARD).read_text()).get("identity", {})
     problems = []

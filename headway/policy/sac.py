@@ -38,6 +38,7 @@ import copy
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -61,25 +62,25 @@ AWAC_MAX_WEIGHT = 20.0  # clip of exp(advantage / temperature), as AWR and AWAC 
 class SACConfig:
     """Network sizes and learning hyper-parameters of the agent."""
 
-    hidden: tuple[int, ...] = (256, 256)
+    hidden: tuple[int, ...] = (256, 256)  # hidden layer widths of actor and critics, e.g. 512,512,512
     critics: int = 2
     critic_layer_norm: bool = True
     actor_lr: float = 3e-4
     critic_lr: float = 3e-4
     alpha_lr: float = 3e-4
-    gamma: float = 0.99
+    gamma: float = 0.99  # discount (also used by the shaping)
     tau: float = 0.005
-    init_alpha: float = 0.1
+    init_alpha: float = 0.1  # initial entropy temperature (small when fine-tuning an init)
     target_entropy: float | None = None  # None: -action_dim
     bc_weight: float = 0.0  # weight of a behaviour-cloning term (MSE to demo actions) in the actor loss
     ibrl: bool = False  # act and bootstrap with the better of the actor and a frozen copy of its initialisation
-    ibrl_q: str = "min"  # min | mean over the critics when IBRL compares the two actions
+    ibrl_q: Literal["min", "mean"] = "min"  # min | mean over the critics when IBRL compares the two actions
     residual: float = 0.0  # > 0: the actor's output is a correction of at most this size to the frozen reference's action
-    actor_update: str = "sac"  # sac: maximise Q + entropy | awac: advantage-weighted cloning of replay actions
+    actor_update: Literal["sac", "awac"] = "sac"  # sac: maximise Q + entropy | awac: advantage-weighted cloning of replay actions
     awac_temperature: float = 1.0  # in units of the batch's advantage spread (smaller: imitate only the best)
     # learned: SAC's own spread and temperature | held: the initialised actor's mean spread per action
     # dimension, fixed, and no entropy term (see SACAgent.hold_spread)
-    exploration: str = "learned"
+    exploration: Literal["learned", "held"] = "learned"
 
     def __post_init__(self) -> None:
         self.hidden = tuple(int(h) for h in self.hidden)

@@ -13,6 +13,7 @@ import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -43,17 +44,17 @@ SHIFT_PER = ("segment", "frame")
 class TrainConfig:
     """What to train on and how long."""
 
-    datasets: list[Path]
-    out: Path
-    encoder: str = "conv"
+    datasets: list[Path]  # LeRobot datasets (the flag is repeatable)
+    out: Path  # checkpoint folder to create
+    encoder: str = "conv"  # conv or hf:<hub id or local path> (frozen)
     views: tuple[str, ...] | None = None  # None: every camera of the first dataset
-    image_size: int = 84
+    image_size: int = 84  # model input size; frames are resized to it
     steps: int = 3000
     segments: int = 8  # episode segments per batch
     segment: int = 24  # frames per segment
     lr: float = 1e-3
     weight_decay: float = 1e-4
-    window: int = 8
+    window: int = 8  # recent frames the causal model reads (plus the first frame)
     stride: int = 5  # frames between recent-window slots: 8 slots span 36 frames (1.8 s at 20 fps)
     dim: int = 128
     ensemble: int = 3
@@ -61,21 +62,21 @@ class TrainConfig:
     mismatch_prob: float = 0.2
     view_dropout: float = 0.4  # share of training segments shown a random strict subset of the views
     image_shift: int = 2  # pixels of DrQ random-shift augmentation (0: none)
-    shift_per: str = "segment"  # one shift per segment and view (motion survives) or per "frame"
+    shift_per: Literal["segment", "frame"] = "segment"  # one shift per segment and view (motion survives) or per "frame"
     # appearance augmentations for scene shifts (conv encoder only), one draw per segment and view:
     color_jitter: float = 0.0  # brightness / contrast / saturation factors in 1 +- this, colour cast 1 +- half
     rotate_degrees: float = 0.0  # small rotations up to +- this many degrees
     crop_scale: float = 0.0  # zoom-in crops keeping down to 1/(1 + this) of the image side
     task_text: str | None = None  # train every episode under this task text instead of the dataset's wording
     paraphrase_prob: float = 0.0  # share of matched samples shown a paraphrase of their task (headway.reward.task_text)
-    linear_if_missing: bool = False
-    prior: str = "dataset"  # stage shares of progress: "dataset" (SARM: mean share of time) or "equal"
+    linear_if_missing: bool = False  # train unannotated episodes on linear-in-time progress
+    prior: Literal["dataset", "equal"] = "dataset"  # stage shares of progress: "dataset" (SARM: mean share of time) or "equal"
     elapsed_time: bool = False  # let the model see absolute episode time (it then learns the pace)
     allow_download: bool = False  # a hub id for --encoder hf:... may be fetched (otherwise local only)
     feature_cache: Path | None = None  # where a frozen encoder's features are kept (default ~/.cache/headway)
     seed: int = 0
     checkpoint_every: int = 250
-    device: str | None = None
+    device: str | None = None  # cpu or cuda; None: cuda when present
     # torch intra-op threads per process on CPU (None: torch's default). One by default: on a shared
     # 2-core machine a process at two threads ran 8-11x slower per step than at one (docs/scale.md)
     threads: int | None = 1
