@@ -298,7 +298,8 @@ def _plot_curves(runs: dict[str, dict], path: Path, title: str) -> None:
 
 
 def _rollout(config: DemoConfig, settings: dict, paths: DemoPaths) -> dict:
-    from headway.hardware.controller import RolloutConfig, render_summary, run_rollouts
+    from headway.hardware.controller import RolloutConfig
+    from headway.hardware.rollout_session import render_summary, run_rollouts
     from headway.sim.env import CONTROL_FREQ
 
     summary = run_rollouts(

@@ -206,11 +206,11 @@ def test_rollout_builds_the_config_it_built_before(tmp_path, monkeypatch):
     required = ["rollout", "--robot", "sim:lift", "--policy", "p", "--reward", "lerobot:sarm:m", "--record", str(tmp_path / "r")]
     argv = [*required, "--episodes", "2", "--fps", "50", "--size", "32", "--margin", "0.05", "--watchdog", "1.5", "--reset", "prompt",
             "--no-video", "--resume", "--max-seconds", "3"]
-    assert _config_of(argv, monkeypatch, "headway.hardware.controller", "run_rollouts") == RolloutConfig(
+    assert _config_of(argv, monkeypatch, "headway.hardware.rollout_session", "run_rollouts") == RolloutConfig(
         robot="sim:lift", policy=Path("p"), reward="lerobot:sarm:m", record=tmp_path / "r", episodes=2, fps=50.0, image_size=32,
         safety=SafetyConfig(margin=0.05, watchdog_timeout=1.5), reset="prompt", video=False, resume=True, max_seconds=3.0,
     )
-    assert _config_of(required, monkeypatch, "headway.hardware.controller", "run_rollouts") == RolloutConfig(
+    assert _config_of(required, monkeypatch, "headway.hardware.rollout_session", "run_rollouts") == RolloutConfig(
         robot="sim:lift", robot_config=None, policy=Path("p"), reward="lerobot:sarm:m", episodes=10, fps=20.0, record=tmp_path / "r",
         resume=False, overwrite=False, instruction=None, max_seconds=None, success_threshold=0.5, success_steps=3, stall_seconds=4.0,
         image_size=None, seed=0, safety=SafetyConfig(margin=0.02, watchdog_timeout=0.5), reset=None, video=True, device=None,

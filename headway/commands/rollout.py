@@ -9,7 +9,8 @@ from headway.commands import config_flags, config_from_args, lazy_flags
 
 
 def _rollout(args: argparse.Namespace) -> int:
-    from headway.hardware.controller import RolloutConfig, render_summary, run_rollouts
+    from headway.hardware.controller import RolloutConfig
+    from headway.hardware.rollout_session import render_summary, run_rollouts
     from headway.hardware.safety import SafetyConfig
 
     summary = run_rollouts(config_from_args(RolloutConfig, args, safety=config_from_args(SafetyConfig, args)))
