@@ -126,9 +126,10 @@ def replace_folder(build: Path, out: Path) -> None:
         shutil.rmtree(old)
 
 
-def publish_checkpoint(out: Path, step: int, write: Callable[[Path], None]) -> Path:
+def publish_checkpoint(out: Path, step: int, write: Callable[[Path], None], keep: int | None = None) -> Path:
     """Write `out/checkpoints/step_N` through `write(folder)` into a temp folder, rename it into place,
-    then point `out/latest.json` at it (written last, so a kill never leaves a half checkpoint named)."""
+    then point `out/latest.json` at it (written last, so a kill never leaves a half checkpoint named);
+    with `keep`, delete all but the newest `keep` checkpoints."""
     import shutil
 
     root = Path(out) / "checkpoints"
@@ -143,4 +144,24 @@ def publish_checkpoint(out: Path, step: int, write: Callable[[Path], None]) -> P
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
     atomic_write_json(Path(out) / "latest.json", {"step": step, "checkpoint": f"checkpoints/{name}"})
+    if keep is not None:
+        for old in sorted(root.glob("step_*"))[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def latest_checkpoint(out: Path) -> Path | None:
+    """The folder `out/latest.json` names (the last complete checkpoint), or None before the first."""
+    latest = Path(out) / "latest.json"
+    return Path(out) / read_json(latest)["checkpoint"] if latest.exists() else None
+
+
+def publish_copy(source: Path, out: Path) -> None:
+    """Replace the folder `out` with a copy of `source`, whole or not at all (a checkpoint's policy
+    published as the run's user-facing policy folder)."""
+    import shutil
+
+    build = Path(out).with_name(f".{Path(out).name}.tmp")
+    shutil.rmtree(build, ignore_errors=True)
+    shutil.copytree(source, build)
+    replace_folder(build, out)

@@ -28,7 +28,6 @@ restart from a fresh reset.
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -37,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from headway.atomic import atomic_write_json, publish_checkpoint, replace_folder
+from headway.atomic import atomic_write_json, latest_checkpoint, publish_checkpoint, publish_copy
 from headway.csvlog import CsvLog, read_rows
 from headway.errors import HeadwayError
 from headway.policy.evaluate import DEFAULT_EVAL_SEED, run_vec_eval_episodes, summarize_episodes
@@ -315,27 +314,19 @@ def demo_buffer(config: OnlineRLConfig, rewards: Rewards, reference, obs_dim: in
 
 
 # -- logs and checkpoints ---------------------------------------------------------------------------
-def publish_pruned(out: Path, step: int, write) -> None:
-    """publish_checkpoint, then keep only the last two checkpoints."""
-    root = publish_checkpoint(out, step, write).parent
-    for old in sorted(root.glob("step_*"))[:-2]:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 def save_checkpoint(out: Path, step: int, state: dict, online: Buffer) -> None:
     def write(folder: Path) -> None:
         torch.save(state, folder / "state.pt")
         np.savez(folder / "replay.npz", **online.state())
 
-    publish_pruned(out, step, write)
+    publish_checkpoint(out, step, write, keep=2)
 
 
 def load_checkpoint_arrays(out: Path) -> tuple[dict, dict] | None:
     """The latest checkpoint's state and its replay arrays (the awr loop's episodes), or None before the first."""
-    latest = out / "latest.json"
-    if not latest.exists():
+    folder = latest_checkpoint(out)
+    if folder is None:
         return None
-    folder = out / json.loads(latest.read_text())["checkpoint"]
     state = torch.load(folder / "state.pt", weights_only=False)
     with np.load(folder / "replay.npz") as data:
         return state, {k: data[k] for k in data.files}
@@ -655,7 +646,7 @@ def _run_awr(config: OnlineRLConfig, resume: bool, on_eval, overwrite: bool) -> 
                 np.savez(folder / "replay.npz", **learner.episodes_state())
                 BCPolicy(net, {**init.meta, "finetuned": {"method": "awr", "reward": config.reward, "shaping": config.shaping_name, "env_steps": step}}).save(folder / "policy")
 
-            publish_pruned(out, step, write)
+            publish_checkpoint(out, step, write, keep=2)
 
         if step == 0:
             info["start_success"] = do_eval()["success_rate"]
@@ -733,10 +724,7 @@ def _run_awr(config: OnlineRLConfig, resume: bool, on_eval, overwrite: bool) -> 
             logs.close()
         env.close()
         eval_env.close()
-    build = out / ".policy.tmp"
-    shutil.rmtree(build, ignore_errors=True)
-    shutil.copytree(out / json.loads((out / "latest.json").read_text())["checkpoint"] / "policy", build)
-    replace_folder(build, out / "policy")
+    publish_copy(latest_checkpoint(out) / "policy", out / "policy")
     return write_summary(config, step, logs.eval_rows, started, info)
 
 

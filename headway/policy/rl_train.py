@@ -41,10 +41,8 @@ fresh reset (its seed continues the sequence), which off-policy learning does no
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import shutil
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -53,7 +51,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from headway.atomic import atomic_write_json, publish_checkpoint
+from headway.atomic import atomic_write_json, latest_checkpoint, publish_checkpoint, publish_copy
 from headway.csvlog import CsvLog, read_rows
 from headway.errors import HeadwayError
 from headway.policy.evaluate import DEFAULT_EVAL_SEED, run_eval_episode, summarize_episodes
@@ -242,37 +240,22 @@ def _policy(agent: SACAgent, config: RLConfig, state_dim: int, object_dim: int) 
 
 
 def _save_checkpoint(out: Path, step: int, payload: dict, replay: ReplayBuffer, policy: SACPolicy) -> Path:
-    """Publish checkpoints/step_N (see `publish_checkpoint`), then swap in the user-facing policy folder."""
+    """Publish checkpoints/step_N (the newest only, see `publish_checkpoint`), then the user-facing policy folder."""
 
     def write(folder: Path) -> None:
         torch.save(payload, folder / "train_state.pt")
         np.savez(folder / "replay.npz", **replay.state())
         policy.save(folder / "policy")
 
-    final = publish_checkpoint(out, step, write)
-    root, name = final.parent, final.name
-    # the user-facing policy folder: swap in a complete copy
-    staging = out / ".policy.tmp"
-    shutil.rmtree(staging, ignore_errors=True)
-    shutil.copytree(final / "policy", staging)
-    old = out / ".policy.old"
-    shutil.rmtree(old, ignore_errors=True)
-    if (out / "policy").exists():
-        os.replace(out / "policy", old)
-    os.replace(staging, out / "policy")
-    shutil.rmtree(old, ignore_errors=True)
-    for stale in root.iterdir():  # keep the newest checkpoint only
-        if stale.name != name:
-            shutil.rmtree(stale, ignore_errors=True)
+    final = publish_checkpoint(out, step, write, keep=1)
+    publish_copy(final / "policy", out / "policy")
     return final
 
 
 def _load_checkpoint(out: Path) -> tuple[dict, ReplayBuffer] | None:
-    latest = out / "latest.json"
-    if not latest.exists():
+    folder = latest_checkpoint(out)
+    if folder is None:
         return None
-    pointer = json.loads(latest.read_text())
-    folder = out / pointer["checkpoint"]
     payload = torch.load(folder / "train_state.pt", map_location="cpu", weights_only=False)
     with np.load(folder / "replay.npz") as data:
         replay = ReplayBuffer.from_state({k: data[k] for k in data.files})
