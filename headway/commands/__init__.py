@@ -43,6 +43,13 @@ def integers_argument(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 256,256, got {text!r}") from None
 
 
+def add_run_dir_flags(parser: argparse.ArgumentParser, out: str = "--out") -> None:
+    """--resume and --overwrite, with the meaning every resumable output folder gives them (headway.run_dir)."""
+    parser.add_argument("--resume", action="store_true",
+                        help=f"continue an interrupted run in {out} (same settings only), or keep its finished output")
+    parser.add_argument("--overwrite", action="store_true", help=f"start over, replacing what {out} holds from another run")
+
+
 def config_from_args(config_class: type[Config], args: argparse.Namespace, prefix: str = "", **overrides) -> Config:
     """A config dataclass from the parsed flags named after its fields (--actor-lr: actor_lr; with a
     prefix, --awr.noise: noise) and `overrides` (which win); fields without either keep their defaults.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from headway.commands import config_flags, config_from_args, lazy_flags, names_argument
+from headway.commands import add_run_dir_flags, config_flags, config_from_args, lazy_flags, names_argument
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -69,8 +69,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     group = commands.add_parser("keypoints", help="affordance keypoints: train, evaluate, fuse into a reward")
     sub = group.add_subparsers(dest="keypoints_command", required=True, metavar="COMMAND")
     train = sub.add_parser("train", help="train the per-view keypoint heatmap model on simulated datasets")
-    train.add_argument("--resume", action="store_true", help="continue an interrupted training in --out")
-    train.add_argument("--overwrite", action="store_true", help="start over in an --out holding another run (deletes it)")
+    add_run_dir_flags(train)
     lazy_flags(train, _train_flags)
     train.set_defaults(run=_train)
     evaluate = sub.add_parser("eval", help="2D error per view and triangulated 3D error on held-out episodes")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from headway.commands import config_flags, config_from_args, lazy_flags
+from headway.commands import add_run_dir_flags, config_flags, config_from_args, lazy_flags
 from headway.executors import add_executor_arguments
 
 
@@ -39,8 +39,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="map a model view to a dataset camera, e.g. agentview=observation.images.top (repeatable; others match by name)",
     )
     add_executor_arguments(label, "the scoring")
-    label.add_argument("--resume", action="store_true", help="finish an interrupted run in --out")
-    label.add_argument("--overwrite", action="store_true", help="replace labels from another model, dataset or settings")
+    add_run_dir_flags(label)
     label.add_argument("--quiet", action="store_true", help="no progress bar")
     lazy_flags(label, _label_flags)
     label.set_defaults(run=_label)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from headway.commands import config_flags, config_from_args, lazy_flags, names_argument
+from headway.commands import add_run_dir_flags, config_flags, config_from_args, lazy_flags, names_argument
 
 
 def _reward_train(args: argparse.Namespace) -> int:
@@ -78,8 +78,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     reward = commands.add_parser("reward", help="process reward models: train and evaluate")
     reward_commands = reward.add_subparsers(dest="reward_command", required=True, metavar="COMMAND")
     train = reward_commands.add_parser("train", help="train the stage-aware multi-view reward model")
-    train.add_argument("--resume", action="store_true", help="continue an interrupted training in --out")
-    train.add_argument("--overwrite", action="store_true", help="start over in an --out holding another run (deletes it)")
+    add_run_dir_flags(train)
     lazy_flags(train, _train_flags)
     train.set_defaults(run=_reward_train)
     evaluate = reward_commands.add_parser("eval", help="metrics on held-out episodes, with baselines")

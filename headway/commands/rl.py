@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from headway.commands import config_flags, config_from_args, lazy_flags
+from headway.commands import add_run_dir_flags, config_flags, config_from_args, lazy_flags
 
 
 def _rl_train(args: argparse.Namespace) -> int:
@@ -64,13 +64,11 @@ def register(commands: argparse._SubParsersAction) -> None:
     rl = commands.add_parser("rl", help="online reinforcement learning in simulation")
     rl_commands = rl.add_subparsers(dest="rl_command", required=True, metavar="COMMAND")
     train = rl_commands.add_parser("train", help="SAC with demonstrations in replay and a reward from any source")
-    train.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-    train.add_argument("--overwrite", action="store_true", help="start over in an --out holding another run (deletes it)")
+    add_run_dir_flags(train)
     lazy_flags(train, _train_flags)
     train.set_defaults(run=_rl_train)
 
     tune = rl_commands.add_parser("finetune", help="improve a headway policy online: fine-tune its own network (awr) or act through it (ibrl)")
-    tune.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-    tune.add_argument("--overwrite", action="store_true", help="start over in an --out holding another run (deletes it)")
+    add_run_dir_flags(tune)
     lazy_flags(tune, _finetune_flags)
     tune.set_defaults(run=_rl_finetune)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from headway.commands import config_flags, config_from_args, lazy_flags
+from headway.commands import add_run_dir_flags, config_flags, config_from_args, lazy_flags
 from headway.executors import add_executor_arguments, ray_settings
 
 
@@ -34,8 +34,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     sim = commands.add_parser("sim", help="simulation: collect demonstrations")
     sim_commands = sim.add_subparsers(dest="sim_command", required=True, metavar="COMMAND")
     collect = sim_commands.add_parser("collect", help="collect scripted episodes into a LeRobot dataset")
-    collect.add_argument("--resume", action="store_true", help="finish an interrupted collection")
-    collect.add_argument("--overwrite", action="store_true", help="replace an existing dataset at --out")
+    add_run_dir_flags(collect)
     add_executor_arguments(collect, "the rollouts")
     # CollectConfig.fast_render, kept as the opposite switch users know (generated, it would be --no-fast-render)
     collect.add_argument(
