@@ -267,7 +267,7 @@ def test_cli_training_recipe_defaults_come_from_the_training_config(tmp_path, mo
 
     seen = []
 
-    def capture(config, resume=False):
+    def capture(config, resume=False, overwrite=False):
         seen.append(config)
         return {"out": config.out, "steps": 0, "episodes": 0, "frames": 0, "views": [], "final_loss": 0.0, "seconds": 0.0}
 

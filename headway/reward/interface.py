@@ -32,6 +32,18 @@ class RewardOutput:
         return (self.progress, self.stage, self.stage_probs, self.success, self.uncertainty)
 
     @staticmethod
+    def progress_only(progress: np.ndarray, success: np.ndarray | None = None, absent: frozenset | None = None) -> RewardOutput:
+        """Progress (and success, if given) with placeholders for every other output, marked absent."""
+        progress = np.asarray(progress)
+        count = len(progress)
+        missing = {"stage", "uncertainty"} | ({"success"} if success is None else set())
+        return RewardOutput(
+            progress=progress, stage=np.full(count, -1, np.int64), stage_probs=np.zeros((count, 0), np.float32),
+            success=np.full(count, np.nan, np.float32) if success is None else success,
+            uncertainty=np.full(count, np.nan, np.float32), absent=frozenset(missing) if absent is None else absent,
+        )
+
+    @staticmethod
     def concatenate(parts: list[RewardOutput]) -> RewardOutput:
         absent = frozenset().union(*(p.absent for p in parts))
         return RewardOutput(*(np.concatenate(column) for column in zip(*(p._fields() for p in parts))), absent=absent)

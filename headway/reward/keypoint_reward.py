@@ -37,6 +37,9 @@ from headway.perception.keypoint_model import GRIPPER, KeypointModel, KeypointPr
 from headway.perception.preprocess import resize_frames
 from headway.reward.interface import RewardModel, RewardOutput
 from headway.reward.loading import load_reward_model
+from headway.reward.shaping import PotentialConfig, potential
+
+KEYPOINT_TERM = "keypoint_closeness"  # Phi_kp's name among the potential's terms
 
 FORMAT = "headway.keypoint_reward"
 FORMAT_VERSION = 1
@@ -144,8 +147,13 @@ class KeypointRewardModel:
         return {"progress": progress, "phi_kp": phi, "distance": distance, "points": points, "fused": self.fuse(progress.progress, phi)}
 
     def fuse(self, progress: np.ndarray, phi_kp: np.ndarray) -> np.ndarray:
+        """The fused potential, assembled by the one potential builder (headway.reward.shaping) with
+        the fusion weights normalised to sum to 1, so it stays in [0, 1] as a progress does."""
         wp, wk = self.config.progress_weight, self.config.keypoint_weight
-        return np.clip((wp * np.asarray(progress) + wk * np.asarray(phi_kp)) / (wp + wk), 0.0, 1.0).astype(np.float32)
+        config = PotentialConfig(progress_weight=wp / (wp + wk), keypoints={KEYPOINT_TERM: wk / (wp + wk)})
+        progress = np.asarray(progress, dtype=np.float64).reshape(-1)
+        phi = potential(RewardOutput.progress_only(progress), config, {KEYPOINT_TERM: np.asarray(phi_kp).reshape(-1)}, finite=False)
+        return np.clip(phi, 0.0, 1.0).astype(np.float32)
 
     def score_episode(self, images: dict[str, np.ndarray], task: str, state: np.ndarray | None = None, batch_size: int = 256) -> RewardOutput:
         details = self.score_details(images, task, state, batch_size)

@@ -116,11 +116,7 @@ class LeRobotRewardModel:
 
     def _output(self, scores: list[tuple[float, float]]) -> RewardOutput:
         progress, success = (np.array(column, dtype=np.float32) for column in zip(*scores))
-        count = len(progress)
-        return RewardOutput(
-            progress=progress, stage=np.full(count, -1, np.int64), stage_probs=np.zeros((count, 0), np.float32),
-            success=success, uncertainty=np.full(count, np.nan, np.float32), absent=self.absent,
-        )
+        return RewardOutput.progress_only(progress, success, absent=self.absent)
 
     def score_episode(self, images: dict[str, np.ndarray], task: str, state: np.ndarray | None = None, batch_size: int = 256) -> RewardOutput:
         self.check_views(images)
