@@ -19,8 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from headway.atomic import atomic_write_json, read_json
+from headway.demo_report import write_demo_report, write_report_figure
 from headway.errors import HeadwayError
 from headway.run_dir import RunDir
+from headway.sim.task import get_task
 
 SIZES = {
     "quick": {
@@ -67,8 +69,6 @@ class DemoConfig:
         self.out = Path(self.out)
         if self.size not in SIZES:
             raise HeadwayError(f"demo size {self.size!r} is not one of {sorted(SIZES)}")
-        from headway.sim.task import get_task
-
         get_task(self.task)
         unknown = set(self.overrides or {}) - set(SIZES[self.size])
         if unknown:
@@ -126,8 +126,6 @@ def run_demo(config: DemoConfig) -> dict:
     results: dict[str, dict] = {}
     for name, stage in STAGES:
         results[name] = log.run(name, lambda stage=stage: stage(config, settings, paths))
-    from headway.demo_report import write_demo_report, write_report_figure
-
     report_path = write_demo_report(config, paths, results, log.data["stages"])
     figure_path = write_report_figure(config, paths, results)
     print(f"[demo] finished; report: {report_path} (summary picture: {figure_path})")
@@ -135,6 +133,8 @@ def run_demo(config: DemoConfig) -> dict:
 
 
 # -- stages ------------------------------------------------------------------------------------------
+# deferred: each stage imports its own stack (torch, robosuite, pandas, ...) inside its function, so a
+# stage already finished (cached) loads none of it.
 def _collect(target_attr: str, episodes_key: str, seed: int) -> Callable[[DemoConfig, dict, DemoPaths], dict]:
     def stage(config: DemoConfig, settings: dict, paths: DemoPaths) -> dict:
         from headway.datasets.collect import CollectConfig, collect

@@ -14,7 +14,7 @@ def _images(paths: list[Path] | list[str], limit: int) -> str:
 
 def write_demo_report(config, paths, results: dict[str, dict], stages: dict[str, dict]) -> Path:
     """Write `<out>/report.html` from the stage results of `headway.demo.run_demo`."""
-    from headway.reward.evaluate import METRIC_KEYS
+    from headway.reward.evaluate import METRIC_KEYS  # deferred: reward.evaluate loads pandas/pyarrow/scipy
 
     info = results["summarise the dataset"]
     reward = results["evaluate the reward model on held-out episodes"]

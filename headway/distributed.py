@@ -20,6 +20,7 @@ import torch
 import torch.distributed as dist
 
 from headway.errors import HeadwayError
+from headway.runtime import default_device
 
 LAUNCH_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
 
@@ -85,8 +86,6 @@ def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
 def choose_device(requested: str | torch.device | None = None) -> torch.device:
     """The device this process computes on: cuda:LOCAL_RANK under a launcher when CUDA is asked for or
     present, the requested device otherwise (CPU when there is no CUDA)."""
-    from headway.runtime import default_device
-
     chosen = default_device(requested)  # refuses a CUDA device where there is none
     if not launched():
         return chosen

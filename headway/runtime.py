@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from headway.errors import HeadwayError
+
 
 @contextmanager
 def torch_threads(count: int | None = 1) -> Iterator[None]:
@@ -28,8 +30,6 @@ def torch_threads(count: int | None = 1) -> Iterator[None]:
 def default_device(device: str | torch.device | None = None) -> torch.device:
     """The requested device, else CUDA when present, else CPU."""
     import torch
-
-    from headway.errors import HeadwayError
 
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -260,12 +260,11 @@ def test_a_reward_model_whose_views_the_simulator_cannot_render_is_refused(tmp_p
     from types import SimpleNamespace
 
     from headway.policy import rl_runner
-    from headway.reward import loading
 
     policy = tmp_path / "policy"
     policy.mkdir()
     (policy / "config.json").write_text("{}")
-    monkeypatch.setattr(loading, "load_reward_model", lambda path, device=None: SimpleNamespace(views=("agentview", "ceiling_cam"), image_size=84))
+    monkeypatch.setattr(rl_runner, "load_reward_model", lambda path, device=None: SimpleNamespace(views=("agentview", "ceiling_cam"), image_size=84))
     config = OnlineRLConfig(init=policy, out=tmp_path / "run", reward=f"prm:{tmp_path}")
     with pytest.raises(HeadwayError, match="ceiling_cam.*cannot render"):
         rl_runner.Rewards(config, 2)

@@ -3,6 +3,9 @@
 Each module defines `register(commands)`, which adds its parsers to the top-level subparsers and
 sets `run` on each leaf to a function of the parsed arguments. `headway.cli` finds the modules by
 listing this package, so adding a command touches only its own file.
+
+Each command imports its library modules inside its functions, on purpose: `headway --help` then loads
+no torch, robosuite or config module and stays fast.
 """
 
 from __future__ import annotations

@@ -20,8 +20,9 @@ import numpy as np
 from tqdm import tqdm
 
 from headway.atomic import atomic_write_bytes, atomic_write_json, read_json
+from headway.datasets.staging import load_staged_episode, stage_episode
 from headway.errors import HeadwayError, unknown_name
-from headway.executors import RaySettings
+from headway.executors import RaySession, RaySettings
 from headway.run_dir import RunDir
 from headway.sim.env import DEFAULT_VIEWS, EnvConfig, HeadwayEnv
 from headway.sim.expert import FAILURES, MODES, Behaviour, failable_stages, sample_behaviour
@@ -192,7 +193,7 @@ def _finished_identity(out: Path) -> dict | None:
 
 def _kept_summary(out: Path, started: float) -> CollectSummary:
     """The summary of a finished collection kept by --resume."""
-    from headway.datasets.reader import DatasetReader
+    from headway.datasets.reader import DatasetReader  # deferred: pandas/pyarrow, only to sum up a kept dataset
 
     reader = DatasetReader(out)
     outcomes = [reader.outcome(i) for i in range(reader.num_episodes)]
@@ -219,8 +220,6 @@ class EpisodeCollector:
     def run(self, planned: PlannedEpisode) -> tuple[bytes, dict | None]:
         import tempfile
 
-        from headway.datasets.staging import stage_episode
-
         record = run_episode(self.env, planned.behaviour, planned.seed)
         scene = self.env.scene.record | _intrinsics(record) if self.env.scene is not None else None
         with tempfile.TemporaryDirectory(prefix="headway-collect-") as folder:
@@ -237,8 +236,7 @@ def collect(
     With `ray` (headway.executors), the episodes are rolled out by Ray workers; the dataset is the
     same, written here in seed order.
     """
-    from headway.datasets.staging import load_staged_episode, stage_episode
-    from headway.datasets.writer import write_dataset
+    from headway.datasets.writer import write_dataset  # deferred: pandas/pyarrow, only once every episode is staged
 
     started = time.perf_counter()
     run = _run_dir(config)
@@ -286,7 +284,7 @@ def collect(
     object_dim = _object_dim(partial, plan)
     write_dataset(build, staged_records(), get_task(config.task), config.views, config.image_size, object_dim, card, config.vcodec)
     if scenes is not None:
-        from headway.datasets.writer import add_episode_columns
+        from headway.datasets.writer import add_episode_columns  # deferred: pandas/pyarrow
 
         add_episode_columns(build, [{RANDOMIZATION_COLUMN: json.dumps(scene)} for scene in scenes])
     run.publish(build)
@@ -306,8 +304,6 @@ def collect(
 def _collect_on_ray(config: CollectConfig, remaining: list[PlannedEpisode], partial: Path, staged, ray: RaySettings,
                     progress: bool) -> None:
     """Roll out `remaining` on Ray workers; stage each episode here as it finishes (scene record first)."""
-    from headway.executors import RaySession
-
     def write(planned: PlannedEpisode, result: tuple[bytes, dict | None]) -> None:
         data, scene = result
         if scene is not None:  # before the staging file, which marks the episode done

@@ -27,6 +27,7 @@ import numpy as np
 from tqdm import tqdm
 
 from headway.atomic import read_json
+from headway.datasets.reader import DatasetReader
 from headway.errors import HeadwayError
 from headway.hardware.protocols import Arm, CameraError
 from headway.hardware.rate import LoopStats, RateLoop
@@ -44,10 +45,12 @@ from headway.hardware.recording import (
     write_rollout_dataset,
 )
 from headway.hardware.safety import KeyboardStop, SafetyConfig, SafetyLayer, stop_on_signals
+from headway.perception.preprocess import resize_frames
 from headway.policy.interface import Policy
 from headway.reward.interface import RewardModel
 from headway.run_dir import RunDir
 from headway.runtime import torch_threads
+from headway.sim.task import get_task
 
 log = logging.getLogger(__name__)
 
@@ -136,8 +139,6 @@ class RolloutController:
         self.dt = arm.control_period or 1.0 / config.fps
         default_seconds = 60.0
         if arm.is_simulated:
-            from headway.sim.task import get_task
-
             default_seconds = get_task(config.robot.split(":", 1)[1]).horizon * self.dt
         self.max_steps = max(1, int(round((config.max_seconds or default_seconds) / self.dt)))
         self.stall_steps = max(1, int(round(config.stall_seconds / self.dt)))
@@ -251,8 +252,6 @@ class RolloutController:
         config = self.config
         run = _run_dir(config)
         if run.open(config.resume, config.overwrite) == "complete":
-            from headway.datasets.reader import DatasetReader
-
             return {"dataset": str(config.record), "episodes": DatasetReader(config.record).num_episodes, "complete": True, "kept": True}
         partial = run.work
         (partial / STAGING).mkdir(exist_ok=True)
@@ -363,8 +362,6 @@ def _video_path(record: Path) -> Path:
 
 
 def _resize(image: np.ndarray, size: int) -> np.ndarray:
-    from headway.perception.preprocess import resize_frames
-
     return resize_frames(np.asarray(image)[None], size)[0]
 
 

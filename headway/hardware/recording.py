@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from headway.atomic import atomic_write_bytes, atomic_write_json
-from headway.datasets.writer import ENCODER_QUEUE_FRAMES
+from headway.datasets.writer import ENCODER_QUEUE_FRAMES, add_episode_columns, quiet_libav
 
 STAGING = "episodes"
 SESSION_FILE = "rollout.json"
@@ -163,8 +163,6 @@ def write_rollout_dataset(
     import datasets as hf_datasets
     from lerobot.configs.video import RGBEncoderConfig
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
-
-    from headway.datasets.writer import add_episode_columns, quiet_libav
 
     os.environ.setdefault("SVT_LOG", "1")
     hf_datasets.disable_progress_bars()

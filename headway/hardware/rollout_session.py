@@ -8,34 +8,29 @@ from typing import Any
 
 from headway.errors import HeadwayError
 from headway.hardware.controller import RolloutConfig, RolloutController
+from headway.hardware.lerobot_adapter import LeRobotArm
 from headway.hardware.protocols import Arm
-from headway.policy.interface import Policy
+from headway.hardware.sim_arm import SimArm
+from headway.policy.interface import Policy, load_policy
+from headway.reward.loading import load_reward_model
 
 
 def make_arm(config: RolloutConfig, views: tuple[str, ...], image_size: int) -> Arm:
     """The arm named by `config.robot` (not connected yet)."""
     kind, _, name = config.robot.partition(":")
     if kind == "sim":
-        from headway.hardware.sim_arm import SimArm
-
         return SimArm(name, views=views, image_size=config.image_size or image_size, camera_max_age=config.camera_max_age)
-    from headway.hardware.lerobot_adapter import LeRobotArm
-
     return LeRobotArm.from_config_file(name, config.robot_config, camera_max_age=config.camera_max_age)
 
 
 def load_rollout_policy(path: Path | str, device: str | None = None) -> Policy:
     """Any registered policy checkpoint (`headway policy eval` loads the same formats)."""
-    from headway.policy.interface import load_policy
-
     return load_policy(path, device)
 
 
 def run_rollouts(config: RolloutConfig) -> dict[str, Any]:
     """Load the policy and reward model, build the arm, run the session; returns the summary
     (success_rate, mean_final_progress, loop timing, interventions, dataset and preview video paths)."""
-    from headway.reward.loading import load_reward_model
-
     if config.policy is None or config.reward is None:
         raise HeadwayError("a rollout needs --policy CKPT and --reward CKPT")
     model = load_reward_model(config.reward, device=config.device)

@@ -17,7 +17,8 @@ import numpy as np
 from headway.errors import HeadwayError
 from headway.hardware.cameras import StaticCamera
 from headway.hardware.protocols import COMMAND, DELTA, ArmContext, ArmLimits, ArmObservation
-from headway.sim.env import CONTROL_FREQ, DEFAULT_VIEWS, PROPRIO_DIM, EnvConfig
+from headway.sim.env import CONTROL_FREQ, DEFAULT_VIEWS, PROPRIO_DIM, EnvConfig, HeadwayEnv
+from headway.sim.task import get_task
 
 ACTION_NAMES = ("dx", "dy", "dz", "dax", "day", "daz", "gripper")
 POSITION_GAIN = 0.05  # metres of OSC target offset per action unit
@@ -97,15 +98,11 @@ class SimArm(ArmContext):
 
     @property
     def instruction(self) -> str:
-        from headway.sim.task import get_task
-
         return get_task(self.task).instruction
 
     def connect(self) -> None:
         if self.env is not None:
             return
-        from headway.sim.env import HeadwayEnv
-
         self.env = HeadwayEnv(self.env_config)
         for camera in self.cameras.values():
             camera.connect()

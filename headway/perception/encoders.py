@@ -35,6 +35,7 @@ ENCODERS: Registry[Callable[..., FrameEncoder]] = Registry("encoder")
 
 def build_encoder(spec: str, **kwargs) -> FrameEncoder:
     """`conv` or `hf:<hub id or local path>` -> an encoder instance."""
+    # cycle: the encoder modules import ENCODERS and FrameEncoder from this one to register themselves
     import headway.perception.conv_encoder  # noqa: F401  (registers "conv")
 
     name, _, argument = spec.partition(":")

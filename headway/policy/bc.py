@@ -32,12 +32,15 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from headway.atomic import atomic_write_json
 from headway.checkpoint import load_state, read_checked_config, save_checkpoint
+from headway.datasets.reader import DatasetReader
 from headway.errors import HeadwayError, unknown_name
-from headway.perception.preprocess import random_shift
+from headway.perception.conv_encoder import ConvEncoder
+from headway.perception.preprocess import random_shift, resize_frames
 from headway.policy.bc_data import OBJECT_KEY, STATE_KEY, BCSamples, load_bc_samples, read_progress
 from headway.reward.rabc import KAPPA, normalise_batch_weights, rabc_weights
-from headway.runtime import torch_threads
+from headway.runtime import default_device, torch_threads
 
 FORMAT = "headway.bc"
 FORMAT_VERSION = 1
@@ -121,8 +124,6 @@ class BCNet(nn.Module):
         image_dim: int = 64,
     ) -> None:
         super().__init__()
-        from headway.perception.conv_encoder import ConvEncoder
-
         self.state_dim, self.action_dim, self.chunk, self.views = state_dim, action_dim, chunk, tuple(views)
         self.encoders = nn.ModuleDict({view: ConvEncoder(output_dim=image_dim) for view in self.views})
         width = state_dim + image_dim * len(self.views)
@@ -192,8 +193,6 @@ class BCPolicy:
     """A trained BC network as a headway Policy (see headway.policy.interface)."""
 
     def __init__(self, net: BCNet, meta: dict[str, Any], device: str | torch.device | None = None) -> None:
-        from headway.runtime import default_device
-
         self.device = default_device(device)
         self.net = net.to(self.device).eval()
         self.meta = meta
@@ -264,8 +263,6 @@ class BCPolicy:
                 raise HeadwayError(f"observation has no image from camera {view!r}; the policy reads {list(self.views)}")
             frame = np.asarray(frame)
             if self.image_size and frame.shape[0] != self.image_size:
-                from headway.perception.preprocess import resize_frames
-
                 frame = resize_frames(frame[None], self.image_size)[0]
             images[view] = torch.from_numpy(np.ascontiguousarray(frame))[None].to(self.device).permute(0, 3, 1, 2).float() / 255.0
         return state, images
@@ -322,8 +319,6 @@ class BCPolicy:
 # -- training ----------------------------------------------------------------------------------
 def dataset_task(root: Path) -> str:
     """The headway task name of a dataset (its card's `task`), else its first task text."""
-    from headway.datasets.reader import DatasetReader
-
     reader = DatasetReader(root)
     return str(reader.card().get("task") or (reader.tasks[0] if reader.tasks else "unknown"))
 
@@ -351,8 +346,6 @@ def train_bc(config: BCConfig, progress: bool = True, samples: BCSamples | None 
     and with RA-BC mean_weight, zero_share, full_share. `samples` may be passed to reuse data
     already loaded with matching settings (chunk, observation mode, episodes).
     """
-    from headway.runtime import default_device
-
     if default_device(config.device).type == "cpu":
         with torch_threads(1):
             return _train_bc(config, progress, samples)
@@ -360,9 +353,6 @@ def train_bc(config: BCConfig, progress: bool = True, samples: BCSamples | None 
 
 
 def _train_bc(config: BCConfig, progress: bool, samples: BCSamples | None) -> dict:
-    from headway.atomic import atomic_write_json
-    from headway.runtime import default_device
-
     started = time.perf_counter()
     device = default_device(config.device)
     torch.manual_seed(config.seed)

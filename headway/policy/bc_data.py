@@ -17,8 +17,10 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from headway.atomic import atomic_write_bytes
 from headway.datasets.reader import DatasetReader
 from headway.errors import HeadwayError
+from headway.perception.preprocess import resize_frames
 
 STATE_KEY = "observation.state"
 OBJECT_KEY = "observation.environment_state"
@@ -117,8 +119,6 @@ def load_bc_samples(
         episode_ids.append(np.full(episode.length, index, dtype=np.int64))
         frame_ids.append(np.arange(episode.length, dtype=np.int64))
         if images:
-            from headway.perception.preprocess import resize_frames
-
             for view in views:
                 view_frames = episode.images[view]
                 frames[view].append(resize_frames(view_frames, image_size) if image_size else view_frames)
@@ -196,8 +196,6 @@ def write_progress(path: Path, episodes_progress: dict[int, np.ndarray], dataset
     """Write a sarm_progress.parquet in LeRobot's schema (atomically). `index` is the dataset-global frame
     index: computed from `dataset_lengths` (every episode's length) when given, else from the episodes written."""
     import pandas as pd
-
-    from headway.atomic import atomic_write_bytes
 
     lengths = dataset_lengths or {e: len(p) for e, p in episodes_progress.items()}
     offsets, total = {}, 0

@@ -25,9 +25,11 @@ import numpy as np
 from tqdm import tqdm
 
 from headway.errors import HeadwayError
-from headway.executors import RaySettings
+from headway.executors import RaySession, RaySettings
 from headway.policy.interface import Policy
 from headway.runtime import torch_threads
+from headway.sim.env import EnvConfig, HeadwayEnv
+from headway.sim.task import get_task
 
 DEFAULT_EVAL_SEED = 900_000
 VIDEO_VIEW = "agentview"
@@ -84,8 +86,6 @@ def write_video(path: Path, frames: list[np.ndarray], fps: float = 20.0) -> Path
 
 
 def _make_env(task: str, views: tuple[str, ...], image_size: int, horizon: int | None):
-    from headway.sim.env import EnvConfig, HeadwayEnv
-
     return HeadwayEnv(EnvConfig(task=task, views=views, image_size=image_size, horizon=horizon, terminate_on_success=True))
 
 
@@ -114,8 +114,6 @@ def evaluate_policy(
         raise HeadwayError(f"--videos must be between 0 and --episodes ({episodes}), got {videos}")
     if videos and video_dir is None:
         raise HeadwayError("videos asked for but no folder to write them to; pass video_dir")
-    from headway.sim.task import get_task
-
     get_task(task)  # clear error for an unknown task
     if policy.task != task:  # before building an env: the cheap, common mistake
         check_policy_fits(policy, task, None)
@@ -278,8 +276,6 @@ class EpisodeEvaluator:
 def _evaluate_on_ray(policy, task, episodes, seed, videos, video_dir, horizon, size, ray, progress) -> tuple[list[dict], list[str], float]:
     """Every seed as a Ray work item; rows come back in seed order, videos are written here. Also
     returns the start-up seconds (connecting to Ray, workers loading the policy and simulator)."""
-    from headway.executors import RaySession
-
     rows: dict[int, dict] = {}
     written: dict[int, str] = {}
 

@@ -57,7 +57,7 @@ POLICY_FORMATS: Registry[Callable[[Path, str | None], Policy]] = Registry("polic
 
 
 def _load_bc(path: Path, device: str | None) -> Policy:
-    from headway.policy.bc import BCPolicy
+    from headway.policy.bc import BCPolicy  # deferred: torch, pandas/pyarrow; each format loads its own stack
 
     return BCPolicy.load(path, device)
 
@@ -66,7 +66,7 @@ POLICY_FORMATS.register("headway.bc", _load_bc)
 
 
 def _load_sac(path: Path, device: str | None) -> Policy:
-    from headway.policy.sac import SACPolicy
+    from headway.policy.sac import SACPolicy  # deferred: torch (and a cycle: sac imports this module)
 
     return SACPolicy.load(path, device)
 
@@ -75,7 +75,7 @@ POLICY_FORMATS.register("headway.sac", _load_sac)
 
 
 def _load_scripted(path: Path, device: str | None) -> Policy:
-    from headway.policy.scripted import load_scripted
+    from headway.policy.scripted import load_scripted  # deferred: robosuite/mujoco (and a cycle: scripted imports this module)
 
     return load_scripted(path, device)
 

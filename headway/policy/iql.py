@@ -46,10 +46,14 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from headway.atomic import atomic_write_json
+from headway.checkpoint import save_checkpoint
+from headway.datasets.reader import DatasetReader
 from headway.errors import HeadwayError, unknown_name
 from headway.policy.bc import BCNet, BCPolicy, dataset_task, per_sample_loss
-from headway.runtime import torch_threads
 from headway.policy.bc_data import ACTION_KEY, STATE_KEY, BCSamples, load_bc_samples
+from headway.reward.label_inputs import dataset_fingerprint, model_fingerprint
+from headway.runtime import default_device, torch_threads
 
 REWARDS = ("shaped", "progress", "success", "sparse")
 CRITIC_FORMAT = "headway.iql_critic"
@@ -154,8 +158,6 @@ def check_provenance(folder: Path, dataset: Path, model: Path | None = None, for
     """
     import pyarrow.parquet as pq
 
-    from headway.reward.label_inputs import dataset_fingerprint, model_fingerprint
-
     identity = json.loads((folder / LABEL_CARD).read_text()).get("identity", {})
     problems = []
     here = dataset_fingerprint(dataset)
@@ -198,8 +200,6 @@ def read_episode_labels(folder: Path, dataset: Path, episodes: list[int] | None)
     states or labels, and labels whose frames do not line up with the dataset's.
     """
     import pandas as pd
-
-    from headway.datasets.reader import DatasetReader
 
     reader = DatasetReader(dataset)
     if ACTION_KEY not in reader.features:
@@ -415,8 +415,6 @@ class IQLLearner:
 def train_iql(config: IQLConfig, progress: bool = True, samples: BCSamples | None = None) -> dict:
     """Train an IQL policy and save it at `config.out` (BC checkpoint format); returns a summary
     (also written to `summary.json`). `samples` may be passed to reuse BC samples with the same chunk."""
-    from headway.runtime import default_device
-
     if default_device(config.device).type == "cpu":
         with torch_threads(1):
             return _train_iql(config, progress, samples)
@@ -424,10 +422,6 @@ def train_iql(config: IQLConfig, progress: bool = True, samples: BCSamples | Non
 
 
 def _train_iql(config: IQLConfig, progress: bool, samples: BCSamples | None) -> dict:
-    from headway.atomic import atomic_write_json
-    from headway.checkpoint import save_checkpoint
-    from headway.runtime import default_device
-
     started = time.perf_counter()
     device = default_device(config.device)
     torch.manual_seed(config.seed)

@@ -124,7 +124,7 @@ class DemoEpisode:
 
 def read_demo_episodes(root: Path | str, views: tuple[str, ...] = (), max_episodes: int | None = None) -> list[DemoEpisode]:
     """Read a LeRobot dataset's state, object state, actions and success signal (and frames of `views`)."""
-    from headway.datasets.reader import DatasetReader
+    from headway.datasets.reader import DatasetReader  # deferred: pandas/pyarrow, only to read demonstrations
 
     reader = DatasetReader(Path(root))
     episodes = []

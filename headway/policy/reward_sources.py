@@ -15,9 +15,12 @@ from pathlib import Path
 import numpy as np
 
 from headway.errors import HeadwayError
+from headway.perception.preprocess import resize_frames
 from headway.policy.replay import DemoEpisode
 from headway.registry import Registry
+from headway.reward.loading import load_reward_model, reward_model_spec
 from headway.reward.shaping import SHAPINGS, PotentialConfig, potential
+from headway.sim.task import get_task
 
 
 class RewardNaNError(HeadwayError):
@@ -94,8 +97,6 @@ class ModelSource(RewardSource):
         return float(self._phi(self.scorer.step(images, observation.get("state")))[0])
 
     def demo_potentials(self, episode: DemoEpisode) -> np.ndarray:
-        from headway.perception.preprocess import resize_frames
-
         if not episode.images:
             raise HeadwayError("demonstration frames were not decoded; read them with the reward model's views")
         images = {view: resize_frames(episode.images[view], self.image_size) for view in self.views if view in episode.images}
@@ -123,9 +124,6 @@ def _no_argument(name: str, factory: Callable[[], RewardSource]) -> Callable[[st
 
 
 def _model_source(argument: str | None, task: str, device: str | None) -> RewardSource:
-    from headway.reward.loading import load_reward_model, reward_model_spec
-    from headway.sim.task import get_task
-
     if not argument:
         raise HeadwayError("reward source 'prm' needs a checkpoint: --reward prm:PATH (a folder from `headway reward train`)")
     if reward_model_spec(argument) is None and not Path(argument).exists():

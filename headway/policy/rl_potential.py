@@ -19,12 +19,12 @@ import torch
 
 from headway.errors import HeadwayError
 from headway.reward.shaping import PotentialConfig, potential
+from headway.reward.stage_model import task_tensors, window_indices
+from headway.reward.stage_reward import StageRewardModel
 
 
 class BatchedPotential:
     def __init__(self, model, task: str, num_envs: int, success_weight: float = 0.0, uncertainty_penalty: float = 0.0) -> None:
-        from headway.reward.stage_reward import StageRewardModel
-
         self.model, self.task, self.num_envs = model, task, num_envs
         self.mix = PotentialConfig.mix(success_weight, uncertainty_penalty)
         self.views = tuple(model.views)
@@ -60,8 +60,6 @@ class BatchedPotential:
             return np.array(
                 [self.phi(self.scorers[i].step({v: o["images"][v] for v in self.views}, o.get("state")))[0] for i, o in zip(indices, observations)]
             )
-        from headway.reward.stage_model import task_tensors, window_indices
-
         model, config = self.model, self.model.config
         images = {v: np.stack([o["images"][v] for o in observations]) for v in self.views}
         batch, present = model._view_tensor(images, 0, len(observations))

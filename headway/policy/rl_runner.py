@@ -39,13 +39,23 @@ import torch
 from headway.atomic import atomic_write_json, latest_checkpoint, publish_checkpoint, publish_copy
 from headway.csvlog import CsvLog, read_rows
 from headway.errors import HeadwayError
-from headway.policy.evaluate import DEFAULT_EVAL_SEED, run_vec_eval_episodes, summarize_episodes
+from headway.perception.preprocess import resize_frames
+from headway.policy.bc import BCPolicy
+from headway.policy.bc_data import load_bc_samples
+from headway.policy.evaluate import DEFAULT_EVAL_SEED, check_policy_fits, run_vec_eval_episodes, summarize_episodes
+from headway.policy.interface import load_policy
+from headway.policy.replay import demo_transitions, read_demo_episodes
 from headway.policy.reward_sources import RewardNaNError
 from headway.policy.rl_algo import MAX_UTD, Agent, AgentConfig, Buffer, NStep, mixed_batch
 from headway.policy.rl_awr import AWRConfig, AWRLearner, Episode
+from headway.policy.rl_potential import BatchedPotential
+from headway.policy.vec_env import VecEnv, VecEnvSpec
 from headway.registry import Registry
+from headway.reward.loading import load_reward_model, reward_model_spec
 from headway.run_dir import RunDir
 from headway.runtime import torch_threads
+from headway.sim.env import VIEWS
+from headway.sim.task import get_task
 
 # method name -> loop(config, resume, on_eval, overwrite) -> summary; a new method is a loop and one line
 RL_METHODS: Registry[Callable[..., dict]] = Registry("RL method")
@@ -87,8 +97,6 @@ class OnlineRLConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        from headway.sim.task import get_task
-
         self.out = Path(self.out)
         self.init = None if self.init is None else Path(self.init)
         self.demos = None if self.demos is None else Path(self.demos)
@@ -148,8 +156,6 @@ class Rewards:
     """Task reward, potential and shaping of every env's transitions; demonstration rewards likewise."""
 
     def __init__(self, config: OnlineRLConfig, num_envs: int, device: str = "cpu") -> None:
-        from headway.sim.task import get_task
-
         self.config, self.name, self.shaping = config, config.reward_name, config.shaping_name
         self.gamma = config.awr.gamma if config.method == "awr" else config.agent.gamma
         self.potential = None
@@ -157,10 +163,6 @@ class Rewards:
         self.image_size = 84
         self.stages = len(get_task(config.task).stages)
         if self.name == "prm":
-            from headway.policy.rl_potential import BatchedPotential
-            from headway.reward.loading import load_reward_model, reward_model_spec
-            from headway.sim.env import VIEWS
-
             path = config.reward.partition(":")[2]
             if reward_model_spec(path) is None and not Path(path).exists():
                 raise HeadwayError(f"reward model checkpoint {path} does not exist; pass the folder written by `headway reward train`")
@@ -207,8 +209,6 @@ class Rewards:
             stage, tau = episode.scene
             return ((stage + tau) / self.stages).astype(np.float64)
         if self.name == "prm":
-            from headway.perception.preprocess import resize_frames
-
             model = self.potential.model
             images = {v: resize_frames(episode.images[v], self.image_size) for v in self.views if episode.images and v in episode.images}
             if not images:
@@ -241,9 +241,6 @@ def checked(value: float, what: str, step: int) -> float:
 # -- references ------------------------------------------------------------------------------------
 def load_references(config: OnlineRLConfig, count: int, env) -> list:
     """One frozen copy of the init policy per env (a chunking policy keeps a per-episode queue)."""
-    from headway.policy.evaluate import check_policy_fits
-    from headway.policy.interface import load_policy
-
     policies = [load_policy(config.init, device="cpu") for _ in range(count)]
     check_policy_fits(policies[0], config.task, env)
     object_dim = getattr(policies[0], "object_dim", None)
@@ -278,8 +275,6 @@ def demo_buffer(config: OnlineRLConfig, rewards: Rewards, reference, obs_dim: in
     """n-step demonstration transitions with this run's rewards, and the reference's action at every
     demonstration state (it acts through each episode in order, as online). Also returns all demo
     states and their reference actions (for normalisation and the actor's first fit)."""
-    from headway.policy.replay import demo_transitions, read_demo_episodes
-
     views = tuple(dict.fromkeys(rewards.views + tuple(reference.views)))
     episodes = read_demo_episodes(config.demos, views, config.demo_episodes)
     if episodes[0].obs.shape[1] != obs_dim or episodes[0].action.shape[1] != action_dim:
@@ -413,15 +408,11 @@ def run_online_rl(config: OnlineRLConfig, resume: bool = False, on_eval=None, ov
 
 def _run_ibrl(config: OnlineRLConfig, resume: bool, on_eval, overwrite: bool) -> dict:
     """Method ibrl: act through the frozen init policy, an RL actor chosen by the critic ensemble."""
-    from headway.policy.vec_env import VecEnv, VecEnvSpec
-
     started = time.perf_counter()
     out = open_run(config, resume, overwrite)
     rng = np.random.default_rng(config.seed)
     torch.manual_seed(config.seed)
     rewards = Rewards(config, config.num_envs)
-    from headway.policy.interface import load_policy
-
     policy_views = tuple(load_policy(config.init).views)
     train_views = tuple(dict.fromkeys(rewards.views + policy_views))
     image_size = rewards.image_size if rewards.views else getattr(load_policy(config.init), "image_size", None) or 84
@@ -574,8 +565,6 @@ def hacking_flag(train_rows: list[dict], eval_success: list[float]) -> bool:
 def awr_anchor(policy, config: OnlineRLConfig):
     """The demonstrations the init policy was cloned from (its checkpoint names them), as BC samples;
     `config.demos` instead when the checkpoint does not say. The anchor adds no new demonstrations."""
-    from headway.policy.bc_data import load_bc_samples
-
     train = policy.meta.get("train", {})
     named = bool(train.get("dataset")) and train.get("episode_ids") is not None
     dataset, episodes = (Path(train["dataset"]), train["episode_ids"]) if named else (config.demos, None)
@@ -586,10 +575,6 @@ def awr_anchor(policy, config: OnlineRLConfig):
 
 def _run_awr(config: OnlineRLConfig, resume: bool, on_eval, overwrite: bool) -> dict:
     """Method awr: noisy episodes of the current policy, an AWR update after each."""
-    from headway.policy.bc import BCPolicy
-    from headway.policy.interface import load_policy
-    from headway.policy.vec_env import VecEnv, VecEnvSpec
-
     started = time.perf_counter()
     out = open_run(config, resume, overwrite)
     rng = np.random.default_rng(config.seed)
@@ -604,8 +589,6 @@ def _run_awr(config: OnlineRLConfig, resume: bool, on_eval, overwrite: bool) -> 
     eval_env = VecEnv(VecEnvSpec(config.task, (), 84, config.horizon), config.num_envs, config.processes)
     logs, last_good = None, -1
     try:
-        from headway.policy.evaluate import check_policy_fits
-
         check_policy_fits(init, config.task, env)
         net = init.net
         actors = [BCPolicy(net, init.meta) for _ in range(config.num_envs)]  # one action queue per env, one network
@@ -623,8 +606,6 @@ def _run_awr(config: OnlineRLConfig, resume: bool, on_eval, overwrite: bool) -> 
             step, episode_counter, info = state["step"], state["episodes"], state["info"]
             started -= state["seconds"]
         else:
-            from headway.policy.replay import read_demo_episodes
-
             demo_obs = [e.obs for e in read_demo_episodes(config.demos)] if config.demos is not None else []
             first = [obs_vector(o) for o, _ in env.reset(list(range(config.num_envs)), [config.seed * TRAIN_SEED_STRIDE + 99_999 - i for i in range(config.num_envs)])]
             learner.fit_normaliser(np.concatenate(demo_obs) if demo_obs else np.stack(first))

@@ -55,11 +55,15 @@ from headway.atomic import atomic_write_json, latest_checkpoint, publish_checkpo
 from headway.csvlog import CsvLog, read_rows
 from headway.errors import HeadwayError
 from headway.policy.evaluate import DEFAULT_EVAL_SEED, run_eval_episode, summarize_episodes
-from headway.policy.replay import ReplayBuffer, fill_demo_buffer, mixed_batch, read_demo_episodes
-from headway.policy.reward_sources import OnlineReward, RewardNaNError, check_shaping, default_shaping, make_reward_source
+from headway.policy.interface import load_policy
+from headway.policy.replay import ReplayBuffer, demo_transitions, fill_demo_buffer, mixed_batch, read_demo_episodes
+from headway.policy.reward_sources import REWARD_SOURCES, OnlineReward, RewardNaNError, check_shaping, default_shaping, make_reward_source
 from headway.policy.sac import SACAgent, SACConfig, SACPolicy, SACPolicyConfig, observation_vector
+from headway.reward.shaping import SHAPINGS
 from headway.run_dir import RunDir
-from headway.runtime import torch_threads
+from headway.runtime import default_device, torch_threads
+from headway.sim.env import MIN_IMAGE_SIZE, EnvConfig, HeadwayEnv
+from headway.sim.task import get_task
 
 TRAIN_SEED_STRIDE = 100_000
 TRAIN_FIELDS = ["step", "episode", "return", "task_return", "success", "length", "seconds"]
@@ -99,8 +103,6 @@ class RLConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        from headway.sim.task import get_task
-
         self.out = Path(self.out)
         self.init = Path(self.init) if self.init is not None else None
         self.demos = Path(self.demos) if self.demos is not None else None
@@ -150,9 +152,6 @@ class RLConfig:
 # -- small helpers ------------------------------------------------------------------------------------
 def _check_names(reward: str, shaping: str | None) -> None:
     """Unknown reward-source or shaping names fail before any work, listing the valid ones."""
-    from headway.policy.reward_sources import REWARD_SOURCES
-    from headway.reward.shaping import SHAPINGS
-
     name = reward.partition(":")[0]
     if name not in REWARD_SOURCES:
         valid = ", ".join("prm:CKPT" if n == "prm" else n for n in sorted(REWARD_SOURCES.names()))
@@ -166,8 +165,6 @@ def _train_seed(config: RLConfig, episode: int) -> int:
 
 
 def _make_env(config: RLConfig, views: tuple[str, ...], image_size: int):
-    from headway.sim.env import MIN_IMAGE_SIZE, EnvConfig, HeadwayEnv
-
     # no cameras at all when the reward needs none: rendering dominates the cost of a step
     return HeadwayEnv(
         EnvConfig(
@@ -272,8 +269,6 @@ def _demo_observation(episode, t: int, state_dim: int) -> dict:
 
 
 def _distil(agent: SACAgent, config: RLConfig, episodes, state_dim: int, device: torch.device) -> dict:
-    from headway.policy.interface import load_policy
-
     teacher = load_policy(config.init, device=config.device)
     if teacher.task != config.task:
         raise HeadwayError(f"--init {config.init} is a policy for task {teacher.task!r}, not {config.task!r}; pass a {config.task} policy")
@@ -295,8 +290,6 @@ def _distil(agent: SACAgent, config: RLConfig, episodes, state_dim: int, device:
 
 
 def _pretrain(agent: SACAgent, config: RLConfig, episodes, device: torch.device) -> dict:
-    from headway.policy.replay import demo_transitions
-
     obs, actions = [], []
     for episode in episodes:
         if episode.success.any():
@@ -319,16 +312,12 @@ def _pretrain(agent: SACAgent, config: RLConfig, episodes, device: torch.device)
 def train_rl(config: RLConfig, resume: bool = False, overwrite: bool = False) -> dict:
     """Train (or continue, with `resume`; or start over, with `overwrite`) a run in `config.out`;
     returns a summary with the final success rate, the learning-curve PNG and the policy folder."""
-    from headway.runtime import default_device
-
     with torch_threads(config.threads if default_device(config.device).type == "cpu" else None):
         return _train_rl(config, resume, overwrite)
 
 
 def _train_rl(config: RLConfig, resume: bool, overwrite: bool) -> dict:
     from torch.utils.tensorboard import SummaryWriter
-
-    from headway.runtime import default_device
 
     started = time.perf_counter()
     out = config.out
@@ -365,8 +354,6 @@ def _train_rl(config: RLConfig, resume: bool, overwrite: bool) -> dict:
         else:
             views = tuple(source.views) if source.has_potential else ()
             if config.init is not None:
-                from headway.policy.interface import load_policy
-
                 views = tuple(dict.fromkeys(views + tuple(load_policy(config.init).views)))
             episodes = read_demo_episodes(config.demos, views, config.demo_episodes)
             if episodes[0].obs.shape[1] != state_dim + object_dim or episodes[0].action.shape[1] != action_dim:

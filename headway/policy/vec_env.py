@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from headway.errors import HeadwayError
+from headway.sim.env import MIN_IMAGE_SIZE, EnvConfig, HeadwayEnv
 
 
 @dataclass(frozen=True)
@@ -35,8 +36,6 @@ class VecEnvSpec:
 
 
 def make_env(spec: VecEnvSpec):
-    from headway.sim.env import MIN_IMAGE_SIZE, EnvConfig, HeadwayEnv
-
     return HeadwayEnv(
         EnvConfig(
             spec.task,
@@ -61,7 +60,7 @@ class OracleProgress:
         self.start = {}
 
     def __call__(self) -> float:
-        from headway.sim.rollout import scene_stage_now
+        from headway.sim.rollout import scene_stage_now  # deferred: sim.rollout loads robosuite/mujoco
 
         task, state = self.env.task, self.env.state()
         stage = scene_stage_now(task, state, self.env)

@@ -52,9 +52,13 @@ from urllib.parse import parse_qsl
 
 import numpy as np
 
+from headway import __version__
+from headway.atomic import atomic_write_json
 from headway.errors import HeadwayError, unknown_name
+from headway.perception.preprocess import resize_frames
 from headway.reward.gvl_prompt import GVLAnswerError, build_prompt, parse_answer
 from headway.reward.interface import RewardOutput
+from headway.runtime import default_device
 
 FORMAT = "headway.gvl"
 FORMAT_VERSION = 1
@@ -232,8 +236,6 @@ class GVLRewardModel:
         import torch
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
-        from headway.runtime import default_device
-
         target = default_device(device)
         local = Path(config.model).exists()
         dtype = config.dtype
@@ -337,8 +339,6 @@ class GVLRewardModel:
     def score_view(self, frames: np.ndarray, task: str, view: str) -> tuple[np.ndarray, BadAnswer | None]:
         """Progress (T,) of one view's frames, or NaNs and the BadAnswer when every attempt failed
         (raised instead when on_bad_answer="error")."""
-        from headway.perception.preprocess import resize_frames
-
         config = self.config
         length = len(frames)
         asked = query_frames(length, config.max_frames)
@@ -425,9 +425,6 @@ class GVLRewardModel:
     def save(self, path: Path) -> None:
         """Write `config.json` (format headway.gvl) with these settings to the folder `path`. The VLM
         itself is not copied: the folder names it, and `gvl:PATH` loads it from there again."""
-        from headway import __version__
-        from headway.atomic import atomic_write_json
-
         path = Path(path)
         if (path / "config.json").exists() and _saved_settings(path) is None:
             raise HeadwayError(f"{path} already holds another config.json; save the GVL settings to an empty folder")

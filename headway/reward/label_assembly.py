@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from headway.reward.label_scoring import episode_file, load_staged
+from headway.reward.rabc import EPSILON, RABCStatistics, progress_deltas, weights_from_deltas
+from headway.reward.shaping import potential_based_rewards
 
 CARD_FILE = "labels.json"
 PROGRESS_FILE = "sarm_progress.parquet"
@@ -32,9 +34,6 @@ def assemble_labels(partial: Path, episodes: list[int], identity: dict, stage_na
     """Write the final label table and LeRobot progress file from the staged episodes, two streaming passes."""
     import pyarrow as pa
     import pyarrow.parquet as pq
-
-    from headway.reward.rabc import EPSILON, RABCStatistics, progress_deltas, weights_from_deltas
-    from headway.reward.shaping import potential_based_rewards
 
     chunk, gamma = identity["chunk_size"], identity["gamma"]
     stats = (0, 0.0, 0.0)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from headway.datasets.reader import IMAGE_PREFIX
 from headway.errors import HeadwayError
+from headway.reward.loading import load_reward_model, reward_model_spec
 
 
 def resolve_dataset(dataset: Path | str, allow_download: bool = False) -> Path:
@@ -36,8 +37,6 @@ def resolve_dataset(dataset: Path | str, allow_download: bool = False) -> Path:
 
 def load_model(path: Path | str, device: str | None):
     """Load any headway reward model; every failure becomes an error that names the checkpoint."""
-    from headway.reward.loading import load_reward_model
-
     try:
         return load_reward_model(path, device)
     except HeadwayError:
@@ -106,8 +105,6 @@ def dataset_fingerprint(root: Path) -> str:
 def model_fingerprint(path: Path | str) -> str:
     """sha256 of a checkpoint folder's files (its config and weights; training state excluded); for a
     `PREFIX:REST` model spec, of the spec and of the files of the local folder it names, if any."""
-    from headway.reward.loading import reward_model_spec
-
     digest = hashlib.sha256()
     spec = reward_model_spec(path)
     if spec is not None:

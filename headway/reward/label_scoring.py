@@ -13,6 +13,7 @@ import numpy as np
 from headway.atomic import atomic_write_bytes
 from headway.datasets.reader import DatasetReader, Episode
 from headway.errors import HeadwayError
+from headway.perception.preprocess import resize_frames
 
 
 def episode_file(partial: Path, index: int) -> Path:
@@ -52,8 +53,6 @@ def _check_state(episode: Episode) -> np.ndarray | None:
 
 
 def score_episode(model, episode: Episode, mapping: dict[str, str], batch_size: int) -> dict[str, np.ndarray]:
-    from headway.perception.preprocess import resize_frames
-
     state = _check_state(episode)
     images = {view: resize_frames(episode.images[key], model.image_size) for view, key in mapping.items()}
     output = model.score_episode(images, episode.task, state, batch_size)

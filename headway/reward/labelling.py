@@ -43,7 +43,10 @@ from headway.errors import HeadwayError
 from headway.executors import ray_settings
 from headway.reward.label_assembly import CARD_FILE, PROGRESS_FILE, TABLE_FILE, assemble_labels
 from headway.reward.label_inputs import dataset_fingerprint, load_model, match_views, model_fingerprint, resolve_dataset
+from headway.reward.label_outputs import draw_plots, write_labelled_dataset
 from headway.reward.label_scoring import episode_file, score_episodes
+from headway.reward.loading import reward_model_spec
+from headway.reward.ray_labelling import score_on_ray
 from headway.run_dir import RunDir
 from headway.runtime import torch_threads
 
@@ -236,8 +239,6 @@ def label_dataset(config: LabelConfig, resume: bool = False, overwrite: bool = F
     started = time.perf_counter()
     root = resolve_dataset(config.dataset, config.allow_download)
     reader = DatasetReader(root)
-    from headway.reward.loading import reward_model_spec
-
     spec = reward_model_spec(config.model)
     model_path = Path(config.model)
     if spec is None and not model_path.exists():
@@ -292,8 +293,6 @@ def label_dataset(config: LabelConfig, resume: bool = False, overwrite: bool = F
             scoring_started = time.perf_counter()
             settings = ray_settings(config.executor, config.address, config.workers, config.gpus_per_worker)
             if settings is not None:  # the Ray scorer stages the same files (headway/reward/ray_labelling.py)
-                from headway.reward.ray_labelling import score_on_ray
-
                 worker_model = spec or str(model_path.resolve())
                 scored_frames, ray_startup = score_on_ray(reader, worker_model, config.device, mapping, todo, partial,
                                                           config.batch_size, config.threads or 1, settings, progress)
@@ -345,12 +344,8 @@ def label_dataset(config: LabelConfig, resume: bool = False, overwrite: bool = F
         notes=notes,
     )
     if config.plots:
-        from headway.reward.label_outputs import draw_plots
-
         summary.plots = draw_plots(reader, out / TABLE_FILE, episodes[: config.plots], mapping, model.image_size, out / PLOTS_DIR)
     if config.write_dataset is not None:
-        from headway.reward.label_outputs import write_labelled_dataset
-
         summary.dataset_copy = write_labelled_dataset(root, out / TABLE_FILE, config.write_dataset, overwrite=overwrite)
     summary.total_seconds = time.perf_counter() - started
     return summary

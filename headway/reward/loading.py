@@ -7,6 +7,7 @@ from pathlib import Path
 
 from headway.checkpoint import load_by_format
 from headway.registry import Registry
+from headway.reward.gvl import GVLRewardModel
 from headway.reward.interface import RewardModel
 
 # format name (config.json "format") -> loader(path, device) -> RewardModel
@@ -14,7 +15,7 @@ REWARD_MODEL_FORMATS: Registry[Callable[[Path, str | None], RewardModel]] = Regi
 
 
 def _load_stage_reward(path: Path, device: str | None) -> RewardModel:
-    from headway.reward.stage_reward import StageRewardModel
+    from headway.reward.stage_reward import StageRewardModel  # deferred: torch
 
     return StageRewardModel.load(path, device=device)
 
@@ -23,7 +24,7 @@ REWARD_MODEL_FORMATS.register("headway.stage_reward", _load_stage_reward)
 
 
 def _load_keypoint_reward(path: Path, device: str | None) -> RewardModel:
-    from headway.reward.keypoint_reward import KeypointRewardModel
+    from headway.reward.keypoint_reward import KeypointRewardModel  # deferred: torch (and a cycle: keypoint_reward imports this module)
 
     return KeypointRewardModel.load(path, device=device)
 
@@ -38,9 +39,6 @@ REWARD_MODEL_SPECS: Registry[Callable[[str, str | None], RewardModel]] = Registr
 
 def _load_gvl(rest: str, device: str | None) -> RewardModel:
     """`gvl:MODEL[?views=a,b&max_frames=16&...]`: zero-shot VLM progress (options: headway.reward.gvl)."""
-    # imported here: transformers and torch load only when a GVL model is asked for
-    from headway.reward.gvl import GVLRewardModel
-
     return GVLRewardModel.from_pretrained(rest, device)
 
 
@@ -49,7 +47,7 @@ REWARD_MODEL_SPECS.register("gvl", _load_gvl)
 
 def _load_lerobot(rest: str, device: str | None) -> RewardModel:
     """`lerobot:TYPE:PATH`: any lerobot reward model (sarm, robometer, topreward, reward_classifier)."""
-    # imported here: lerobot's reward stack loads only when one of its models is asked for
+    # deferred: torch, and lerobot's reward stack, load only when one of its models is asked for
     from headway.reward.lerobot_reward import load_lerobot_reward_model
 
     return load_lerobot_reward_model(rest, device)

@@ -30,7 +30,7 @@ GROUP_BYTES = 64 << 20  # decoded pixels per work item, at most: a few episodes 
 
 def decode_episodes(job: tuple[str, tuple[int, ...], list[str]]) -> list:
     """Ray (preparing actor): decode episodes `indices` of the dataset at `root` (views = dataset camera keys)."""
-    from headway.datasets.reader import DatasetReader
+    from headway.datasets.reader import DatasetReader  # deferred: pandas/pyarrow, in the Ray worker that decodes
 
     root, indices, views = job
     if not (Path(root) / "meta" / "info.json").exists():
@@ -76,7 +76,7 @@ class EpisodeScorer:
 
         import torch
 
-        from headway.reward.label_inputs import load_model
+        from headway.reward.label_inputs import load_model  # deferred: pandas/pyarrow (dataset reader), in the Ray worker
 
         # frames arrive read-only from Ray's object store; the model copies them into its batches
         warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
@@ -85,7 +85,7 @@ class EpisodeScorer:
         self.mapping, self.batch_size = mapping, batch_size
 
     def run(self, episodes: list) -> list[dict]:
-        from headway.reward.label_scoring import score_episode
+        from headway.reward.label_scoring import score_episode  # deferred: pandas/pyarrow (dataset reader), in the Ray worker
 
         return [score_episode(self.model, episode, self.mapping, self.batch_size) for episode in episodes]
 
@@ -104,7 +104,7 @@ def score_on_ray(
 ) -> tuple[int, float]:
     """Score and stage the episodes in `todo` of the dataset `reader` reads on Ray. Returns (frames
     scored, start-up seconds: connecting to Ray and the workers loading the model)."""
-    from headway.reward.label_scoring import episode_file, stage_scores
+    from headway.reward.label_scoring import episode_file, stage_scores  # deferred: pandas/pyarrow (dataset reader)
 
     if not todo:  # every episode staged already (a run killed during assembly): no Ray needed
         return 0, 0.0

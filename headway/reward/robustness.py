@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from headway.atomic import atomic_write_bytes, atomic_write_json
+from headway.errors import HeadwayError
 from headway.perception.preprocess import resize_frames
 from headway.reward.evaluate import METRIC_KEYS, baseline_outputs, compute_metrics, score_dataset
 from headway.reward.interface import RewardOutput
@@ -80,8 +82,6 @@ def conditions_from(
 ) -> list[Condition]:
     """The report's rows: each dataset (under `task_text` when given), then the first dataset under
     each extra wording, frame step and size."""
-    from headway.errors import HeadwayError
-
     roots = [Path(r) for r in roots]
     if not roots:
         raise HeadwayError("give at least one --dataset")
@@ -242,8 +242,6 @@ def plot_report(report: dict, path: Path, title: str | None = None) -> None:
 
 def write_report(report: dict, out: Path, title: str | None = None) -> list[Path]:
     """`out`.json, `out`.md and `out`.png (out is a path prefix)."""
-    from headway.atomic import atomic_write_bytes, atomic_write_json
-
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     paths = [out.with_suffix(".json"), out.with_suffix(".md"), out.with_suffix(".png")]

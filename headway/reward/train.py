@@ -26,6 +26,7 @@ from headway.datasets.annotations import temporal_proportions
 from headway.datasets.reader import DatasetReader
 from headway.errors import HeadwayError
 from headway.perception.encoders import build_encoder
+from headway.perception.feature_cache import FeatureCache, cache_dataset_features, dataset_fingerprint
 from headway.perception.preprocess import color_jitter, random_rotate_crop, random_shift
 from headway.reward.labels import StagePrior
 from headway.reward.stage_model import StageModelConfig, StageRewardNet, task_tensors
@@ -419,8 +420,6 @@ def _shift_groups(batch, shift_per: str) -> torch.Tensor | None:
 def cached_features(readers, encoder, views, cache_root: Path | None, progress: bool, build: bool = True):
     """Encode each dataset once with a frozen encoder (reusing earlier runs) and return a lookup.
     With `build=False` the cache is only read (a training process other than rank 0) and must be whole."""
-    from headway.perception.feature_cache import FeatureCache, cache_dataset_features, dataset_fingerprint
-
     root = Path(cache_root) if cache_root else Path.home() / ".cache" / "headway" / "features"
     cache = FeatureCache(root)
     spec = encoder.spec()

@@ -21,6 +21,7 @@ from headway.errors import HeadwayError
 from headway.perception.preprocess import resize_frames
 from headway.reward.labels import StagePrior, stage_targets
 from headway.reward.stage_model import window_indices
+from headway.reward.task_text import paraphrases
 from headway.stages import Subtask
 
 # Instructions used as mismatched-task negatives when the data has a single task.
@@ -189,8 +190,6 @@ class SegmentSampler:
         seed: int = 0,
         paraphrase_prob: float = 0.0,
     ) -> None:
-        from headway.reward.task_text import paraphrases
-
         self.episodes = episodes
         self.window = window
         self.stride = stride

@@ -64,7 +64,7 @@ _GRIPPER_HOSTS = ("gripper0_",)
 
 
 def _lift_points(state: State) -> dict[str, np.ndarray]:
-    from headway.sim.tasks.lift import LIFT_HEIGHT
+    from headway.sim.tasks.lift import LIFT_HEIGHT  # deferred: robosuite (see above)
 
     cube = state["cube"]
     return {
@@ -75,7 +75,7 @@ def _lift_points(state: State) -> dict[str, np.ndarray]:
 
 
 def _stack_points(state: State) -> dict[str, np.ndarray]:
-    from headway.sim.tasks.stack import CLEARANCE
+    from headway.sim.tasks.stack import CLEARANCE  # deferred: robosuite (see above)
 
     b = state["cubeB"]
     place_z = state["cubeB_top"] + state["cubeA_half"]
@@ -88,7 +88,7 @@ def _stack_points(state: State) -> dict[str, np.ndarray]:
 
 
 def _can_points(state: State) -> dict[str, np.ndarray]:
-    from headway.sim.tasks.pick_place_can import CARRY, RELEASE, drop_point
+    from headway.sim.tasks.pick_place_can import CARRY, RELEASE, drop_point  # deferred: robosuite (see above)
 
     drop = drop_point(state)
     return {
@@ -100,7 +100,7 @@ def _can_points(state: State) -> dict[str, np.ndarray]:
 
 
 def _door_points(state: State) -> dict[str, np.ndarray]:
-    from headway.sim.tasks.door import OPEN_ANGLE, arc_point
+    from headway.sim.tasks.door import OPEN_ANGLE, arc_point  # deferred: robosuite (see above)
 
     return {GRIPPER: state["eef"], "handle": state["handle"], "handle_open": arc_point(state, OPEN_ANGLE + 0.05)}
 

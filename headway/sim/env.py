@@ -10,6 +10,7 @@ import gymnasium as gym
 import numpy as np
 
 from headway.errors import HeadwayError, unknown_name
+from headway.sim.randomization import SceneRandomizer, validate_randomization
 from headway.sim.task import State, Task, get_task
 
 
@@ -35,8 +36,6 @@ class EnvConfig:
     randomize: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        from headway.sim.randomization import validate_randomization
-
         self.views = tuple(self.views)
         self.randomize = validate_randomization(dict(self.randomize or {}))
         get_task(self.task)  # raises with the valid names
@@ -97,14 +96,12 @@ class HeadwayEnv(gym.Env):
                 **kwargs,
             )
         if self.config.fast_render:
-            from headway.sim.rendering import apply_fast_rendering
+            from headway.sim.rendering import apply_fast_rendering  # deferred: rendering imports robosuite
 
             apply_fast_rendering(self._env.sim.model._model)
         self._randomizer = None
         self.scene = None  # the last episode's RandomizedScene when randomising
         if self.config.randomize:
-            from headway.sim.randomization import SceneRandomizer
-
             self._randomizer = SceneRandomizer(self._env, self.config.randomize, tuple(views))
         low, high = self._env.action_spec
         self.action_space = gym.spaces.Box(low.astype(np.float32), high.astype(np.float32))
@@ -171,13 +168,13 @@ class HeadwayEnv(gym.Env):
         return self.task.read_state(self._env)
 
     def intrinsics(self, view: str) -> np.ndarray:
-        from headway.sim.rendering import camera_intrinsics
+        from headway.sim.rendering import camera_intrinsics  # deferred: rendering imports robosuite
 
         self._check_view(view)
         return camera_intrinsics(self._env.sim, view, self.config.image_size)
 
     def extrinsics(self, view: str) -> np.ndarray:
-        from headway.sim.rendering import camera_extrinsics
+        from headway.sim.rendering import camera_extrinsics  # deferred: rendering imports robosuite
 
         self._check_view(view)
         return camera_extrinsics(self._env.sim, view)

@@ -92,12 +92,13 @@ TASKS: Registry[Task] = Registry("task")
 
 def get_task(name: str) -> Task:
     """The registered task `name` (error lists the valid names)."""
+    # deferred: the built-in tasks load robosuite, and import TASKS from here (a cycle)
     import headway.sim.tasks  # noqa: F401  (registers the built-in tasks)
 
     return TASKS.get(name)
 
 
 def task_names() -> list[str]:
-    import headway.sim.tasks  # noqa: F401
+    import headway.sim.tasks  # noqa: F401  (deferred: robosuite, and a cycle, as in get_task)
 
     return TASKS.names()
