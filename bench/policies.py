@@ -32,7 +32,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from headway.atomic import atomic_write_json
 from headway.datasets.collect import HARD_MIX
@@ -41,6 +40,7 @@ from headway.policy.bc import BCConfig, BCPolicy, train_bc
 from headway.policy.bc_data import load_bc_samples
 from headway.policy.evaluate import evaluate_policy
 from headway.policy.iql import IQLConfig, train_iql
+from headway.runtime import set_torch_threads
 
 sys.path.insert(0, str(Path(__file__).parent))
 from fixtures import simulated_dataset, trained_reward_model  # noqa: E402
@@ -203,7 +203,7 @@ def main() -> None:
     unknown = [r for r in args.rows if r not in ROWS]
     if unknown or not args.seeds or len(set(args.seeds)) != len(args.seeds):
         parser.error(f"unknown rows {unknown} or empty/repeated --seeds")
-    torch.set_num_threads(1)
+    set_torch_threads(1)
     args.work.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     results, checks, data = {}, {}, {}

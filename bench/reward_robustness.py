@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 
 from headway.run_dir import partial_dir
+from headway.runtime import set_torch_threads
 
 TRAIN_RANDOMIZE = "camera=1,lighting=1,texture=0.3,color=0.3"
 # held-out shifts: every strength above the training one, drawn from a held-out seed
@@ -117,11 +118,9 @@ def collect_sets(args) -> dict[str, Path]:
 
 
 def train_models(args, sets: dict[str, Path]) -> dict[str, Path]:
-    import torch
-
     from headway.reward.train import TrainConfig, train_reward_model
 
-    torch.set_num_threads(1)
+    set_torch_threads(1)
     models = {
         "nominal": ([sets["train_nominal"]], {}),
         "randomized": ([sets["train_randomized"]], AUGMENT),
@@ -141,12 +140,10 @@ def train_models(args, sets: dict[str, Path]) -> dict[str, Path]:
 
 
 def score_models(args, sets: dict[str, Path], models: dict[str, Path]) -> dict[str, dict]:
-    import torch
-
     from headway.reward.loading import load_reward_model
     from headway.reward.robustness import conditions_from, render_table, robustness_report, write_report
 
-    torch.set_num_threads(1)
+    set_torch_threads(1)
     tests = [name for name in sets if name.startswith("test_")]
     wordings = list(WORDINGS[args.task][: args.wordings])
     if args.wordings and WORDINGS[args.task][-1] not in wordings:

@@ -46,6 +46,7 @@ from fixtures import simulated_dataset, trained_reward_model  # bench/ is on sys
 from headway.atomic import atomic_write_json
 from headway.commands import integers_argument, names_argument
 from headway.policy.rl_stats import point_intervals, steps_to_threshold, worst_drop
+from headway.runtime import set_torch_threads
 
 VARIANTS = {  # name -> (reward, shaping, uncertainty penalty used)
     "sparse": ("sparse", "none", False),
@@ -120,11 +121,9 @@ def run_config(args: argparse.Namespace, variant: str, seed: int, init: Path, de
 
 
 def train_one(config) -> dict:
-    import torch
-
     from headway.policy.rl_runner import run_online_rl
 
-    torch.set_num_threads(1)
+    set_torch_threads(1)
     done = config.out / "summary.json"
     if done.exists() and (config.out / "config.json").exists():  # finished earlier with these settings: reuse it
         summary = json.loads(done.read_text())
@@ -223,9 +222,7 @@ def main() -> None:
     if len(set(args.seeds)) != len(args.seeds):
         parser.error(f"--seeds must be distinct, got {args.seeds}")
     args.out.mkdir(parents=True, exist_ok=True)
-    import torch
-
-    torch.set_num_threads(1)
+    set_torch_threads(1)
     demos = args.demos or simulated_dataset(args.out / "data" / args.task, task=args.task, episodes=16, views=PRM_VIEWS, image_size=84, seed=0)
     model = None
     if any(VARIANTS[n][0] == "prm" for n in names):

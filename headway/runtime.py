@@ -20,11 +20,19 @@ def torch_threads(count: int | None = 1) -> Iterator[None]:
 
     before = torch.get_num_threads()
     if count is not None:
-        torch.set_num_threads(max(1, int(count)))
+        set_torch_threads(count)
     try:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def set_torch_threads(count: int) -> None:
+    """Set the intra-op thread count for the rest of the process (a long-lived worker's; elsewhere
+    prefer the scoped `torch_threads`)."""
+    import torch
+
+    torch.set_num_threads(max(1, int(count)))
 
 
 def default_device(device: str | torch.device | None = None) -> torch.device:

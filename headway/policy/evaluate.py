@@ -27,7 +27,7 @@ from tqdm import tqdm
 from headway.errors import HeadwayError
 from headway.executors import RaySession, RaySettings
 from headway.policy.interface import Policy
-from headway.runtime import torch_threads
+from headway.runtime import set_torch_threads, torch_threads
 from headway.sim.env import EnvConfig, HeadwayEnv
 from headway.sim.task import get_task
 
@@ -258,10 +258,8 @@ class EpisodeEvaluator:
     def __init__(self, policy: Policy, task: str, views: tuple[str, ...], size: int, horizon: int | None) -> None:
         import os
 
-        import torch
-
         os.environ.setdefault("MUJOCO_GL", "egl")
-        torch.set_num_threads(1)  # as the local loop's torch_threads(1)
+        set_torch_threads(1)  # as the local loop's torch_threads(1)
         self.policy, self.task, self.views, self.size, self.horizon = policy, task, views, size, horizon
         self.envs: dict[tuple[str, ...], object] = {}
 

@@ -21,6 +21,7 @@ import numpy as np
 
 from headway.errors import HeadwayError
 from headway.executors import RaySession, RaySettings
+from headway.runtime import set_torch_threads
 
 _READERS: dict[str, object] = {}  # one DatasetReader per dataset per worker process (its metadata is read once)
 
@@ -74,13 +75,11 @@ class EpisodeScorer:
     def __init__(self, model: str, device: str | None, mapping: dict[str, str], batch_size: int, threads: int) -> None:
         import warnings
 
-        import torch
-
         from headway.reward.label_inputs import load_model  # deferred: pandas/pyarrow (dataset reader), in the Ray worker
 
         # frames arrive read-only from Ray's object store; the model copies them into its batches
         warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-        torch.set_num_threads(threads)
+        set_torch_threads(threads)
         self.model = load_model(model, device)
         self.mapping, self.batch_size = mapping, batch_size
 
