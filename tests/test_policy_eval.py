@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from headway.policy.evaluate import DEFAULT_EVAL_SEED, run_eval_episode, run_vec_eval_episodes, summarize_episodes
 
