@@ -67,7 +67,9 @@ class RunDir:
     identity_file: its file name in the work area; finished: for a staged job, reads the identity
     of a finished output at `out` (None when `out` holds something else), None for an in-place job;
     defaults: identity values for settings added since older runs were written (the old behaviour);
-    flag: the command-line flag naming `out`, and formats: how to show a setting's value, for messages.
+    flag: the command-line flag naming `out`, and formats: how to show a setting's value, for messages;
+    older: for an in-place job, reads the settings of a folder written before it had `identity_file`
+    (None: such a folder is not one of this job's); the file is written when that run resumes.
     """
 
     def __init__(
@@ -81,10 +83,11 @@ class RunDir:
         defaults: dict | None = None,
         flag: str = "--out",
         formats: dict[str, Callable[[Any], str]] | None = None,
+        older: Callable[[Path], dict | None] | None = None,
     ) -> None:
         self.out = Path(out)
         self.job, self.identity, self.identity_file, self.flag = job, identity, identity_file, flag
-        self.finished, self.defaults, self.formats = finished, defaults or {}, formats or {}
+        self.finished, self.defaults, self.formats, self.older = finished, defaults or {}, formats or {}, older
         self.staged = finished is not None
 
     @property
@@ -92,16 +95,14 @@ class RunDir:
         """The folder the job writes into while it runs."""
         return partial_dir(self.out) if self.staged else self.out
 
-    def open(self, resume: bool = False, overwrite: bool = False, write: bool = True) -> State:
-        """Check `out` (and the partial area) against this run and prepare the work area.
-
-        write=False checks only (the non-writing processes of a distributed job)."""
+    def open(self, resume: bool = False, overwrite: bool = False) -> State:
+        """Check `out` (and the partial area) against this run and prepare the work area."""
         if self.out.exists() and not self.out.is_dir():
             raise HeadwayError(f"{self.flag} {self.out} is a file; pass a folder")
         state = self._open_staged(resume, overwrite) if self.staged else self._open_in_place(resume, overwrite)
-        if write and state != "complete":
+        if state != "complete":
             self.work.mkdir(parents=True, exist_ok=True)
-            if state == "fresh":
+            if not (self.work / self.identity_file).exists():  # fresh, or resumed from a folder older than the file
                 atomic_write_json(self.work / self.identity_file, self.identity)
         return state
 
@@ -134,7 +135,7 @@ class RunDir:
             if overwrite:
                 shutil.rmtree(partial)
                 return "fresh"
-            self._check_resumable(partial, resume, f"an interrupted {self.job} is in {partial}")
+            self._check_resumable(partial, self._saved(partial), resume, f"an interrupted {self.job} is in {partial}")
             return "resume"
         if found is None or overwrite:
             return "fresh"
@@ -152,7 +153,9 @@ class RunDir:
     def _open_in_place(self, resume: bool, overwrite: bool) -> State:
         if not (self.out.exists() and any(self.out.iterdir())):
             return "fresh"
-        if not (self.out / self.identity_file).exists():
+        saved = self.out / self.identity_file
+        found = read_json(saved) if saved.exists() else self.older(self.out) if self.older else None
+        if found is None:
             raise HeadwayError(
                 f"{self.flag} {self.out} holds other files and no {self.identity_file}, so not a headway {self.job}; "
                 f"choose another {self.flag}"
@@ -161,14 +164,17 @@ class RunDir:
             for item in self.out.iterdir():
                 shutil.rmtree(item) if item.is_dir() else item.unlink()
             return "fresh"
-        self._check_resumable(self.out, resume, f"{self.out} already holds a {self.job}")
+        self._check_resumable(self.out, with_defaults(self.defaults, found), resume, f"{self.out} already holds a {self.job}")
         return "resume"
 
-    def _check_resumable(self, folder: Path, resume: bool, there: str) -> None:
+    def _saved(self, folder: Path) -> dict:
+        """The settings file in `folder`, with settings added since filled from the defaults ({} if missing)."""
+        saved = folder / self.identity_file
+        return with_defaults(self.defaults, read_json(saved)) if saved.exists() else {}
+
+    def _check_resumable(self, folder: Path, found: dict, resume: bool, there: str) -> None:
         if not resume:
             raise HeadwayError(f"{there}; pass --resume to continue it or --overwrite to start over")
-        saved = folder / self.identity_file
-        found = with_defaults(self.defaults, read_json(saved)) if saved.exists() else {}
         if found != self.identity:
             raise HeadwayError(
                 f"--resume: the {self.job} in {folder} used other settings ({'; '.join(differences(self.identity, found, self.formats))}); "

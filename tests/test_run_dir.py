@@ -100,3 +100,17 @@ def test_in_place_job_resumes_overwrites_and_fills_new_settings_with_defaults(tm
 
 def test_with_defaults_fills_nested_settings():
     assert with_defaults({"a": 1, "b": {"c": 2, "d": 3}}, {"b": {"c": 5}}) == {"a": 1, "b": {"c": 5, "d": 3}}
+
+
+def test_an_in_place_folder_older_than_its_settings_file_resumes_from_the_settings_it_kept(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "state").write_text(json.dumps({"lr": 1}))  # where an older version kept its settings
+
+    def run(lr: int) -> RunDir:
+        return RunDir(out, job="test run", identity={"lr": lr}, identity_file="config.json",
+                      older=lambda folder: json.loads((folder / "state").read_text()) if (folder / "state").exists() else None)
+
+    with pytest.raises(HeadwayError, match="lr: 1 there, 2 now"):
+        run(2).open(resume=True)
+    assert run(1).open(resume=True) == "resume" and json.loads((out / "config.json").read_text()) == {"lr": 1}

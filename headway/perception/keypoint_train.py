@@ -19,7 +19,6 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from headway.atomic import atomic_write_json
 from headway.datasets.reader import CAMERA_POSE_KEY as POSE_KEY
 from headway.datasets.reader import KEYPOINTS_KEY, DatasetReader
 from headway.datasets.reader import KEYPOINTS_VISIBLE_KEY as VISIBLE_KEY
@@ -275,11 +274,14 @@ def _open_out(config: KeypointTrainConfig, model_config: KeypointModelConfig, re
     training = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items() if k not in ("steps", "device", "max_minutes")}
     training["datasets"] = [str(d) for d in config.datasets]
     identity = {"training": training, "model": _weight_settings(model_config.to_dict())}
-    saved, state_path = config.out / TRAIN_CONFIG_FILE, config.out / STATE_FILE
-    if resume and state_path.exists() and not saved.exists():  # written before the settings had a file of their own
-        state = torch.load(state_path, map_location="cpu", weights_only=False)
-        atomic_write_json(saved, {"training": training, "model": _weight_settings(state["model_config"])})  # the model's own check
-    RunDir(config.out, job="keypoint-model training", identity=identity, identity_file=TRAIN_CONFIG_FILE).open(resume, overwrite)
+
+    def older(out: Path) -> dict | None:  # a folder from before train_config.json: its state's model settings, as checked then
+        state_path = out / STATE_FILE
+        if not state_path.exists():
+            return None
+        return {"training": training, "model": _weight_settings(torch.load(state_path, map_location="cpu", weights_only=False)["model_config"])}
+
+    RunDir(config.out, job="keypoint-model training", identity=identity, identity_file=TRAIN_CONFIG_FILE, older=older).open(resume, overwrite)
 
 
 def _weight_settings(model_config: dict) -> dict:

@@ -180,22 +180,29 @@ def run_eval_episode(policy: Policy, env, seed: int, record: bool) -> tuple[dict
     observation, _ = env.reset(seed=seed)
     policy.reset()
     frames: list[np.ndarray] = []
-    total = dense = 0.0
-    success, length = False, 0
+    row = _new_row(seed)
     while True:
         if record:
             frames.append(np.concatenate([observation["images"][v] for v in env.config.views], axis=1))
-        action = policy.act(observation)
-        observation, reward, terminated, truncated, info = env.step(action)
-        total += reward
-        dense += info["robosuite_dense_reward"]
-        length += 1
-        success = success or bool(info["success"])
+        observation, reward, terminated, truncated, info = env.step(policy.act(observation))
+        _add_step(row, reward, info)
         if terminated or truncated:
             break
     if record:
         frames.append(np.concatenate([observation["images"][v] for v in env.config.views], axis=1))
-    return {"seed": seed, "success": success, "return": total, "dense_return": dense, "length": length}, frames
+    return row, frames
+
+
+def _new_row(seed: int) -> dict:
+    return {"seed": seed, "success": False, "return": 0.0, "dense_return": 0.0, "length": 0}
+
+
+def _add_step(row: dict, reward: float, info: dict) -> None:
+    """Count one env step into an episode's row."""
+    row["success"] = row["success"] or bool(info["success"])
+    row["return"] += reward
+    row["dense_return"] += info["robosuite_dense_reward"]
+    row["length"] += 1
 
 
 def run_vec_eval_episodes(
@@ -222,7 +229,7 @@ def run_vec_eval_episodes(
         observation, _ = env.reset([slot], [seed + episode])[0]
         if start is not None:
             start(slot)
-        active[slot] = (episode, observation, {"seed": seed + episode, "success": False, "return": 0.0, "dense_return": 0.0, "length": 0})
+        active[slot] = (episode, observation, _new_row(seed + episode))
 
     for slot in range(min(env.num_envs, episodes)):
         begin(slot)
@@ -232,10 +239,7 @@ def run_vec_eval_episodes(
         for k, (s, result) in enumerate(zip(slots, env.step(actions, slots))):
             observation, reward, terminated, truncated, info = result
             episode, _, row = active[s]
-            row["success"] = row["success"] or bool(info["success"])
-            row["return"] += reward
-            row["dense_return"] += info["robosuite_dense_reward"]
-            row["length"] += 1
+            _add_step(row, reward, info)
             for name, values in counts.items():
                 row[name] = row.get(name, 0) + int(values[k])
             active[s] = (episode, observation, row)

@@ -446,11 +446,14 @@ def cached_features(readers, encoder, views, cache_root: Path | None, progress: 
 
 def _open_out(config: TrainConfig, resume: bool, overwrite: bool) -> None:
     """Check `--out` against this run (headway.run_dir) and prepare it."""
-    state_path, saved = config.out / TRAIN_STATE, config.out / TRAIN_CONFIG_FILE
-    if resume and state_path.exists() and not saved.exists():  # written before the settings had a file of their own
-        atomic_write_json(saved, torch.load(state_path, map_location="cpu", weights_only=False)["train_config"])
     RunDir(config.out, job="reward-model training", identity=_identity(config), identity_file=TRAIN_CONFIG_FILE,
-           defaults=_NEW_SETTINGS).open(resume, overwrite)
+           defaults=_NEW_SETTINGS, older=_settings_in_state).open(resume, overwrite)
+
+
+def _settings_in_state(out: Path) -> dict | None:
+    """A folder from before train_config.json: its settings, kept in the training state then."""
+    state_path = out / TRAIN_STATE
+    return torch.load(state_path, map_location="cpu", weights_only=False)["train_config"] if state_path.exists() else None
 
 
 def _identity(config: TrainConfig) -> dict:
@@ -488,7 +491,6 @@ def _save_state(path: Path, net, optimizer, schedule, sampler, step: int, config
         "schedule": schedule.state_dict(),
         **mine,
         "step": step,
-        "train_config": _identity(config),
         "world_size": len(ranks),
     }
     if len(ranks) > 1:
