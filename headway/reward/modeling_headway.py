@@ -18,7 +18,6 @@ from lerobot.rewards.pretrained import PreTrainedRewardModel
 
 from headway.errors import HeadwayError
 from headway.reward.configuration_headway import HeadwayConfig
-from headway.reward.stage_model import task_tensors
 from headway.reward.stage_reward import StageRewardModel
 
 
@@ -71,8 +70,7 @@ class HeadwayRewardModel(PreTrainedRewardModel):
         valid = indices >= 0
         valid[:, 0] = True
         times = indices.clamp(min=0).float() / model.config.fps
-        task_ids, task_offsets = task_tensors(self._tasks(batch, count), device)
-        output = model._output(model.net.temporal_forward(tokens, valid, times, task_ids, task_offsets))
+        output = model._output(model.net.temporal_forward(tokens, valid, times, self._tasks(batch, count)))
         fields = ("progress", "stage", "stage_probs", "success", "uncertainty")
         return {name: torch.from_numpy(getattr(output, name)) for name in fields}
 

@@ -4,7 +4,8 @@ Per frame: each view is encoded, tagged with a learned view embedding, and fused
 across whichever views are present (so any non-empty subset of the trained views can be scored).
 Per time step t: a transformer reads the episode's first frame plus W recent frames taken every
 `stride` frames (t-(W-1)*stride .. t, never later; a stride above 1 lets the same W slots see long
-enough to tell a stalled robot from one about to move), with the task text and the frames' time offsets (and, only if
+enough to tell a stalled robot from one about to move), with the task text (hashed words, or a frozen
+sentence encoder's embedding: `text_encoder.py`) and the frames' time offsets (and, only if
 configured, the absolute elapsed time, which lets a model learn the demonstrator's pace instead
 of the scene), and heads predict the stage,
 the progress within each stage, and success. An ensemble of heads gives an uncertainty.
@@ -12,6 +13,8 @@ the progress within each stage, and success. An ensemble of heads gives an uncer
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -22,6 +25,7 @@ from headway.errors import HeadwayError
 from headway.perception.encoders import FrameEncoder, build_encoder
 from headway.reward.labels import StagePrior
 from headway.reward.task_text import TEXT_BUCKETS, task_batch
+from headway.reward.text_encoder import HASHED, check_text_encoder, is_hashed, load_text_tower
 
 
 @dataclass
@@ -42,6 +46,9 @@ class StageModelConfig:
     fps: float = 20.0
     elapsed_time: bool = False  # feed absolute episode time (checkpoints before this option did)
     tasks: tuple[str, ...] = field(default_factory=tuple)
+    # task text: "hashed" (hashed words and word pairs; checkpoints without this field), "minilm" (the
+    # packaged all-MiniLM-L6-v2) or "hf:<folder or cached hub id>": a frozen text tower (text_encoder.py)
+    text_encoder: str = HASHED
 
     def __post_init__(self) -> None:
         self.views = tuple(self.views)
@@ -55,13 +62,20 @@ class StageModelConfig:
                 f"bad model sizes: window={self.window}, stride={self.stride}, ensemble={self.ensemble}, dim={self.dim}, heads={self.heads}"
             )
         self.prior  # validates the proportions
+        self.text_encoder = str(self.text_encoder).strip()
+        check_text_encoder(self.text_encoder)
 
     @property
     def prior(self) -> StagePrior:
         return StagePrior(self.stage_names, self.stage_proportions)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The settings a checkpoint stores. A hashed-text model leaves `text_encoder` out, so its
+        config.json is exactly what it was before the option (and older headway versions read it)."""
+        settings = asdict(self)
+        if is_hashed(self.text_encoder):
+            del settings["text_encoder"]
+        return settings
 
 
 class ViewFusion(nn.Module):
@@ -109,7 +123,12 @@ class StageRewardNet(nn.Module):
         self.fusion = ViewFusion(dim, len(config.views), config.heads)
         self.slot_embedding = nn.Parameter(torch.randn(config.window + 1, dim) * 0.02)  # slot 0: first frame
         self.time_projection = nn.Linear(2, dim)
-        self.task_embedding = nn.EmbeddingBag(TEXT_BUCKETS, dim, mode="mean")
+        if is_hashed(config.text_encoder):
+            self.task_embedding = nn.EmbeddingBag(TEXT_BUCKETS, dim, mode="mean")
+            self.text_tower = None
+        else:  # a frozen tower (a plain attribute: not in parameters or state dict) and a trained projection
+            self.text_tower = load_text_tower(config.text_encoder)
+            self.task_projection = nn.Linear(self.text_tower.dim, dim)
         layer = nn.TransformerEncoderLayer(dim, config.heads, 2 * dim, dropout=0.0, batch_first=True, norm_first=True)
         self.temporal = nn.TransformerEncoder(layer, config.layers, enable_nested_tensor=False)
         self.out_norm = nn.LayerNorm(dim)
@@ -127,16 +146,40 @@ class StageRewardNet(nn.Module):
         """Encoder features (N, V, E) and view presence (N, V) -> one fused token per frame (N, D)."""
         return self.fusion(self.view_projection(features), present)
 
+    # -- task text ---------------------------------------------------------------------------------
+    def task_vectors(self, tasks: Sequence[str] | torch.Tensor, offsets: torch.Tensor | None = None) -> torch.Tensor:
+        """Task strings (B,) -> (B, D) by the configured text encoder. A hashed-text model also takes
+        the (ids, offsets) pair of `task_text.task_batch`, as its callers passed before text towers."""
+        device = self.slot_embedding.device
+        if isinstance(tasks, torch.Tensor):
+            if self.text_tower is not None:
+                raise HeadwayError(
+                    f"this model reads its task text with {self.config.text_encoder}: pass the task strings, not hashed ids"
+                )
+            return self.task_embedding(tasks.to(device), offsets.to(device))
+        if self.text_tower is None:
+            ids, offsets = task_batch(list(tasks))
+            return self.task_embedding(ids.to(device), offsets.to(device))
+        # unit vectors scaled to unit-variance components, so the projection starts at the size of the tokens
+        embeddings = self.text_tower.embed(tasks).to(device) * math.sqrt(self.text_tower.dim)
+        return self.task_projection(embeddings)
+
     # -- per time step -----------------------------------------------------------------------------
     def temporal_forward(
-        self, window_tokens: torch.Tensor, window_valid: torch.Tensor, window_times: torch.Tensor, task_ids, task_offsets
+        self,
+        window_tokens: torch.Tensor,
+        window_valid: torch.Tensor,
+        window_times: torch.Tensor,
+        tasks: Sequence[str] | torch.Tensor,
+        task_offsets: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """Windows (B, W+1, D) = [first frame, oldest .. newest recent frame] -> predictions for the newest.
 
         `window_valid` (B, W+1) marks real slots (early in an episode some recent slots are empty);
-        `window_times` (B, W+1) are the frames' elapsed times in seconds.
+        `window_times` (B, W+1) are the frames' elapsed times in seconds; `tasks` the B task strings
+        (see `task_vectors`).
         """
-        task = self.task_embedding(task_ids, task_offsets)[:, None, :]
+        task = self.task_vectors(tasks, task_offsets)[:, None, :]
         absolute = window_times / 10.0 if self.config.elapsed_time else torch.zeros_like(window_times)
         elapsed = torch.stack([absolute, (window_times[:, -1:] - window_times) / 2.0], dim=-1)
         x = window_tokens + self.slot_embedding + self.time_projection(elapsed) + task
@@ -167,6 +210,8 @@ def window_indices(times: np.ndarray | int, window: int, stride: int = 1) -> tup
     return indices, valid
 
 
-def task_tensors(tasks: list[str], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    ids, offsets = task_batch(tasks)
-    return ids.to(device), offsets.to(device)
+def task_tensors(tasks: list[str], device: torch.device | None = None) -> tuple[list[str], None]:
+    """Kept for callers written when the task went in as hashed (ids, offsets): now the strings and
+    None, which `temporal_forward` encodes with the model's own text encoder (hashed or a tower).
+    New code passes the strings to `temporal_forward` directly."""
+    return list(tasks), None

