@@ -112,10 +112,13 @@ def run_config(args: argparse.Namespace, variant: str, seed: int, init: Path, de
         warmup_steps=args.warmup_steps,
         horizon=args.horizon,
         uncertainty_penalty=args.uncertainty_penalty if uncertain else 0.0,
+        early_reset=args.early_reset if shaping != "none" else 0,
+        early_reset_gain=args.early_reset_gain,
         agent=AgentConfig(critics=args.critics, n_step=args.n_step, bc_weight=args.bc_weight, residual=args.residual),
         awr=AWRConfig(noise=args.noise, weighting=args.weighting, beta=args.beta, gamma=args.gamma, lam=args.lam, updates_per_episode=args.updates_per_episode,
                        demo_ratio=args.anchor, baseline=args.baseline, margin=args.margin,
-                       refit_every=args.refit_every, refit_steps=args.refit_steps),
+                       refit_every=args.refit_every, refit_steps=args.refit_steps, successes_only=args.successes_only,
+                       refit_from=args.refit_from, refit_lr=args.refit_lr, refit_patience=args.refit_patience),
         progress=True,
     )
 
@@ -178,19 +181,25 @@ def main() -> None:
     parser.add_argument("--seeds", type=integers_argument, default=(2, 3, 4, 5, 6), help="training seeds (settings were chosen on 0 and 1)")
     parser.add_argument("--variants", default=DEFAULT_VARIANTS)
     parser.add_argument("--method", default="awr", choices=("awr", "ibrl"))
-    parser.add_argument("--steps", type=int, default=3_000)
+    parser.add_argument("--steps", type=int, default=4_500)
     parser.add_argument("--eval-every", type=int, default=750)
     parser.add_argument("--eval-episodes", type=int, default=20)
     parser.add_argument("--noise", type=float, default=0.05, help="awr: exploration noise on executed actions")
-    parser.add_argument("--anchor", type=float, default=0.0, help="awr: share of each policy batch from the start's own demonstrations (0: none)")
+    parser.add_argument("--anchor", type=float, default=0.5, help="awr: share of each policy batch (re-cloning: of its weight) from the start's own demonstrations (0: none)")
     parser.add_argument("--weighting", default="positive", choices=("exp", "positive"), help="awr: advantage weighting")
     parser.add_argument("--beta", type=float, default=1.0, help="awr: temperature in advantage standard deviations")
     parser.add_argument("--gamma", type=float, default=0.99, help="awr: discount (of the return and of the potential's shaping)")
     parser.add_argument("--lam", type=float, default=0.95, help="awr: GAE lambda")
     parser.add_argument("--baseline", default="value", choices=("value", "potential"), help="awr: learned V(s, Phi) with GAE, or the potential itself (shaped Monte Carlo return)")
     parser.add_argument("--margin", type=float, default=0.0, help="awr positive weighting: imitate steps with advantage above this")
-    parser.add_argument("--refit-every", type=int, default=0, help="awr: re-clone the policy afresh every N episodes (0: gradient steps after each)")
+    parser.add_argument("--refit-every", type=int, default=1, help="awr: re-clone the policy afresh every N episodes (0: gradient steps after each)")
     parser.add_argument("--refit-steps", type=int, default=600, help="awr: BC steps of each re-cloning")
+    parser.add_argument("--refit-from", default="fresh", choices=("fresh", "current"), help="awr re-cloning: new random weights or the current ones")
+    parser.add_argument("--refit-lr", type=float, default=1e-3, help="awr: learning rate of each re-cloning (decayed to a tenth)")
+    parser.add_argument("--refit-patience", type=int, default=6, help="awr with --successes-only: re-clone after this many failed training episodes in a row (0: off)")
+    parser.add_argument("--successes-only", action=argparse.BooleanOptionalAction, default=True, help="awr: imitate only steps of successful episodes")
+    parser.add_argument("--early-reset", type=int, default=30, help="awr, variants with a potential: end a training episode once its potential stalls this many steps (0: off)")
+    parser.add_argument("--early-reset-gain", type=float, default=0.03, help="the rise that counts as progress for --early-reset")
     parser.add_argument("--updates-per-episode", type=int, default=50, help="awr: gradient steps per finished episode")
     parser.add_argument("--utd", type=int, default=2)
     parser.add_argument("--critics", type=int, default=5)

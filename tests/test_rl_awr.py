@@ -14,6 +14,10 @@ from headway.policy.rl_awr import AWRConfig, AWRLearner, Episode, awr_weights, g
 from headway.policy.rl_runner import OnlineRLConfig, run_online_rl
 
 
+# gradient steps on the current network after every episode (the mode before re-cloning became the default)
+GRADIENT = dict(refit_every=0, successes_only=False, demo_ratio=0.0)
+
+
 @pytest.fixture(autouse=True)
 def one_torch_thread():
     before = torch.get_num_threads()
@@ -47,7 +51,7 @@ def test_an_update_moves_the_policy_toward_high_advantage_actions():
 
     torch.manual_seed(0)
     net = BCNet(state_dim=2, action_dim=1, chunk=1, hidden=32, layers=2)
-    learner = AWRLearner(net, obs_dim=2, config=AWRConfig(batch_size=64, policy_lr=3e-3, lam=0.0, gamma=0.5), demos=None)
+    learner = AWRLearner(net, obs_dim=2, config=AWRConfig(batch_size=64, policy_lr=3e-3, lam=0.0, gamma=0.5, **GRADIENT), demos=None)
     rng = np.random.default_rng(0)
     for _ in range(20):  # one-step episodes from the same state: action +0.5 is rewarded, -0.5 is not
         a = rng.choice([-0.5, 0.5])
@@ -65,7 +69,7 @@ def test_with_positive_weights_and_nothing_better_than_expected_the_policy_stays
     torch.manual_seed(0)
     net = BCNet(state_dim=2, action_dim=1, chunk=2, hidden=16, layers=2)
     before = {k: v.clone() for k, v in net.state_dict().items()}
-    learner = AWRLearner(net, obs_dim=2, config=AWRConfig(batch_size=8, weighting="positive", value_lr=1e-12, lam=1.0), demos=None)
+    learner = AWRLearner(net, obs_dim=2, config=AWRConfig(batch_size=8, weighting="positive", value_lr=1e-12, lam=1.0, **GRADIENT), demos=None)
     with torch.no_grad():  # V = 1 everywhere and every return is 0: every advantage is negative
         learner.value.net[-1].weight.zero_()
         learner.value.net[-1].bias.fill_(1.0)
@@ -86,7 +90,7 @@ def test_the_potential_as_baseline_imitates_what_made_progress():
     gamma = 0.999
     shaped = gamma * phi[1:] - phi[:-1]
     learner = AWRLearner(BCNet(state_dim=1, action_dim=1, chunk=1, hidden=8, layers=1), obs_dim=1,
-                         config=AWRConfig(baseline="potential", gamma=gamma, lam=0.5, margin=0.02), demos=None)
+                         config=AWRConfig(baseline="potential", gamma=gamma, lam=0.5, margin=0.02, **GRADIENT), demos=None)
     learner.add_episode(Episode(obs=np.zeros((6, 1), np.float32), phi=phi, actions=np.zeros((5, 1), np.float32), rewards=shaped, terminated=False))
     data = learner._flat()
     advantages, _ = learner._advantages(data["all_obs"], data["all_phi"])
@@ -107,7 +111,7 @@ def test_refit_waits_for_its_episodes_then_clones_demos_and_rewarded_steps_afres
 
     torch.manual_seed(0)
     net = BCNet(state_dim=1, action_dim=1, chunk=1, hidden=32, layers=2)
-    config = AWRConfig(baseline="potential", refit_every=2, refit_steps=300, batch_size=64)
+    config = AWRConfig(baseline="potential", refit_every=2, refit_steps=300, batch_size=64, successes_only=False, demo_ratio=0.0)
     learner = AWRLearner(net, obs_dim=1, config=config, demos=_demo_samples(state=-1.0, action=-0.5))
     before = {k: v.clone() for k, v in net.state_dict().items()}
 
@@ -125,6 +129,64 @@ def test_refit_waits_for_its_episodes_then_clones_demos_and_rewarded_steps_afres
         actions = net.denormalise_actions(net(torch.tensor([[-1.0], [1.0]])))[:, 0, 0]
     assert float(actions[0]) == pytest.approx(-0.5, abs=0.1)  # the demonstrations are kept
     assert float(actions[1]) == pytest.approx(0.8, abs=0.15)  # the successful step is learned, the failed one is not
+
+
+def test_successes_only_refits_only_when_a_new_success_arrives_and_imitates_only_successes():
+    from headway.policy.bc import BCNet
+
+    torch.manual_seed(0)
+    net = BCNet(state_dim=1, action_dim=1, chunk=1, hidden=32, layers=2)
+    config = AWRConfig(baseline="potential", refit_every=1, refit_steps=300, batch_size=64, successes_only=True)
+    learner = AWRLearner(net, obs_dim=1, config=config, demos=_demo_samples(state=-1.0, action=-0.5))
+
+    def episode(action: float, success: bool, progress: float) -> Episode:  # progress made although it failed
+        return Episode(obs=np.ones((2, 1), np.float32), phi=np.array([0.0, progress]), actions=np.array([[action]], np.float32),
+                       rewards=np.array([float(success) + progress]), terminated=success, success=success)
+
+    learner.add_episode(episode(-0.9, False, 0.5))  # positive advantage, but no success: no re-cloning at all
+    assert learner.update(50)["policy_steps"] == 0
+    learner.add_episode(episode(0.8, True, 0.5))
+    assert learner.update(50)["policy_steps"] == 300
+    learner.add_episode(episode(-0.9, False, 0.5))
+    assert learner.update(50)["policy_steps"] == 0  # nothing new to imitate: the policy is not redrawn
+    with torch.no_grad():
+        actions = net.denormalise_actions(net(torch.tensor([[-1.0], [1.0]])))[:, 0, 0]
+    assert float(actions[1]) == pytest.approx(0.8, abs=0.15)  # the success is learned, the progressing failures are not
+    patient = AWRLearner(BCNet(state_dim=1, action_dim=1, chunk=1, hidden=32, layers=2), obs_dim=1,
+                         config=AWRConfig(baseline="potential", refit_every=1, refit_steps=10, batch_size=64, successes_only=True, refit_patience=2),
+                         demos=_demo_samples(state=-1.0, action=-0.5))
+    patient.add_episode(episode(0.8, True, 0.5))
+    assert patient.update(5)["policy_steps"] == 10
+    outcomes = []
+    for _ in range(4):  # failures only: a new draw after every second one
+        patient.add_episode(episode(-0.9, False, 0.0))
+        outcomes.append(patient.update(5)["policy_steps"])
+    assert outcomes == [0, 10, 0, 10]
+    state = learner.state_dict()
+    restored = AWRLearner(BCNet(state_dim=1, action_dim=1, chunk=1, hidden=32, layers=2), obs_dim=1, config=config, demos=_demo_samples(state=-1.0, action=-0.5))
+    restored.load_state_dict(state)
+    restored.load_episodes(learner.episodes_state())
+    assert restored.refit_mark == (2, 1) and [e.success for e in restored.episodes] == [False, True, False]
+
+
+def test_a_training_episode_stalls_when_its_potential_stops_rising():
+    from headway.policy.rl_runner import stalled
+
+    rising = list(np.linspace(0.0, 1.0, 60))
+    assert not stalled(rising, 20, 0.03)
+    flat = [0.0] * 10 + [0.5] * 20  # a jump, then 19 steps without progress
+    assert not stalled(flat, 20, 0.03)  # the jump is still inside the window
+    assert stalled(flat + [0.5], 20, 0.03)
+    assert stalled(flat + [0.52], 20, 0.03)  # 0.02 above the best so far is not progress
+    assert not stalled(flat + [0.54], 20, 0.03)
+    assert not stalled(flat + [0.5], 0, 0.03)  # window 0: off
+    assert not stalled([0.5] * 10, 20, 0.03)  # shorter than the window
+
+
+def test_early_reset_needs_a_potential(tiny_bc, tiny_dataset):
+    with pytest.raises(HeadwayError, match="early reset"):
+        _config(Path("unused"), tiny_bc, tiny_dataset, reward="sparse", early_reset=20)
+    assert _config(Path("unused"), tiny_bc, tiny_dataset, reward="oracle", early_reset=20).early_reset == 20
 
 
 def test_refit_without_demonstrations_is_refused():
@@ -147,7 +209,7 @@ def tiny_bc(tiny_dataset, tmp_path_factory) -> Path:
 
 def _config(out: Path, init: Path, demos: Path, **overrides) -> OnlineRLConfig:
     settings = dict(task="lift", method="awr", init=init, demos=demos, out=out, steps=40, eval_every=20, eval_episodes=2, horizon=10,
-                    num_envs=2, processes=False, progress=False, awr=AWRConfig(batch_size=16, updates_per_episode=3, hidden=16))
+                    num_envs=2, processes=False, progress=False, awr=AWRConfig(batch_size=16, updates_per_episode=3, hidden=16, **GRADIENT))
     settings.update(overrides)
     return OnlineRLConfig(**settings)
 
@@ -156,7 +218,7 @@ def test_awr_starts_as_the_init_policy_learns_and_writes_a_loadable_policy(tiny_
     from headway.policy.evaluate import DEFAULT_EVAL_SEED, evaluate_policy
     from headway.policy.interface import load_policy
 
-    summary = run_online_rl(_config(tmp_path / "run", tiny_bc, tiny_dataset, reward="oracle", awr=AWRConfig(batch_size=16, updates_per_episode=3, hidden=16, weighting="exp")))
+    summary = run_online_rl(_config(tmp_path / "run", tiny_bc, tiny_dataset, reward="oracle", awr=AWRConfig(batch_size=16, updates_per_episode=3, hidden=16, weighting="exp", **GRADIENT)))
     own = evaluate_policy(load_policy(tiny_bc), "lift", episodes=2, seed=DEFAULT_EVAL_SEED, horizon=10, progress=False)
     assert summary["eval_successes"][0] == [int(r["success"]) for r in own["per_episode"]]
     assert summary["method"] == "awr" and summary["eval_steps"] == [0, 20, 40]
@@ -193,7 +255,7 @@ def test_robosuite_dense_with_pbrs_is_a_potential_over_sparse_success(tiny_bc, t
 def test_awr_with_refits_runs_from_the_inits_own_demonstrations(tiny_bc, tiny_dataset, tmp_path):
     from headway.policy.interface import load_policy
 
-    awr = AWRConfig(batch_size=16, baseline="potential", margin=0.0, refit_every=2, refit_steps=5, hidden=16)
+    awr = AWRConfig(batch_size=16, baseline="potential", margin=0.0, refit_every=2, refit_steps=5, hidden=16, successes_only=False)
     summary = run_online_rl(_config(tmp_path / "run", tiny_bc, tiny_dataset, reward="oracle", awr=awr))
     assert summary["eval_steps"] == [0, 20, 40] and summary["last_policy_steps"] == 5  # a re-cloning happened
     observation = {"state": np.zeros(load_policy(tiny_bc).state_dim, np.float32), "object": np.zeros(load_policy(tiny_bc).object_dim, np.float32)}

@@ -6,24 +6,27 @@ runner (headway/policy/rl_runner.py, `method="awr"`) collects episodes with Gaus
 actions and hands each finished episode to `AWRLearner.add_episode`; `AWRLearner.update` then
 1. fits a value function V(s, Phi) on lambda-returns of the (shaped) reward. The potential Phi is an
    input, so V can represent V_shaped = V - Phi even when Phi depends on a reward model's frame window;
-2. computes GAE(lambda) advantages of every stored step with the current V;
-3. regresses the policy's chunk at s_t onto the executed actions a_t .. a_t+H-1, weighted by 1[A > 0]
-   ("positive", the default: only better-than-expected behaviour is imitated, and with none the
-   policy does not move) or by exp(A / (beta * std(A))) clipped at `max_weight` ("exp"); either way
-   the step does not depend on the reward's scale. With `demo_ratio` > 0, that share of every batch
-   is the init's own demonstrations at weight 1 (off by default, see docs/rl.md).
+2. computes GAE(lambda) advantages of every stored step with the current V and keeps the steps with
+   A > 0 ("positive": only better-than-expected behaviour is imitated) or weights them by
+   exp(A / (beta * std(A))) clipped ("exp"); either way the step does not depend on the reward's scale;
+3. moves the policy. The default (`refit_every=1`, `successes_only`) is self-imitation by re-cloning:
+   whenever a training episode has succeeded, the policy is cloned afresh (BC's own recipe, new
+   weights) from the start's demonstrations (`demo_ratio` of the total weight) plus the kept steps of
+   every successful online episode; with no new success nothing moves, and after `refit_patience`
+   failures in a row the clone is drawn again. Without `refit_every`, gradient steps regress the
+   current network's chunk at s_t onto the executed actions a_t .. a_t+H-1 with those weights.
 
-Why this and not the critic-based recipe alone (headway/policy/rl_algo.py): with few thousand env steps, a
-Q-function over 7-D actions learned from a handful of successes moves the actor before it is right
-(issue 25's diagnosis), while a state-value baseline is learned from every step and the update can
-only re-weight behaviour the policy already shows. Shaping pays here directly: with V still near 0,
-A_t is roughly the discounted progress gained over the next 1 / (1 - gamma * lambda) steps, so a
-process reward gives credit long before the first success, where a sparse reward gives none.
+Why re-cloning: with a few demonstrations, BC's success grows fast with data (on lift, 3 expert
+episodes give 0.15-0.35, 5 give 0.70-0.95, docs/rl.md), while gradient steps on a handful of
+online episodes drift. A process reward helps twice: within successes the shaped advantage keeps
+the steps that made progress, and the runner's early reset (a stalled potential ends a training
+episode) spends fewer env steps on attempts that have already failed.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
@@ -50,9 +53,9 @@ class AWRConfig:
     batch_size: int = 256
     policy_lr: float = 1e-4
     value_lr: float = 3e-4
-    # share of each policy batch drawn from the init's own demonstrations at weight 1; 0 by default:
-    # more cloning of the few demonstrations a weak start was made from over-fits them (docs/rl.md)
-    demo_ratio: float = 0.0
+    # the init's own demonstrations' share of each re-cloning's total weight (without `refit_every`: of each
+    # gradient batch, at weight 1), so a few noisy online successes do not outweigh the expert (docs/rl.md)
+    demo_ratio: float = 0.5
     hidden: int = 256
     # value: GAE(lambda) against a learned V(s, Phi) | potential: no value function; the advantage is the
     # shaped Monte Carlo return, in which the potential itself is the baseline (under pbrs,
@@ -63,9 +66,18 @@ class AWRConfig:
     # episodes, clone the policy afresh (new weights, BC's own recipe: `refit_steps` AdamW steps at
     # `refit_lr` decayed to a tenth) from the start's demonstrations plus the weighted online steps;
     # nothing accumulates in the weights, so a few lucky episodes cannot drag the policy off (docs/rl.md)
-    refit_every: int = 0
+    refit_every: int = 1
     refit_steps: int = 600
     refit_lr: float = 1e-3
+    # fresh: new random weights at every re-cloning | current: continue from the policy's current weights
+    # (consecutive policies stay close, but on lift it learned far less: docs/rl.md)
+    refit_from: Literal["fresh", "current"] = "fresh"
+    # imitate only steps of episodes that succeeded (self-imitation with the advantage filter inside them);
+    # with `refit_every`, a re-cloning then waits for a new successful episode, so no data, no new draw
+    successes_only: bool = True
+    # with `refit_every` and `successes_only`: also re-clone (a new draw on the same data) once the current
+    # policy has failed this many training episodes in a row, so an unlucky clone does not stall data collection; 0: off
+    refit_patience: int = 6
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.noise <= 1.0:
@@ -88,6 +100,10 @@ class AWRConfig:
             raise HeadwayError("refit every must be >= 0 episodes, refit steps >= 1 and the refit learning rate positive")
         if not 0.0 <= self.demo_ratio < 1.0:
             raise HeadwayError(f"demo ratio must be in [0, 1), got {self.demo_ratio}")
+        if self.refit_patience < 0:
+            raise HeadwayError(f"refit patience must be >= 0 episodes, got {self.refit_patience}")
+        if self.refit_from not in ("fresh", "current"):
+            raise HeadwayError(f"refit-from must be fresh or current, got {self.refit_from!r}")
 
 
 # -- 1. the value function ---------------------------------------------------------------------
@@ -144,6 +160,7 @@ class Episode:
     actions: np.ndarray  # (T, A) executed actions
     rewards: np.ndarray  # (T,) the reward the learner optimises (shaped where shaping is on)
     terminated: bool
+    success: bool = False
 
 
 class AWRLearner:
@@ -168,6 +185,7 @@ class AWRLearner:
         if config.refit_every and self.demos is None:
             raise HeadwayError("re-cloning (refit_every > 0) needs the start's demonstrations: an init BC checkpoint that names its dataset, or --demos")
         self.last: dict[str, float] = {}
+        self.refit_mark = (0, 0)  # (episodes, successful episodes) at the last re-cloning
 
     def fit_normaliser(self, observations: np.ndarray) -> None:
         self.value.normaliser.fit(observations)
@@ -205,10 +223,23 @@ class AWRLearner:
             "mask": cat(list(masks)).float(),
         }
 
+    def _refit_due(self) -> bool:
+        """`refit_every` episodes since the last re-cloning (and, with `successes_only`, a new successful one, or
+        `refit_patience` failed episodes in a row since it)."""
+        config = self.config
+        episodes, successes = len(self.episodes), sum(e.success for e in self.episodes)
+        since = episodes - self.refit_mark[0]
+        new_data = since >= config.refit_every and (not config.successes_only or successes > self.refit_mark[1])
+        stuck = config.successes_only and config.refit_patience > 0 and since >= config.refit_patience and successes == self.refit_mark[1]
+        if not (new_data or stuck):
+            return False
+        self.refit_mark = (episodes, successes)
+        return True
+
     def update(self, steps: int) -> dict[str, float]:
         """`steps` value and policy gradient steps on everything collected so far (with `refit_every`,
-        a re-cloning when that many new episodes have come in, else nothing); `policy_steps` says how many."""
-        if not self.episodes or (self.config.refit_every and len(self.episodes) % self.config.refit_every):
+        a re-cloning when one is due, else nothing); `policy_steps` says how many."""
+        if not self.episodes or (self.config.refit_every and not self._refit_due()):
             return {"policy_steps": 0}
         config, data = self.config, self._flat()
         n = len(data["obs"])
@@ -225,7 +256,10 @@ class AWRLearner:
             self.value_opt.step()
             value_loss = float(loss.detach())
         advantages, _ = self._advantages(data["all_obs"], data["all_phi"])
-        weights = torch.from_numpy(awr_weights(advantages, config.beta, config.max_weight, config.weighting, config.margin)).float().to(self.device)
+        weights = awr_weights(advantages, config.beta, config.max_weight, config.weighting, config.margin)
+        if config.successes_only:
+            weights = weights * np.concatenate([np.full(len(e.actions), float(e.success)) for e in self.episodes])
+        weights = torch.from_numpy(weights).float().to(self.device)
         if config.refit_every:
             loss, steps = self._refit(data, weights), config.refit_steps
         else:
@@ -256,12 +290,15 @@ class AWRLearner:
         return float(loss.detach())
 
     def _refit(self, data: dict[str, torch.Tensor], weights: torch.Tensor) -> float:
-        """Fresh weights, then BC's recipe on the demonstrations (weight 1) and the online steps with weight > 0."""
+        """Fresh (or the current) weights, then BC's recipe on the demonstrations (weight 1) and the online steps with weight > 0."""
         keep = weights > 0
         state = torch.cat([self.demos["state"], data["policy_in"][keep]])
-        sample_weights = torch.cat([torch.ones(len(self.demos["state"]), device=self.device), weights[keep]])
+        demo_weight = 1.0
+        if self.config.demo_ratio > 0 and bool(keep.any()):  # the demonstrations carry that share of the total weight
+            demo_weight = self.config.demo_ratio / (1.0 - self.config.demo_ratio) * float(weights[keep].sum()) / len(self.demos["state"])
+        sample_weights = torch.cat([torch.full((len(self.demos["state"]),), demo_weight, device=self.device), weights[keep]])
         torch.manual_seed(int(self.rng.integers(2**31)))
-        for module in self.net.modules():
+        for module in self.net.modules() if self.config.refit_from == "fresh" else ():
             if module is not self.net and hasattr(module, "reset_parameters"):
                 module.reset_parameters()
         losses = clone_steps(self.net, state if self.net.state_dim else None, torch.cat([self.demos["actions"], data["actions"][keep]]),
@@ -272,7 +309,7 @@ class AWRLearner:
     # checkpoints
     def state_dict(self) -> dict:
         return {"net": self.net.state_dict(), "value": self.value.state_dict(), "policy_opt": self.policy_opt.state_dict(),
-                "value_opt": self.value_opt.state_dict(), "rng": self.rng.bit_generator.state, "last": self.last}
+                "value_opt": self.value_opt.state_dict(), "rng": self.rng.bit_generator.state, "last": self.last, "refit_mark": list(self.refit_mark)}
 
     def load_state_dict(self, state: dict) -> None:
         self.net.load_state_dict(state["net"])
@@ -281,6 +318,7 @@ class AWRLearner:
         self.value_opt.load_state_dict(state["value_opt"])
         self.rng.bit_generator.state = state["rng"]
         self.last = state["last"]
+        self.refit_mark = tuple(state.get("refit_mark", (0, 0)))
 
     def episodes_state(self) -> dict[str, np.ndarray]:
         """The online episodes as flat arrays with lengths (for replay.npz)."""
@@ -289,6 +327,7 @@ class AWRLearner:
             return {"lengths": np.zeros(0, np.int64)}
         return {
             "lengths": np.array([len(e.actions) for e in es], np.int64), "terminated": np.array([e.terminated for e in es]),
+            "success": np.array([e.success for e in es]),
             "obs": np.concatenate([e.obs for e in es]),
             "phi": np.concatenate([e.phi for e in es]), "actions": np.concatenate([e.actions for e in es]),
             "rewards": np.concatenate([e.rewards for e in es]),
@@ -302,5 +341,6 @@ class AWRLearner:
             self.episodes.append(Episode(
                 obs=state["obs"][start + k : end + k + 1], phi=state["phi"][start + k : end + k + 1],
                 actions=state["actions"][start:end], rewards=state["rewards"][start:end], terminated=bool(state["terminated"][k]),
+                success=bool(state["success"][k]) if "success" in state else False,
             ))
             start = end

@@ -63,7 +63,7 @@ RL_METHODS: Registry[Callable[..., dict]] = Registry("RL method")
 REWARDS = ("sparse", "robosuite-dense", "oracle", "prm")
 SHAPINGS = ("pbrs", "delta", "none")
 TRAIN_SEED_STRIDE = 100_000
-TRAIN_FIELDS = ["step", "episode", "seed", "task_return", "learned_return", "success", "length", "used_rl", "seconds"]
+TRAIN_FIELDS = ["step", "episode", "seed", "task_return", "learned_return", "success", "length", "used_rl", "seconds", "early_reset"]
 EVAL_FIELDS = ["step", "success_rate", "mean_dense_return", "mean_length", "used_rl", "successes", "seconds", "env_steps_per_s", "updates_per_s"]
 
 
@@ -90,6 +90,11 @@ class OnlineRLConfig:
     actor_pretrain: int = 500  # regression steps of the RL actor onto the reference's actions at warm-up's end
     success_weight: float = 0.0
     uncertainty_penalty: float = 0.0  # Phi -= k * the reward model's ensemble uncertainty
+    # awr with a potential: end a training episode early (truncated, bootstrapped) once its potential has not
+    # risen `early_reset_gain` above its earlier best for `early_reset` steps (a stalled attempt); 0: off;
+    # None: 30 for awr with a potential, else off
+    early_reset: int | None = None
+    early_reset_gain: float = 0.03
     horizon: int | None = None
     agent: AgentConfig = field(default_factory=AgentConfig)
     awr: AWRConfig = field(default_factory=AWRConfig)
@@ -130,6 +135,12 @@ class OnlineRLConfig:
             raise HeadwayError("warm-up steps and actor pretraining must be >= 0")
         if not 0.0 <= self.demo_ratio < 1.0:
             raise HeadwayError(f"demo ratio must be in [0, 1), got {self.demo_ratio}")
+        if self.early_reset is None:
+            self.early_reset = 30 if self.method == "awr" and self.shaping_name != "none" and name != "sparse" else 0
+        if self.early_reset < 0 or self.early_reset_gain < 0:
+            raise HeadwayError(f"early reset window and gain must be >= 0, got {self.early_reset}, {self.early_reset_gain}")
+        if self.early_reset and (self.method != "awr" or self.shaping_name == "none" or name == "sparse"):
+            raise HeadwayError("early reset reads the potential of a training episode: it needs --method awr and a reward with a potential (oracle, prm:CKPT, or robosuite-dense with --shaping pbrs)")
         if self.seed < 0 or self.seed >= DEFAULT_EVAL_SEED // TRAIN_SEED_STRIDE:
             raise HeadwayError(f"seed must be in [0, {DEFAULT_EVAL_SEED // TRAIN_SEED_STRIDE}), got {self.seed}")
 
@@ -561,6 +572,13 @@ def hacking_flag(train_rows: list[dict], eval_success: list[float]) -> bool:
     return bool(learned[-third:].mean() > learned[:third].mean() and eval_success[-1] < eval_success[0] - 0.1)
 
 
+def stalled(phi: list[float], window: int, gain: float) -> bool:
+    """True when the last `window` potentials never rose `gain` above the best one before them (window 0: never)."""
+    if window <= 0 or len(phi) <= window:
+        return False
+    return max(phi[-window:]) < max(phi[:-window]) + gain
+
+
 # -- the AWR loop: the init policy's own network acts and learns (headway/policy/rl_awr.py) --------------------
 def awr_anchor(policy, config: OnlineRLConfig):
     """The demonstrations the init policy was cloned from (its checkpoint names them), as BC samples;
@@ -673,7 +691,8 @@ def _run_awr(config: OnlineRLConfig, resume: bool, on_eval, overwrite: bool) -> 
                 run["phi"].append(phi2)
                 run["task"] += task_reward
                 run["success"] = run["success"] or bool(inf["success"])
-                if terminated or truncated:
+                run["early"] = not (terminated or truncated) and stalled(run["phi"], config.early_reset, config.early_reset_gain)
+                if terminated or truncated or run["early"]:
                     done.append(i)
                     run["terminated"] = bool(terminated)
             if done:
@@ -683,12 +702,12 @@ def _run_awr(config: OnlineRLConfig, resume: bool, on_eval, overwrite: bool) -> 
                     learner.add_episode(Episode(
                         obs=np.stack(run["obs_v"]).astype(np.float32),
                         phi=np.asarray(run["phi"], np.float64), actions=np.stack(run["actions"]), rewards=np.asarray(run["rewards"], np.float64),
-                        terminated=run["terminated"],
+                        terminated=run["terminated"], success=run["success"],
                     ))
                     timing["updates"] += learner.update(config.awr.updates_per_episode)["policy_steps"]
                     logs.train.write({"step": step, "episode": episode_counter, "seed": run["seed"], "task_return": round(run["task"], 4),
                                      "learned_return": round(float(np.sum(run["rewards"])), 4), "success": int(run["success"]),
-                                     "length": len(run["actions"]), "used_rl": 1.0, "seconds": round(time.perf_counter() - started, 1)})
+                                     "length": len(run["actions"]), "used_rl": 1.0, "seconds": round(time.perf_counter() - started, 1), "early_reset": int(run["early"])})
                 timing["update_seconds"] += time.perf_counter() - t0
                 for i, run in zip(done, begin(done)):
                     runs[i] = run
