@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from headway.errors import HeadwayError
-from headway.reward.stage_model import StageModelConfig, StageRewardNet, task_tensors
+from headway.reward.stage_model import StageModelConfig, StageRewardNet
 from headway.reward.stage_reward import StageRewardModel
 from headway.reward.task_text import task_batch
 from headway.reward.text_encoder import TextTower, load_text_tower, text_encoder_source
@@ -146,15 +146,12 @@ def test_a_model_with_a_text_tower_trains_and_round_trips_through_its_checkpoint
     assert copied.text_tower is loaded.net.text_tower
     revived = pickle.loads(pickle.dumps(loaded.net))  # e.g. sent to a worker: the tower reloads from its spec
     assert revived.text_tower is loaded.net.text_tower  # (in this process, the one already loaded)
-    # callers still on the (ids, offsets) helper get the strings through it
-    strings, offsets = task_tensors(["raise the block"] * 5)
-    assert strings == ["raise the block"] * 5 and offsets is None
     with pytest.raises(HeadwayError, match="pass the task strings"):
         loaded.net.temporal_forward(tokens, valid, times, *task_batch(tasks))
 
 
 def test_the_rl_potential_scores_a_text_tower_model_like_its_streaming_scorer(bert):
-    """headway/policy/rl_potential.py still calls the (ids, offsets)-era helper; through it, it gets strings."""
+    """headway/policy/rl_potential.py hands the model the task strings of all envs' windows in one batch."""
     from headway.policy.rl_potential import BatchedPotential
 
     torch.manual_seed(1)

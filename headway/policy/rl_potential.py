@@ -19,7 +19,7 @@ import torch
 
 from headway.errors import HeadwayError
 from headway.reward.shaping import PotentialConfig, potential
-from headway.reward.stage_model import task_tensors, window_indices
+from headway.reward.stage_model import window_indices
 from headway.reward.stage_reward import StageRewardModel
 
 
@@ -77,8 +77,7 @@ class BatchedPotential:
             valids.append(torch.from_numpy(valid[0]))
             times.append(torch.from_numpy(index[0]).float() / config.fps)
             self.t[i] += 1
-        task_ids, offsets = task_tensors([self.task] * len(indices), model.device)
         prediction = model.net.temporal_forward(
-            torch.stack(windows), torch.stack(valids).to(model.device), torch.stack(times).to(model.device), task_ids, offsets
+            torch.stack(windows), torch.stack(valids).to(model.device), torch.stack(times).to(model.device), [self.task] * len(indices)
         )
         return self.phi(model._output(prediction))

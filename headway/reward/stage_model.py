@@ -210,8 +210,3 @@ def window_indices(times: np.ndarray | int, window: int, stride: int = 1) -> tup
     return indices, valid
 
 
-def task_tensors(tasks: list[str], device: torch.device | None = None) -> tuple[list[str], None]:
-    """Kept for callers written when the task went in as hashed (ids, offsets): now the strings and
-    None, which `temporal_forward` encodes with the model's own text encoder (hashed or a tower).
-    New code passes the strings to `temporal_forward` directly."""
-    return list(tasks), None
