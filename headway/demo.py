@@ -234,9 +234,10 @@ def _policies(config: DemoConfig, settings: dict, paths: DemoPaths) -> dict:
 
 
 def _reinforce(config: DemoConfig, settings: dict, paths: DemoPaths) -> dict:
-    """Online RL from a deliberately weak start (BC on two demonstrations), reward model + pbrs vs
-    sparse, through headway/policy/rl_runner.py: AWR fine-tunes the weak policy's own network, so each curve
-    starts at that policy's own success (headway/policy/rl_awr.py)."""
+    """Online RL from a deliberately weak start (BC on three demonstrations), reward model + pbrs vs
+    sparse, through headway/policy/rl_runner.py's defaults: the weak policy's own network is re-cloned from
+    its demonstrations plus its successful training episodes (headway/policy/rl_awr.py), so each curve starts
+    at that policy's own success."""
     import numpy as np
 
     from headway.policy.bc import BCConfig, train_bc
@@ -244,7 +245,7 @@ def _reinforce(config: DemoConfig, settings: dict, paths: DemoPaths) -> dict:
 
     weak = paths.out / "models" / "bc_weak"
     if not (weak / "config.json").exists():
-        train_bc(BCConfig(dataset=paths.train_data, out=weak, chunk=BC_CHUNK, steps=max(1, settings["bc_steps"] // 2), episodes=(0, 1)))
+        train_bc(BCConfig(dataset=paths.train_data, out=weak, chunk=BC_CHUNK, steps=max(1, settings["bc_steps"] // 2), episodes=(0, 1, 2)))
     runs = {}
     for name, reward in (("PRM + pbrs", f"prm:{paths.reward_model}"), ("sparse", "sparse")):
         out = paths.rl / name.split()[0].lower()
