@@ -536,7 +536,8 @@ def _run_ibrl(config: OnlineRLConfig, resume: bool, on_eval, overwrite: bool) ->
                 for i in done_slots:
                     s = stats[i]
                     logs.train.write({"step": step, "episode": episode_counter, "seed": s["seed"], "task_return": round(s["task"], 4), "learned_return": round(s["learned"], 4),
-                                     "success": int(s["success"]), "length": s["length"], "used_rl": round(s["rl"] / max(1, s["length"]), 3), "seconds": round(time.perf_counter() - started, 1)})
+                                     "success": int(s["success"]), "length": s["length"], "used_rl": round(s["rl"] / max(1, s["length"]), 3), "seconds": round(time.perf_counter() - started, 1),
+                                      "early_reset": 0})
                 resets = env.reset(done_slots, new_seeds)
                 new_phi = rewards.potentials(done_slots, [o for o, _ in resets], [i for _, i in resets], reset=True)
                 for k, (i, (o, _)) in enumerate(zip(done_slots, resets)):
