@@ -16,9 +16,8 @@ actions and hands each finished episode to `AWRLearner.add_episode`; `AWRLearner
    failures in a row the clone is drawn again. Without `refit_every`, gradient steps regress the
    current network's chunk at s_t onto the executed actions a_t .. a_t+H-1 with those weights.
 
-Why re-cloning: with a few demonstrations, BC's success grows fast with data (on lift, 3 expert
-episodes give 0.15-0.35, 5 give 0.70-0.95, docs/rl.md), while gradient steps on a handful of
-online episodes drift. A process reward helps twice: within successes the shaped advantage keeps
+Why re-cloning: with a few demonstrations, BC's success grows fast with data, while gradient steps
+on a handful of online episodes drift (measurements in docs/rl.md). A process reward helps twice: within successes the shaped advantage keeps
 the steps that made progress, and the runner's early reset (a stalled potential ends a training
 episode) spends fewer env steps on attempts that have already failed.
 """
