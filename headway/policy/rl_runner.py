@@ -1,9 +1,10 @@
 """The runner around headway/policy/rl_awr.py and headway/policy/rl_algo.py: vectorised envs, rewards, evaluation, checkpoints, logs, resume.
 
 `run_online_rl(OnlineRLConfig, resume)` improves a headway policy (`init`) online with one of two methods:
-- `awr` (default): the init BC policy's own network acts (with exploration noise) and learns by
-  advantage-weighted regression after every finished episode (headway/policy/rl_awr.py); the fine-tuned policy
-  is saved in `out/policy` (a `headway policy bc` checkpoint).
+- `awr` (default): the init BC policy's own network acts (with exploration noise) and, after every
+  successful training episode, is re-cloned from its demonstrations plus its successful episodes
+  (headway/policy/rl_awr.py); with a potential, a training episode whose potential stalls for
+  `early_reset` steps ends early. The fine-tuned policy is saved in `out/policy` (a `headway policy bc` checkpoint).
 - `ibrl`: the init policy (any format) stays frozen; the agent acts as it until its critics have warmed
   up, then executes, per state, the better by Q of the policy's action and an RL actor's (headway/policy/rl_algo.py).
 
@@ -20,7 +21,7 @@ evaluated before any learning, so it is the init policy's own success on those s
 
 Layout of `out/`: config.json, checkpoints/step_N/ (state.pt, replay.npz), latest.json (the last
 complete checkpoint, written last), eval.csv (one row per evaluation, with per-episode successes),
-train.csv (one row per training episode: task return, learned (shaped) return, success), summary.json.
+train.csv (one row per training episode: task return, learned (shaped) return, success, early reset), summary.json.
 A run killed at any moment resumes from its last checkpoint with `resume=True`; episodes in flight
 restart from a fresh reset.
 """
@@ -135,11 +136,12 @@ class OnlineRLConfig:
             raise HeadwayError("warm-up steps and actor pretraining must be >= 0")
         if not 0.0 <= self.demo_ratio < 1.0:
             raise HeadwayError(f"demo ratio must be in [0, 1), got {self.demo_ratio}")
+        can_reset = self.method == "awr" and self.shaping_name != "none" and name != "sparse"  # a potential to watch
         if self.early_reset is None:
-            self.early_reset = 30 if self.method == "awr" and self.shaping_name != "none" and name != "sparse" else 0
+            self.early_reset = 30 if can_reset else 0
         if self.early_reset < 0 or self.early_reset_gain < 0:
             raise HeadwayError(f"early reset window and gain must be >= 0, got {self.early_reset}, {self.early_reset_gain}")
-        if self.early_reset and (self.method != "awr" or self.shaping_name == "none" or name == "sparse"):
+        if self.early_reset and not can_reset:
             raise HeadwayError("early reset reads the potential of a training episode: it needs --method awr and a reward with a potential (oracle, prm:CKPT, or robosuite-dense with --shaping pbrs)")
         if self.seed < 0 or self.seed >= DEFAULT_EVAL_SEED // TRAIN_SEED_STRIDE:
             raise HeadwayError(f"seed must be in [0, {DEFAULT_EVAL_SEED // TRAIN_SEED_STRIDE}), got {self.seed}")
@@ -537,7 +539,7 @@ def _run_ibrl(config: OnlineRLConfig, resume: bool, on_eval, overwrite: bool) ->
                     s = stats[i]
                     logs.train.write({"step": step, "episode": episode_counter, "seed": s["seed"], "task_return": round(s["task"], 4), "learned_return": round(s["learned"], 4),
                                      "success": int(s["success"]), "length": s["length"], "used_rl": round(s["rl"] / max(1, s["length"]), 3), "seconds": round(time.perf_counter() - started, 1),
-                                      "early_reset": 0})
+                                     "early_reset": 0})
                 resets = env.reset(done_slots, new_seeds)
                 new_phi = rewards.potentials(done_slots, [o for o, _ in resets], [i for _, i in resets], reset=True)
                 for k, (i, (o, _)) in enumerate(zip(done_slots, resets)):
