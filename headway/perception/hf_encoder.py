@@ -182,33 +182,44 @@ def _vision_config(config: Any) -> Any:
 
 
 @contextlib.contextmanager
-def _quiet_transformers() -> Iterator[None]:
-    """Silence the unused-weights warning of loading a vision tower out of a two-tower checkpoint."""
+def quiet_transformers() -> Iterator[None]:
+    """Silence transformers while a tower loads: the unused-weights warning of loading one tower out of a
+    two-tower checkpoint, and the "Loading weights" bar of a model that loads in well under a second."""
     from transformers.utils import logging
 
-    level = logging.get_verbosity()
+    level, bar = logging.get_verbosity(), logging.is_progress_bar_enabled()
     logging.set_verbosity_error()
+    logging.disable_progress_bar()
     try:
         yield
     finally:
         logging.set_verbosity(level)
+        if bar:
+            logging.enable_progress_bar()
+
+
+def refuse_missing_weights(info: dict, cls_name: str, what: str, ignore: tuple[str, ...] = ()) -> None:
+    """Refuse a checkpoint whose loading info (`output_loading_info=True`) shows weights left randomly
+    initialised; `ignore`: prefixes of weights the caller never uses."""
+    missing = [str(k) for k in info.get("missing_keys", []) if not str(k).startswith(ignore)]
+    missing += [str(m) for m in info.get("mismatched_keys", [])]
+    if missing:
+        raise HeadwayError(
+            f"{what}: the checkpoint lacks {len(missing)} weights of {cls_name} (e.g. {', '.join(missing[:3])}), "
+            "so they would be random; check that the folder holds the whole model"
+        )
 
 
 def _from_pretrained(cls: Any, source: str, allow_download: bool, model: str, **kwargs: Any) -> nn.Module:
     """`cls.from_pretrained`, refusing checkpoints that would leave any weight randomly initialised."""
     try:
-        with _quiet_transformers():
+        with quiet_transformers():
             loaded, info = cls.from_pretrained(
                 source, local_files_only=not allow_download, output_loading_info=True, **kwargs
             )
     except OSError as error:
         raise _not_available(model, source, allow_download, "weights", error) from None
-    missing = list(info.get("missing_keys", [])) + [str(m) for m in info.get("mismatched_keys", [])]
-    if missing:
-        raise HeadwayError(
-            f"{model}: the checkpoint lacks {len(missing)} weights of {cls.__name__} (e.g. {', '.join(missing[:3])}), "
-            "so they would be random; check that the folder holds the whole model"
-        )
+    refuse_missing_weights(info, cls.__name__, model)
     return loaded
 
 

@@ -222,9 +222,9 @@ class AWRLearner:
             "mask": cat(list(masks)).float(),
         }
 
-    def _refit_due(self) -> bool:
-        """`refit_every` episodes since the last re-cloning (and, with `successes_only`, a new successful one, or
-        `refit_patience` failed episodes in a row since it)."""
+    def _take_due_refit(self) -> bool:
+        """Whether a re-cloning is due, marking it taken if so: `refit_every` episodes since the last one (and,
+        with `successes_only`, a new successful one, or `refit_patience` failed episodes in a row since it)."""
         config = self.config
         episodes, successes = len(self.episodes), sum(e.success for e in self.episodes)
         since = episodes - self.refit_mark[0]
@@ -238,7 +238,7 @@ class AWRLearner:
     def update(self, steps: int) -> dict[str, float]:
         """`steps` value and policy gradient steps on everything collected so far (with `refit_every`,
         a re-cloning when one is due, else nothing); `policy_steps` says how many."""
-        if not self.episodes or (self.config.refit_every and not self._refit_due()):
+        if not self.episodes or (self.config.refit_every and not self._take_due_refit()):
             return {"policy_steps": 0}
         config, data = self.config, self._flat()
         n = len(data["obs"])

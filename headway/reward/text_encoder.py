@@ -19,10 +19,9 @@ does not depend on which other strings came first. Loaded towers are shared per 
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -112,13 +111,12 @@ class TextTower:
     def __init__(self, spec: str, source: str) -> None:
         from transformers import AutoModel, AutoTokenizer
 
-        # the vision tower's loader silences the same warnings (unused weights of a bigger checkpoint)
-        from headway.perception.hf_encoder import _quiet_transformers
+        from headway.perception.hf_encoder import quiet_transformers, refuse_missing_weights
 
         self.spec, self.source = spec, source
         config = _read_config(spec, source)
         try:
-            with _quiet_transformers(), _no_progress_bar():
+            with quiet_transformers():
                 self.tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True)
                 model, info = AutoModel.from_pretrained(source, local_files_only=True, output_loading_info=True)
         except (OSError, ValueError, KeyError) as error:
@@ -127,14 +125,7 @@ class TextTower:
                 f"({type(error).__name__}: {error}); save both there with `save_pretrained`"
             ) from None
         # a pooling layer the checkpoint lacks is never used (mean pooling reads the hidden states)
-        missing = [k for k in info.get("missing_keys", []) if not str(k).startswith("pooler.")]
-        missing += [str(k) for k in info.get("mismatched_keys", [])]
-        if missing:
-            raise HeadwayError(
-                f"text encoder {spec}: the checkpoint in {source} lacks {len(missing)} weights of "
-                f"{type(model).__name__} (e.g. {', '.join(sorted(map(str, missing))[:3])}), so they would be random; "
-                "check that the folder holds the whole model"
-            )
+        refuse_missing_weights(info, type(model).__name__, f"text encoder {spec} ({source})", ignore=("pooler.",))
         model.requires_grad_(False)
         self.model = model.eval()
         self.max_length = min(
@@ -183,20 +174,6 @@ class TextTower:
             table = torch.stack([self.cache[t] for t in distinct])
         index = {t: i for i, t in enumerate(distinct)}
         return table[torch.tensor([index[t] for t in texts], dtype=torch.long)]
-
-
-@contextlib.contextmanager
-def _no_progress_bar() -> Iterator[None]:
-    """No "Loading weights" bar for a model that loads in well under a second."""
-    from transformers.utils import logging
-
-    enabled = logging.is_progress_bar_enabled()
-    logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if enabled:
-            logging.enable_progress_bar()
 
 
 _TOWERS: dict[str, TextTower] = {}
