@@ -112,6 +112,7 @@ def run_config(args: argparse.Namespace, variant: str, seed: int, init: Path, de
         warmup_steps=args.warmup_steps,
         horizon=args.horizon,
         uncertainty_penalty=args.uncertainty_penalty if uncertain else 0.0,
+        score_every=args.score_every if reward == "prm" else None,
         early_reset=args.early_reset if shaping != "none" else 0,
         early_reset_gain=args.early_reset_gain,
         agent=AgentConfig(critics=args.critics, n_step=args.n_step, bc_weight=args.bc_weight, residual=args.residual),
@@ -210,6 +211,7 @@ def main() -> None:
     parser.add_argument("--envs", type=int, default=2, help="envs per run, each in its own worker process")
     parser.add_argument("--horizon", type=int, default=None)
     parser.add_argument("--uncertainty-penalty", type=float, default=1.0)
+    parser.add_argument("--score-every", type=int, default=None, help="prm variants: score (and render) every k-th frame (default: the model's frame stride; 1: every frame)")
     parser.add_argument("--model", type=Path, default=None, help="reward model checkpoint (default: train one)")
     parser.add_argument("--demos", type=Path, default=None, help="LeRobot dataset of the task (default: collect 16 episodes)")
     parser.add_argument("--demo-episodes", type=int, default=None, help="demonstration episodes in replay (default: all)")

@@ -56,6 +56,37 @@ def test_terminated_only_on_success_when_asked():
     env.close()
 
 
+@pytest.fixture(scope="module")
+def env_pair():
+    # closed only at the module's end: closing an env in this process frees the GL context another
+    # env in this process may still be rendering with
+    pair = make_env("lift", image_size=32, horizon=5), make_env("lift", image_size=32, horizon=5)
+    yield pair
+    for env in pair:
+        env.close()
+
+
+def test_steps_without_rendering_leave_the_rendered_frames_unchanged(env_pair):
+    """render=False skips the cameras; frames rendered later equal those of an env that renders every step."""
+    env, every = env_pair
+    actions = np.random.default_rng(0).uniform(-1, 1, (5, 7))
+    for seed in (0, 1):
+        env.reset(seed=seed)
+        every.reset(seed=seed)
+        for t, action in enumerate(actions):
+            rendered = t % 2 == 1
+            obs = env.step(action, render=rendered)[0]
+            reference = every.step(action)[0]
+            np.testing.assert_array_equal(obs["state"], reference["state"])
+            if rendered:
+                for view in ("agentview", "robot0_eye_in_hand"):
+                    np.testing.assert_array_equal(obs["images"][view], reference["images"][view])
+            else:
+                assert obs["images"] == {}
+                with pytest.raises(HeadwayError, match="render=True"):
+                    env.render()
+
+
 def test_bad_actions_are_rejected(env):
     env.reset(seed=0)
     with pytest.raises(HeadwayError, match="shape"):

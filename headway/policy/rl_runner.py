@@ -91,6 +91,9 @@ class OnlineRLConfig:
     actor_pretrain: int = 500  # regression steps of the RL actor onto the reference's actions at warm-up's end
     success_weight: float = 0.0
     uncertainty_penalty: float = 0.0  # Phi -= k * the reward model's ensemble uncertainty
+    # prm: score (and render) every k-th frame of an episode, the potential held in between; None: the
+    # model's frame stride (exact: its windows read only those frames); 1: every frame
+    score_every: int | None = None
     # awr with a potential: end a training episode early (truncated, bootstrapped) once its potential has not
     # risen `early_reset_gain` above its earlier best for `early_reset` steps (a stalled attempt); 0: off;
     # None: 30 for awr with a potential, else off
@@ -127,6 +130,8 @@ class OnlineRLConfig:
             raise HeadwayError(f"unknown shaping {self.shaping!r}; valid: {', '.join(SHAPINGS)}")
         if self.shaping not in (None, "none") and name not in ("oracle", "prm", "robosuite-dense"):
             raise HeadwayError(f"shaping {self.shaping!r} needs a potential; reward {name!r} has none (use oracle, robosuite-dense or prm:CKPT, or --shaping none)")
+        if self.score_every is not None and (self.score_every < 1 or name != "prm"):
+            raise HeadwayError(f"score-every {self.score_every} needs a reward model (prm:CKPT) and a value >= 1")
         if not 1 <= self.utd <= MAX_UTD:
             raise HeadwayError(f"UTD (updates per env step) must be in [1, {MAX_UTD}], got {self.utd}")
         for key in ("steps", "num_envs", "eval_every", "eval_episodes", "batch_size"):
@@ -183,7 +188,8 @@ class Rewards:
             missing = [v for v in model.views if v not in VIEWS]
             if missing:
                 raise HeadwayError(f"the reward model reads views {', '.join(missing)} that the simulator cannot render (it has {', '.join(VIEWS)})")
-            self.potential = BatchedPotential(model, get_task(config.task).instruction, num_envs, config.success_weight, config.uncertainty_penalty)
+            self.potential = BatchedPotential(model, get_task(config.task).instruction, num_envs, config.success_weight,
+                                              config.uncertainty_penalty, config.score_every)
             self.views, self.image_size = self.potential.views, self.potential.image_size
         # robosuite-dense with a shaping: robosuite's staged dense reward of the state (in [0, 1]) is the
         # potential and the task reward is sparse success, so the optimum is success
@@ -208,6 +214,10 @@ class Rewards:
             return self.potential.score(indices, observations)
         return np.zeros(len(indices))
 
+    def render_flags(self, indices: list[int]) -> list[bool] | None:
+        """Which envs must render their next frame: those whose potential is scored then (None: all)."""
+        return None if self.potential is None else [self.potential.due(i) for i in indices]
+
     def shaped(self, task_reward: float, phi: float, phi_next: float, terminated: bool) -> float:
         if self.shaping == "pbrs":
             return task_reward + self.gamma * (0.0 if terminated else phi_next) - phi
@@ -227,7 +237,9 @@ class Rewards:
             if not images:
                 raise HeadwayError(f"the demonstrations have none of the reward model's views ({', '.join(self.views)})")
             state = None if episode.state_dim is None else episode.obs[:, : episode.state_dim]
-            return self.potential.phi(model.score_episode(images, self.potential.task, state))
+            phi = self.potential.phi(model.score_episode(images, self.potential.task, state))
+            every = self.potential.every
+            return phi[np.arange(len(phi)) // every * every]  # held between scored frames, as online
         if self.dense_potential:  # recorded after each step: frame t + 1's value; the first frame takes the first
             dense = self._demo_dense(episode)
             return np.concatenate([dense[:1], dense])[: len(episode.obs)].astype(np.float64)
@@ -493,7 +505,7 @@ def _run_ibrl(config: OnlineRLConfig, resume: bool, on_eval, overwrite: bool) ->
             obs = np.stack([obs_vector(o) for o in observations])
             actions, used = agent.act(obs, refs, explore=True, rng=rng)
             t0 = time.perf_counter()
-            results = env.step(actions)
+            results = env.step(actions, render=None if policy_views else rewards.render_flags(slots))  # a camera policy sees every frame
             timing["env_seconds"] += time.perf_counter() - t0
             timing["env_steps"] += len(results)
             next_obs = [r[0] for r in results]
@@ -677,7 +689,7 @@ def _run_awr(config: OnlineRLConfig, resume: bool, on_eval, overwrite: bool) -> 
                 noise = rng.normal(0.0, config.awr.noise, size=init.action_dim)
                 actions.append(np.clip(actors[i].act(runs[i]["obs"]) + noise, -1.0, 1.0).astype(np.float32))
             t0 = time.perf_counter()
-            results = env.step(np.stack(actions))
+            results = env.step(np.stack(actions), render=rewards.render_flags(slots))
             timing["env_seconds"] += time.perf_counter() - t0
             timing["env_steps"] += len(results)
             step += len(results)

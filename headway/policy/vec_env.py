@@ -8,7 +8,8 @@ small info dict: `success`, `robosuite_dense_reward` and `oracle_potential`, the
 progress (scene stage + within-stage progress) / number of stages, as `headway sim collect` records
 it in `oracle.scene_stage` / `oracle.scene_tau`, for the oracle-potential bench arm.
 
-Rendering happens only for the views asked for (none when the reward needs no camera).
+Rendering happens only for the views asked for (none when the reward needs no camera), and only on
+the steps asked for (a reward model reads every `stride`-th frame).
 """
 
 from __future__ import annotations
@@ -83,7 +84,8 @@ class _Slot:
             self.oracle.reset()
             return observation, {"oracle_potential": self.oracle(), "robosuite_dense_reward": info["robosuite_dense_reward"]}
         if command == "step":
-            observation, reward, terminated, truncated, info = self.env.step(argument)
+            action, render = argument
+            observation, reward, terminated, truncated, info = self.env.step(action, render=render)
             small = {
                 "success": bool(info["success"]),
                 "robosuite_dense_reward": float(info["robosuite_dense_reward"]),
@@ -188,13 +190,17 @@ class VecEnv:
         """Reset the envs `indices` with these seeds; (observation, info) for each."""
         return self._call(list(indices), "reset", list(seeds))
 
-    def step(self, actions: np.ndarray, indices: list[int] | None = None) -> list[tuple]:
-        """Step the envs `indices` (default: all) with one action row each, in parallel."""
+    def step(self, actions: np.ndarray, indices: list[int] | None = None, render: list[bool] | None = None) -> list[tuple]:
+        """Step the envs `indices` (default: all) with one action row each, in parallel; `render[k]`
+        False skips env k's cameras this step (its observation then has no images)."""
         indices = list(range(self.num_envs)) if indices is None else list(indices)
         actions = np.asarray(actions, np.float32)
         if actions.shape[0] != len(indices):
             raise HeadwayError(f"{actions.shape[0]} actions for {len(indices)} envs")
-        return self._call(indices, "step", list(actions))
+        render = [True] * len(indices) if render is None else [bool(r) for r in render]
+        if len(render) != len(indices):
+            raise HeadwayError(f"{len(render)} render flags for {len(indices)} envs")
+        return self._call(indices, "step", list(zip(actions, render)))
 
     def close(self) -> None:
         if self.closed:

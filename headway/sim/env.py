@@ -117,12 +117,15 @@ class HeadwayEnv(gym.Env):
         )
         self._steps = 0
         self._last_obs: dict | None = None
+        self._rendering = True
+        self._gate_cameras()
 
     # -- gymnasium API -------------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
         if seed is not None:
             self._reseed(seed)
+        self._rendering = True  # an episode's first frame is always rendered
         self._last_obs = self._env.reset()
         if self._randomizer is not None:
             # the scene is drawn from the episode's seed (or the env's own stream when no seed is given)
@@ -132,13 +135,15 @@ class HeadwayEnv(gym.Env):
         self._steps = 0
         return self._observation(self._last_obs), {"success": self.task.success(self._env), "robosuite_dense_reward": float(self._env.reward(None))}
 
-    def step(self, action: np.ndarray):
+    def step(self, action: np.ndarray, render: bool = True):
+        """`render` False skips the cameras for this step (the observation then has no images)."""
         action = np.asarray(action, dtype=np.float64)
         if action.shape != self.action_space.shape:
             raise HeadwayError(f"action has shape {action.shape}; this env takes {self.action_space.shape}")
         if not np.all(np.isfinite(action)):
             raise HeadwayError("action contains NaN or inf; the env only steps finite actions")
         action = np.clip(action, self.action_space.low, self.action_space.high)
+        self._rendering = bool(render)
         self._last_obs, dense_reward, _, _ = self._env.step(action)
         self._steps += 1
         success = self.task.success(self._env)
@@ -149,6 +154,8 @@ class HeadwayEnv(gym.Env):
 
     def render(self) -> np.ndarray:
         assert self._last_obs is not None, "call reset() first"
+        if not self._rendering:
+            raise HeadwayError("the last step was taken with render=False; step with render=True to get images")
         return np.concatenate([self._last_obs[f"{v}_image"] for v in self.config.views], axis=1)
 
     def close(self) -> None:
@@ -179,6 +186,21 @@ class HeadwayEnv(gym.Env):
         self._check_view(view)
         return camera_extrinsics(self._env.sim, view)
 
+    def _gate_cameras(self) -> None:
+        """Route each camera's sensor through `_rendering`: off, it returns a blank frame instead of
+        rendering. The observables keep robosuite's sampling schedule either way, so a rendered step's
+        images equal those of an env that renders every step."""
+        for view in self.config.views:
+            name = f"{view}_image"
+            sensor = self._env._observables[name]._sensor
+            blank = np.zeros((self.config.image_size, self.config.image_size, 3), np.uint8)
+
+            def gated(obs_cache, sensor=sensor, blank=blank):
+                return sensor(obs_cache) if self._rendering else blank
+
+            gated.__modality__ = sensor.__modality__
+            self._env.modify_observable(name, "sensor", gated)
+
     def _check_view(self, view: str) -> None:
         if view not in self.config.views:
             raise unknown_name("camera of this env", view, self.config.views)
@@ -199,7 +221,7 @@ class HeadwayEnv(gym.Env):
             [obs["robot0_eef_pos"], obs["robot0_eef_quat"], obs["robot0_gripper_qpos"]]
         ).astype(np.float32)
         return {
-            "images": {v: np.ascontiguousarray(obs[f"{v}_image"]) for v in self.config.views},
+            "images": {v: np.ascontiguousarray(obs[f"{v}_image"]) for v in self.config.views} if self._rendering else {},
             "state": proprio,
             "object": obs["object-state"].astype(np.float32),
         }
