@@ -56,19 +56,11 @@ def test_terminated_only_on_success_when_asked():
     env.close()
 
 
-@pytest.fixture(scope="module")
-def env_pair():
-    # closed only at the module's end: closing an env in this process frees the GL context another
-    # env in this process may still be rendering with
-    pair = make_env("lift", image_size=32, horizon=5), make_env("lift", image_size=32, horizon=5)
-    yield pair
-    for env in pair:
-        env.close()
-
-
-def test_steps_without_rendering_leave_the_rendered_frames_unchanged(env_pair):
-    """render=False skips the cameras; frames rendered later equal those of an env that renders every step."""
-    env, every = env_pair
+def test_steps_without_rendering_leave_the_rendered_frames_unchanged():
+    """render=False skips the cameras; frames rendered later equal those of an env that renders every step.
+    Both envs live in this process and are closed here: the module's env, rendered by the tests after
+    this one, must still render with its own GL context."""
+    env, every = make_env("lift", image_size=32, horizon=5), make_env("lift", image_size=32, horizon=5)
     actions = np.random.default_rng(0).uniform(-1, 1, (5, 7))
     for seed in (0, 1):
         env.reset(seed=seed)
@@ -85,6 +77,8 @@ def test_steps_without_rendering_leave_the_rendered_frames_unchanged(env_pair):
                 assert obs["images"] == {}
                 with pytest.raises(HeadwayError, match="render=True"):
                     env.render()
+    env.close()
+    every.close()
 
 
 def test_bad_actions_are_rejected(env):

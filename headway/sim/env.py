@@ -126,6 +126,7 @@ class HeadwayEnv(gym.Env):
         if seed is not None:
             self._reseed(seed)
         self._rendering = True  # an episode's first frame is always rendered
+        self._make_context_current()
         self._last_obs = self._env.reset()
         if self._randomizer is not None:
             # the scene is drawn from the episode's seed (or the env's own stream when no seed is given)
@@ -144,6 +145,8 @@ class HeadwayEnv(gym.Env):
             raise HeadwayError("action contains NaN or inf; the env only steps finite actions")
         action = np.clip(action, self.action_space.low, self.action_space.high)
         self._rendering = bool(render)
+        if self._rendering:
+            self._make_context_current()
         self._last_obs, dense_reward, _, _ = self._env.step(action)
         self._steps += 1
         success = self.task.success(self._env)
@@ -185,6 +188,13 @@ class HeadwayEnv(gym.Env):
 
         self._check_view(view)
         return camera_extrinsics(self._env.sim, view)
+
+    def _make_context_current(self) -> None:
+        """robosuite renders into whichever GL context is current; with several envs in one process
+        (or one closed) that is not always this env's, so make it current before rendering."""
+        context = getattr(self._env.sim, "_render_context_offscreen", None)
+        if context is not None:
+            context.gl_ctx.make_current()
 
     def _gate_cameras(self) -> None:
         """Route each camera's sensor through `_rendering`: off, it returns a blank frame instead of
