@@ -17,6 +17,9 @@ Stages (each skipped when its output exists, so a killed run resumes):
    paraphrase, a reordering, synonyms, and a different task that must score low), frame steps
    (--frame-steps) and image sizes (--sizes); one robustness report per model, and a comparison
    table (markdown, JSON, PNG) in OUT.
+
+`--models` picks among nominal, randomized, mixed and worded (the nominal collection with paraphrase
+training only); `--text-encoders hashed,minilm` trains each once per task encoder (`name+minilm`).
 """
 
 from __future__ import annotations
@@ -57,6 +60,13 @@ WORDINGS = {
     ),
 }
 AUGMENT = {"color_jitter": 0.25, "rotate_degrees": 3.0, "crop_scale": 0.08, "paraphrase_prob": 0.2}
+# name -> (training collections, augmentations); "worded" isolates paraphrase training from image augmentation
+MODELS = {
+    "nominal": (("train_nominal",), {}),
+    "randomized": (("train_randomized",), AUGMENT),
+    "mixed": (("train_nominal", "train_randomized"), AUGMENT),  # both collections, same steps
+    "worded": (("train_nominal",), {"paraphrase_prob": AUGMENT["paraphrase_prob"]}),
+}
 COMPARED = ("stage_accuracy", "progress_mae", "success_auroc", "kendall_tau", "succ_fail_gap", "voc")
 
 
@@ -75,7 +85,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--sizes", default="64,128", help="comma-separated image sizes (empty: none)")
     parser.add_argument("--data", type=Path, default=None, help="folder of the collections (default OUT/data)")
     parser.add_argument("--seed", type=int, default=0)
-    return parser.parse_args(argv)
+    parser.add_argument("--models", default=",".join(MODELS), help=f"models to train and score: {', '.join(MODELS)}")
+    parser.add_argument("--text-encoders", default="hashed", help="task encoders, each model trained once per encoder (hashed, minilm, hf:PATH)")
+    args = parser.parse_args(argv)
+    unknown = [m for m in args.models.split(",") if m not in MODELS]
+    if unknown:
+        parser.error(f"unknown models {unknown}; choose from {', '.join(MODELS)}")
+    return args
 
 
 def _ints(text: str) -> list[int]:
@@ -92,9 +108,10 @@ def collect_sets(args) -> dict[str, Path]:
     if unknown:
         raise SystemExit(f"unknown shifts {unknown}; choose from {', '.join(SHIFTS)}")
     parse_randomization(args.train_randomize)  # fail before any work
+    needed = {c for m in args.models.split(",") for c in MODELS[m][0]}  # only the selected models' training sets
     plan = {
-        "train_nominal": (args.train_episodes, 100, ""),
-        "train_randomized": (args.train_episodes, 100, args.train_randomize),
+        **{name: (args.train_episodes, 100, randomize) for name, randomize in
+           (("train_nominal", ""), ("train_randomized", args.train_randomize)) if name in needed},
         "test_nominal": (args.test_episodes, 200, ""),
         **{f"test_{name}": (args.test_episodes, 200, SHIFTS[name]) for name in shifts},
     }
@@ -121,21 +138,20 @@ def train_models(args, sets: dict[str, Path]) -> dict[str, Path]:
     from headway.reward.train import TrainConfig, train_reward_model
 
     set_torch_threads(1)
-    models = {
-        "nominal": ([sets["train_nominal"]], {}),
-        "randomized": ([sets["train_randomized"]], AUGMENT),
-        "mixed": ([sets["train_nominal"], sets["train_randomized"]], AUGMENT),  # both collections, same steps
-    }
     paths = {}
-    for name, (datasets, augment) in models.items():
-        out = args.out / "models" / name
-        paths[name] = out
-        if (out / "training.json").exists():
-            continue
-        config = TrainConfig(datasets=datasets, out=out, image_size=args.size, steps=args.steps, seed=args.seed, **augment)
-        started = time.perf_counter()
-        summary = train_reward_model(config, resume=out.exists())
-        print(f"trained {name}: {summary['steps']} steps, loss {summary['final_loss']:.3f}, {time.perf_counter() - started:.0f} s", flush=True)
+    for model in args.models.split(","):
+        collections, augment = MODELS[model]
+        for encoder in args.text_encoders.split(","):
+            name = model if encoder == "hashed" else f"{model}+{encoder.replace(':', '-').replace('/', '_')}"
+            out = args.out / "models" / name
+            paths[name] = out
+            if (out / "training.json").exists():
+                continue
+            config = TrainConfig(datasets=[sets[c] for c in collections], out=out, image_size=args.size, steps=args.steps,
+                                 seed=args.seed, text_encoder=encoder, **augment)
+            started = time.perf_counter()
+            summary = train_reward_model(config, resume=out.exists())
+            print(f"trained {name}: {summary['steps']} steps, loss {summary['final_loss']:.3f}, {time.perf_counter() - started:.0f} s", flush=True)
     return paths
 
 
