@@ -94,3 +94,15 @@ def test_the_runner_renders_only_the_frames_the_potential_scores(stride3_model, 
     assert rendered == [False, False, True, False, False, True, False]  # frames 1..7: 3 and 6 are scored
     offline = stride3_model.score_episode({v: np.stack(f) for v, f in frames.items()}, "pick up the red cube and lift it").progress
     np.testing.assert_allclose(phis, offline[[0, 0, 0, 3, 3, 3, 6, 6]], atol=1e-5)  # unrendered frames are never read
+
+
+def test_score_every_needs_a_reward_model_and_a_positive_interval(tmp_path):
+    from headway.policy.rl_runner import OnlineRLConfig
+
+    policy = tmp_path / "policy"
+    policy.mkdir()
+    (policy / "config.json").write_text("{}")
+    with pytest.raises(HeadwayError, match="score-every 5 needs a reward model"):
+        OnlineRLConfig(init=policy, out=tmp_path / "run", reward="sparse", score_every=5)
+    with pytest.raises(HeadwayError, match="score-every 0 needs"):
+        OnlineRLConfig(init=policy, out=tmp_path / "run", reward=f"prm:{tmp_path}", score_every=0)
