@@ -77,12 +77,10 @@ class BatchedPotential:
         """Phi of each env's newest frame (one call per env step, in order): scored when due, else held."""
         due = [k for k, i in enumerate(indices) if self.due(i)]
         if due:
-            phis = self._score([indices[k] for k in due], [observations[k] for k in due])
-            for k, value in zip(due, phis):
-                self.held[indices[k]] = value
+            self.held[[indices[k] for k in due]] = self._score([indices[k] for k in due], [observations[k] for k in due])
         for i in indices:
             self.t[i] += 1
-        return np.array([self.held[i] for i in indices])
+        return self.held[indices].copy()
 
     @torch.no_grad()
     def _score(self, indices: list[int], observations: list[dict]) -> np.ndarray:
