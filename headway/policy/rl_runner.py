@@ -647,7 +647,8 @@ def _run_awr(config: OnlineRLConfig, resume: bool, on_eval, overwrite: bool) -> 
         timing = logs.timing
 
         def do_eval() -> dict:
-            result = evaluate(None, evaluators, eval_env, config.eval_episodes, reference_only=True)
+            with learner.deployed():
+                result = evaluate(None, evaluators, eval_env, config.eval_episodes, reference_only=True)
             logs.evaluation(step, result, 1.0 if step else 0.0)
             return result
 
@@ -658,7 +659,8 @@ def _run_awr(config: OnlineRLConfig, resume: bool, on_eval, overwrite: bool) -> 
             def write(folder: Path) -> None:
                 torch.save(state, folder / "state.pt")
                 np.savez(folder / "replay.npz", **learner.episodes_state())
-                BCPolicy(net, {**init.meta, "finetuned": {"method": "awr", "reward": config.reward, "shaping": config.shaping_name, "env_steps": step}}).save(folder / "policy")
+                with learner.deployed():
+                    BCPolicy(net, {**init.meta, "finetuned": {"method": "awr", "reward": config.reward, "shaping": config.shaping_name, "env_steps": step}}).save(folder / "policy")
 
             publish_checkpoint(out, step, write, keep=2)
 
