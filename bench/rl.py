@@ -119,8 +119,7 @@ def run_config(args: argparse.Namespace, variant: str, seed: int, init: Path, de
         awr=AWRConfig(noise=args.noise, weighting=args.weighting, beta=args.beta, gamma=args.gamma, lam=args.lam, updates_per_episode=args.updates_per_episode,
                        demo_ratio=args.anchor, baseline=args.baseline, margin=args.margin,
                        refit_every=args.refit_every, refit_steps=args.refit_steps, successes_only=args.successes_only,
-                       refit_from=args.refit_from, refit_lr=args.refit_lr, refit_patience=args.refit_patience,
-                       select_episodes=args.select_episodes),
+                       refit_from=args.refit_from, refit_lr=args.refit_lr, refit_patience=args.refit_patience),
         progress=True,
     )
 
@@ -199,7 +198,6 @@ def main() -> None:
     parser.add_argument("--refit-from", default="fresh", choices=("fresh", "current"), help="awr re-cloning: new random weights or the current ones")
     parser.add_argument("--refit-lr", type=float, default=1e-3, help="awr: learning rate of each re-cloning (decayed to a tenth)")
     parser.add_argument("--refit-patience", type=int, default=6, help="awr with --successes-only: re-clone after this many failed training episodes in a row (0: off)")
-    parser.add_argument("--select-episodes", type=int, default=0, help="awr re-cloning: keep a new clone only if it succeeds at least as often in this many training episodes as the policy it replaces (0: keep every clone)")
     parser.add_argument("--successes-only", action=argparse.BooleanOptionalAction, default=True, help="awr: imitate only steps of successful episodes")
     parser.add_argument("--early-reset", type=int, default=30, help="awr, variants with a potential: end a training episode once its potential stalls this many steps (0: off)")
     parser.add_argument("--early-reset-gain", type=float, default=0.03, help="the rise that counts as progress for --early-reset")

@@ -169,47 +169,6 @@ def test_successes_only_refits_only_when_a_new_success_arrives_and_imitates_only
     assert restored.refit_mark == (2, 1) and [e.success for e in restored.episodes] == [False, True, False]
 
 
-def test_a_clone_on_trial_is_kept_only_if_it_succeeds_as_often_as_the_policy_it_replaces():
-    from headway.policy.bc import BCNet
-
-    torch.manual_seed(0)
-    net = BCNet(state_dim=1, action_dim=1, chunk=1, hidden=32, layers=2)
-    config = AWRConfig(baseline="potential", refit_every=1, refit_steps=50, batch_size=64, successes_only=True, refit_patience=0, select_episodes=2)
-    learner = AWRLearner(net, obs_dim=1, config=config, demos=_demo_samples(state=-1.0, action=-0.5))
-
-    def episode(success: bool) -> Episode:
-        return Episode(obs=np.ones((2, 1), np.float32), phi=np.zeros(2), actions=np.array([[0.8 if success else -0.9]], np.float32),
-                       rewards=np.array([float(success)]), terminated=success, success=success)
-
-    def weights() -> dict:
-        return {k: v.clone() for k, v in net.state_dict().items()}
-
-    start = weights()
-    learner.add_episode(episode(True))
-    assert learner.update(5)["policy_steps"] == 0  # the acting policy has 1 episode of record, 2 needed
-    learner.add_episode(episode(False))
-    assert learner.update(5)["policy_steps"] == 50  # record 1 of 2: a clone goes on trial
-    challenger = weights()
-    with learner.deployed():  # evaluations and saved policies see the incumbent during the trial
-        assert all(torch.equal(v, start[k]) for k, v in net.state_dict().items())
-    assert all(torch.equal(v, challenger[k]) for k, v in net.state_dict().items())
-    learner.add_episode(episode(True))
-    assert learner.update(5)["policy_steps"] == 0  # no new clone while one is on trial
-    learner.add_episode(episode(False))  # trial record 1 of 2 = the incumbent's 1 of 2: kept
-    assert learner.last["trials_kept"] == 1
-    assert learner.update(5)["policy_steps"] == 50  # a new success since the last clone: the next one goes on trial
-    learner.add_episode(episode(False))
-    learner.add_episode(episode(False))  # 0 of 2 against 1 of 2: the kept clone comes back
-    assert (learner.last["trials"], learner.last["trials_kept"]) == (2, 1)
-    assert all(torch.equal(v, challenger[k]) for k, v in net.state_dict().items())
-    assert learner.record == [1, 2]
-    restored = AWRLearner(BCNet(state_dim=1, action_dim=1, chunk=1, hidden=32, layers=2), obs_dim=1, config=config, demos=_demo_samples(state=-1.0, action=-0.5))
-    restored.load_state_dict(learner.state_dict())
-    assert restored.record == [1, 2] and restored.trial is None
-    with pytest.raises(HeadwayError, match="re-cloning"):
-        AWRConfig(refit_every=0, select_episodes=3)
-
-
 def test_a_training_episode_stalls_when_its_potential_stops_rising():
     from headway.policy.rl_runner import stalled
 

@@ -24,7 +24,6 @@ episode) spends fewer env steps on attempts that have already failed.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Literal
 
@@ -78,11 +77,6 @@ class AWRConfig:
     # with `refit_every` and `successes_only`: also re-clone (a new draw on the same data) once the current
     # policy has failed this many training episodes in a row, so an unlucky clone does not stall data collection; 0: off
     refit_patience: int = 6
-    # with `refit_every`: a new clone acts on trial for this many training episodes and is kept only if it
-    # succeeded at least as often as the policy it would replace did while acting (that policy needs as many
-    # episodes of its own first); else that policy comes back. Re-clones of the same data vary a lot
-    # (docs/rl.md), so keeping the better draw is a cheap policy improvement. 0: every clone is kept
-    select_episodes: int = 0
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.noise <= 1.0:
@@ -109,8 +103,6 @@ class AWRConfig:
             raise HeadwayError(f"refit patience must be >= 0 episodes, got {self.refit_patience}")
         if self.refit_from not in ("fresh", "current"):
             raise HeadwayError(f"refit-from must be fresh or current, got {self.refit_from!r}")
-        if self.select_episodes < 0 or (self.select_episodes and not self.refit_every):
-            raise HeadwayError(f"select episodes must be >= 0 and needs re-cloning (refit_every > 0), got {self.select_episodes} with refit_every {self.refit_every}")
 
 
 # -- 1. the value function ---------------------------------------------------------------------
@@ -193,10 +185,6 @@ class AWRLearner:
             raise HeadwayError("re-cloning (refit_every > 0) needs the start's demonstrations: an init BC checkpoint that names its dataset, or --demos")
         self.last: dict[str, float] = {}
         self.refit_mark = (0, 0)  # (episodes, successful episodes) at the last re-cloning
-        # clone selection (`select_episodes`): the acting policy's record [successes, episodes], and while a new
-        # clone is on trial, the policy it would replace ("incumbent": its weights and record) and the trial's record
-        self.record = [0, 0]
-        self.trial: dict | None = None
 
     def fit_normaliser(self, observations: np.ndarray) -> None:
         self.value.normaliser.fit(observations)
@@ -205,34 +193,6 @@ class AWRLearner:
         if len(episode.actions) == 0:
             return
         self.episodes.append(episode)
-        self.record[0] += int(episode.success)
-        self.record[1] += 1
-        if self.trial is not None and self.record[1] >= self.config.select_episodes:
-            self._judge_trial()
-
-    # clone selection
-    def _judge_trial(self) -> None:
-        """Keep the clone on trial if its success rate is at least the incumbent's, else restore the incumbent."""
-        trial, self.trial = self.trial, None
-        (wins, runs), (inc_wins, inc_runs) = self.record, trial["record"]
-        kept = wins * inc_runs >= inc_wins * runs
-        self.last = {**self.last, "trials": self.last.get("trials", 0) + 1, "trials_kept": self.last.get("trials_kept", 0) + int(kept)}
-        if not kept:
-            self.net.load_state_dict(trial["incumbent"])
-            self.record = list(trial["record"])
-
-    @contextmanager
-    def deployed(self):
-        """The policy this run stands by, acting in `self.net` for the block: the incumbent while a clone is on trial."""
-        if self.trial is None:
-            yield
-            return
-        acting = {k: v.clone() for k, v in self.net.state_dict().items()}
-        self.net.load_state_dict(self.trial["incumbent"])
-        try:
-            yield
-        finally:
-            self.net.load_state_dict(acting)
 
     # the three steps of one update, each over all stored episodes
     @torch.no_grad()
@@ -277,16 +237,9 @@ class AWRLearner:
 
     def update(self, steps: int) -> dict[str, float]:
         """`steps` value and policy gradient steps on everything collected so far (with `refit_every`,
-        a re-cloning when one is due, else nothing; with `select_episodes`, none while a clone is on trial
-        or before the acting policy has a record of that many episodes); `policy_steps` says how many."""
-        selecting = self.config.select_episodes > 0
-        if selecting and (self.trial is not None or self.record[1] < self.config.select_episodes):
-            return {"policy_steps": 0}
+        a re-cloning when one is due, else nothing); `policy_steps` says how many."""
         if not self.episodes or (self.config.refit_every and not self._take_due_refit()):
             return {"policy_steps": 0}
-        if selecting:
-            self.trial = {"incumbent": {k: v.clone() for k, v in self.net.state_dict().items()}, "record": list(self.record)}
-            self.record = [0, 0]
         config, data = self.config, self._flat()
         n = len(data["obs"])
         value_loss = float("nan")
@@ -310,7 +263,7 @@ class AWRLearner:
             loss, steps = self._refit(data, weights), config.refit_steps
         else:
             loss = self._gradient_steps(data, weights, steps)
-        self.last = {**self.last, "value_loss": value_loss, "policy_loss": loss, "mean_weight": float(weights.mean()),
+        self.last = {"value_loss": value_loss, "policy_loss": loss, "mean_weight": float(weights.mean()),
                      "advantage_std": float(np.std(advantages)), "policy_steps": steps}
         return self.last
 
@@ -355,8 +308,7 @@ class AWRLearner:
     # checkpoints
     def state_dict(self) -> dict:
         return {"net": self.net.state_dict(), "value": self.value.state_dict(), "policy_opt": self.policy_opt.state_dict(),
-                "value_opt": self.value_opt.state_dict(), "rng": self.rng.bit_generator.state, "last": self.last, "refit_mark": list(self.refit_mark),
-                "record": list(self.record), "trial": self.trial}
+                "value_opt": self.value_opt.state_dict(), "rng": self.rng.bit_generator.state, "last": self.last, "refit_mark": list(self.refit_mark)}
 
     def load_state_dict(self, state: dict) -> None:
         self.net.load_state_dict(state["net"])
@@ -366,7 +318,6 @@ class AWRLearner:
         self.rng.bit_generator.state = state["rng"]
         self.last = state["last"]
         self.refit_mark = tuple(state.get("refit_mark", (0, 0)))
-        self.record, self.trial = list(state.get("record", [0, 0])), state.get("trial")
 
     def episodes_state(self) -> dict[str, np.ndarray]:
         """The online episodes as flat arrays with lengths (for replay.npz)."""

@@ -647,8 +647,7 @@ def _run_awr(config: OnlineRLConfig, resume: bool, on_eval, overwrite: bool) -> 
         timing = logs.timing
 
         def do_eval() -> dict:
-            with learner.deployed():
-                result = evaluate(None, evaluators, eval_env, config.eval_episodes, reference_only=True)
+            result = evaluate(None, evaluators, eval_env, config.eval_episodes, reference_only=True)
             logs.evaluation(step, result, 1.0 if step else 0.0)
             return result
 
@@ -659,8 +658,7 @@ def _run_awr(config: OnlineRLConfig, resume: bool, on_eval, overwrite: bool) -> 
             def write(folder: Path) -> None:
                 torch.save(state, folder / "state.pt")
                 np.savez(folder / "replay.npz", **learner.episodes_state())
-                with learner.deployed():
-                    BCPolicy(net, {**init.meta, "finetuned": {"method": "awr", "reward": config.reward, "shaping": config.shaping_name, "env_steps": step}}).save(folder / "policy")
+                BCPolicy(net, {**init.meta, "finetuned": {"method": "awr", "reward": config.reward, "shaping": config.shaping_name, "env_steps": step}}).save(folder / "policy")
 
             publish_checkpoint(out, step, write, keep=2)
 
