@@ -9,7 +9,7 @@ Per task (lift, stack, pick_place_can):
 2. Reward model: a headway stage reward model trained on that dataset (once).
 3. Labels: `headway label` of the dataset with that model (progress, success, shaped reward,
    LeRobot's sarm_progress.parquet), chunk size = the policies' chunk.
-4. Six policies with the same network (headway.policy.bc.BCNet, chunk 10), the same number of actor
+4. Seven policies with the same network (headway.policy.bc.BCNet, chunk 10), the same number of actor
    steps and batch size, once per training seed:
    bc           BC on every episode
    rabc         RA-BC on every episode (LeRobot's weights from the labels' progress)
@@ -17,6 +17,7 @@ Per task (lift, stack, pick_place_can):
    iql          IQL on every episode, headway's shaped labels (potential-based, gamma of the labels)
    iql_sparse   IQL on every episode, the dataset's sparse success reward
    expert_bc    BC on the expert episodes only (the reference: perfect filtering)
+   iql_progress IQL on every episode, the labels' progress of the next frame as the reward
 5. Each rolled out on the same held-out seeds. Success: mean over training seeds of the success
    rate; low/high: a 95% interval from a two-level bootstrap (training seeds, then episodes).
 Finished stages (datasets, models, labels, trained and evaluated policies) are reused on a rerun.
@@ -46,7 +47,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from fixtures import simulated_dataset, trained_reward_model  # noqa: E402
 
 TASKS = ("lift", "stack", "pick_place_can")
-ROWS = ("bc", "rabc", "filtered_bc", "iql", "iql_sparse", "expert_bc")
+ROWS = ("bc", "rabc", "filtered_bc", "iql", "iql_sparse", "expert_bc", "iql_progress")
 NAMES = {
     "bc": "BC (all)",
     "rabc": "RA-BC (all)",
@@ -54,7 +55,11 @@ NAMES = {
     "iql": "IQL (headway shaped)",
     "iql_sparse": "IQL (sparse success)",
     "expert_bc": "BC (experts only)",
+    "iql_progress": "IQL (headway progress)",
 }
+
+COLOURS = {"bc": "0.6", "rabc": "tab:orange", "filtered_bc": "0.4", "iql": "tab:blue", "iql_sparse": "tab:cyan", "expert_bc": "tab:green",
+           "iql_progress": "tab:purple"}
 
 
 def ensure_labels(dataset: Path, model: Path, out: Path, chunk: int) -> Path:
@@ -63,6 +68,27 @@ def ensure_labels(dataset: Path, model: Path, out: Path, chunk: int) -> Path:
     if not (out / "labels.json").exists():
         summary = label_dataset(LabelConfig(dataset=dataset, model=model, out=out, chunk_size=chunk), resume=True, progress=False)
         print(summary.render(), flush=True)
+    return out
+
+
+RECORDED_OUTCOME = ("next.reward", "next.success", "next.done", "next.robosuite_dense_reward")
+
+
+def without_recorded_outcome(dataset: Path, out: Path) -> Path:
+    """A copy of `dataset` without the simulator's reward, success and done columns, as teleoperated data
+    comes (lerobot's own `remove_feature`); headway's episode card is kept for the bench's bookkeeping."""
+    if not (out / "meta" / "info.json").exists():
+        import shutil
+
+        from lerobot.datasets.dataset_tools import remove_feature
+        from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+        partial = out.with_name(out.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        source = LeRobotDataset(repo_id=f"local/{dataset.name}", root=dataset, video_backend="pyav")
+        remove_feature(source, [c for c in RECORDED_OUTCOME if c in source.meta.features], output_dir=partial, repo_id=f"local/{out.name}")
+        shutil.copy2(dataset / "meta" / "headway.json", partial / "meta" / "headway.json")
+        partial.rename(out)
     return out
 
 
@@ -83,7 +109,10 @@ def run_task(task: str, args: argparse.Namespace) -> dict:
         args.work / "data" / task, task=task, episodes=args.collect_episodes, mix=HARD_MIX, image_size=84, seed=args.data_seed
     )
     model = trained_reward_model(args.work / "reward" / task, [dataset], steps=args.reward_steps, seed=0)
-    labels = ensure_labels(dataset, model, args.work / "labels" / task, args.chunk)
+    if args.no_recorded_reward:  # what the labels are worth on data with no reward of its own: policies learn from the copy
+        dataset = without_recorded_outcome(dataset, args.work / "data" / f"{task}_no_reward")
+        work = args.work / f"{task}_no_reward"
+    labels = ensure_labels(dataset, model, args.work / "labels" / work.name, args.chunk)
     reader = DatasetReader(dataset)
     outcomes = {i: reader.outcome(i) for i in range(reader.num_episodes)}
     experts = tuple(i for i, o in outcomes.items() if o is not None and o.mode == "expert")
@@ -114,7 +143,7 @@ def run_task(task: str, args: argparse.Namespace) -> dict:
             elif name == "expert_bc":
                 summary = train_bc(BCConfig(episodes=experts, **common), progress=False)
             else:
-                reward = "shaped" if name == "iql" else "sparse"
+                reward = {"iql": "shaped", "iql_sparse": "sparse", "iql_progress": "progress"}[name]
                 summary = train_iql(IQLConfig(labels=labels, reward=reward, expectile=args.expectile, temperature=args.temperature,
                                               **common), progress=False, samples=samples)
             policy = BCPolicy.load(out, task=task)
@@ -168,7 +197,7 @@ def plot(results: dict, path: Path, title: str) -> None:
         means = [100 * results[task][r]["success"] for r in rows]
         errors = [[100 * (results[task][r]["success"] - results[task][r]["low"]) for r in rows],
                   [100 * (results[task][r]["high"] - results[task][r]["success"]) for r in rows]]
-        axis.bar(range(len(rows)), means, yerr=errors, capsize=3, color=["0.6", "tab:orange", "0.4", "tab:blue", "tab:cyan", "tab:green"][: len(rows)])
+        axis.bar(range(len(rows)), means, yerr=errors, capsize=3, color=[COLOURS[r] for r in rows])
         axis.set_xticks(range(len(rows)), [NAMES[r] for r in rows], rotation=35, ha="right", fontsize=7)
         axis.set_ylim(0, 105)
         axis.set_ylabel("success (%)")
@@ -183,7 +212,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--json", type=Path, required=True, help="where the results go (a PNG is written beside it)")
     parser.add_argument("--tasks", default=",".join(TASKS))
-    parser.add_argument("--rows", default=",".join(ROWS), help="which policies (default: all six)")
+    parser.add_argument("--rows", default=",".join(ROWS), help="which policies (default: all seven)")
     parser.add_argument("--work", type=Path, default=Path("runs/bench_policies"))
     parser.add_argument("--seeds", default="0,1,2", help="training seeds")
     parser.add_argument("--episodes", type=int, default=30, help="held-out evaluation episodes per policy and seed")
@@ -196,6 +225,9 @@ def main() -> None:
     parser.add_argument("--collect-episodes", type=int, default=60)
     parser.add_argument("--data-seed", type=int, default=3)
     parser.add_argument("--reward-steps", type=int, default=1500)
+    parser.add_argument("--no-recorded-reward", action="store_true",
+                        help="policies learn from a copy of the data without its recorded reward, success and done (as teleoperated data): "
+                             "IQL's shaped reward is then the shaping alone and its sparse reward the labelled success")
     args = parser.parse_args()
     args.tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     args.rows = [r.strip() for r in args.rows.split(",") if r.strip()]
@@ -215,11 +247,11 @@ def main() -> None:
             checks[task] = targets(task_rows)
     headline = args.seeds == [0, 1, 2] and args.episodes >= 30 and args.tasks == list(TASKS) and len(args.rows) == len(ROWS)
     command = "uv run python bench/policies.py " + " ".join(sys.argv[1:])
-    payload = {"tasks": results, "targets": checks, "data": data, "protocol": protocol(args) | {"seeds": args.seeds},
+    payload = {"tasks": results, "targets": checks, "no_recorded_reward": args.no_recorded_reward, "data": data, "protocol": protocol(args) | {"seeds": args.seeds},
                "reduced": not headline, "command": command, "seconds": time.perf_counter() - started}
     atomic_write_json(args.json, payload)
     png = args.json.with_suffix(".png")
-    label = "" if headline else "REDUCED run: "
+    label = ("" if headline else "REDUCED run: ") + ("data without a recorded reward; " if args.no_recorded_reward else "")
     plot(results, png, f"{label}training seeds {args.seeds}, {args.episodes} held-out episodes each,\n{args.steps} actor steps; bars: 95% bootstrap interval")
     print()
     for task, rows in results.items():
