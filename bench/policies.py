@@ -47,19 +47,17 @@ sys.path.insert(0, str(Path(__file__).parent))
 from fixtures import simulated_dataset, trained_reward_model  # noqa: E402
 
 TASKS = ("lift", "stack", "pick_place_can")
-ROWS = ("bc", "rabc", "filtered_bc", "iql", "iql_sparse", "expert_bc", "iql_progress")
-NAMES = {
-    "bc": "BC (all)",
-    "rabc": "RA-BC (all)",
-    "filtered_bc": "BC (successes)",
-    "iql": "IQL (headway shaped)",
-    "iql_sparse": "IQL (sparse success)",
-    "expert_bc": "BC (experts only)",
-    "iql_progress": "IQL (headway progress)",
+# row -> (label, bar colour), in the order of the table and the plot
+ROWS = {
+    "bc": ("BC (all)", "0.6"),
+    "rabc": ("RA-BC (all)", "tab:orange"),
+    "filtered_bc": ("BC (successes)", "0.4"),
+    "iql": ("IQL (headway shaped)", "tab:blue"),
+    "iql_sparse": ("IQL (sparse success)", "tab:cyan"),
+    "expert_bc": ("BC (experts only)", "tab:green"),
+    "iql_progress": ("IQL (headway progress)", "tab:purple"),
 }
-
-COLOURS = {"bc": "0.6", "rabc": "tab:orange", "filtered_bc": "0.4", "iql": "tab:blue", "iql_sparse": "tab:cyan", "expert_bc": "tab:green",
-           "iql_progress": "tab:purple"}
+IQL_REWARDS = {"iql": "shaped", "iql_sparse": "sparse", "iql_progress": "progress"}  # IQL rows -> IQLConfig.reward
 
 
 def ensure_labels(dataset: Path, model: Path, out: Path, chunk: int) -> Path:
@@ -143,8 +141,7 @@ def run_task(task: str, args: argparse.Namespace) -> dict:
             elif name == "expert_bc":
                 summary = train_bc(BCConfig(episodes=experts, **common), progress=False)
             else:
-                reward = {"iql": "shaped", "iql_sparse": "sparse", "iql_progress": "progress"}[name]
-                summary = train_iql(IQLConfig(labels=labels, reward=reward, expectile=args.expectile, temperature=args.temperature,
+                summary = train_iql(IQLConfig(labels=labels, reward=IQL_REWARDS[name], expectile=args.expectile, temperature=args.temperature,
                                               **common), progress=False, samples=samples)
             policy = BCPolicy.load(out, task=task)
             report = evaluate_policy(policy, task, episodes=args.episodes, seed=args.eval_seed, progress=False)
@@ -197,8 +194,8 @@ def plot(results: dict, path: Path, title: str) -> None:
         means = [100 * results[task][r]["success"] for r in rows]
         errors = [[100 * (results[task][r]["success"] - results[task][r]["low"]) for r in rows],
                   [100 * (results[task][r]["high"] - results[task][r]["success"]) for r in rows]]
-        axis.bar(range(len(rows)), means, yerr=errors, capsize=3, color=[COLOURS[r] for r in rows])
-        axis.set_xticks(range(len(rows)), [NAMES[r] for r in rows], rotation=35, ha="right", fontsize=7)
+        axis.bar(range(len(rows)), means, yerr=errors, capsize=3, color=[ROWS[r][1] for r in rows])
+        axis.set_xticks(range(len(rows)), [ROWS[r][0] for r in rows], rotation=35, ha="right", fontsize=7)
         axis.set_ylim(0, 105)
         axis.set_ylabel("success (%)")
         axis.set_title(task, fontsize=9)
@@ -255,7 +252,7 @@ def main() -> None:
     plot(results, png, f"{label}training seeds {args.seeds}, {args.episodes} held-out episodes each,\n{args.steps} actor steps; bars: 95% bootstrap interval")
     print()
     for task, rows in results.items():
-        print(f"| {task} | " + " | ".join(f"{NAMES[r]} {100 * v['success']:.0f}% [{100 * v['low']:.0f}, {100 * v['high']:.0f}]"
+        print(f"| {task} | " + " | ".join(f"{ROWS[r][0]} {100 * v['success']:.0f}% [{100 * v['low']:.0f}, {100 * v['high']:.0f}]"
                                          for r, v in rows.items()) + " |")
         if task in checks:
             print(f"  targets: {checks[task]}")

@@ -80,7 +80,7 @@ class BatchedPotential:
             self.held[[indices[k] for k in due]] = self._score([indices[k] for k in due], [observations[k] for k in due])
         for i in indices:
             self.t[i] += 1
-        return self.held[indices].copy()
+        return self.held[indices]  # fancy indexing: a copy
 
     @torch.no_grad()
     def _score(self, indices: list[int], observations: list[dict]) -> np.ndarray:
