@@ -119,7 +119,8 @@ def run_config(args: argparse.Namespace, variant: str, seed: int, init: Path, de
         awr=AWRConfig(noise=args.noise, weighting=args.weighting, beta=args.beta, gamma=args.gamma, lam=args.lam, updates_per_episode=args.updates_per_episode,
                        demo_ratio=args.anchor, baseline=args.baseline, margin=args.margin,
                        refit_every=args.refit_every, refit_steps=args.refit_steps, successes_only=args.successes_only,
-                       refit_from=args.refit_from, refit_lr=args.refit_lr, refit_patience=args.refit_patience),
+                       refit_from=args.refit_from, refit_lr=args.refit_lr, refit_patience=args.refit_patience,
+                       failure_peak=args.failure_peak if shaping != "none" else 0.0),
         progress=True,
     )
 
@@ -197,6 +198,7 @@ def main() -> None:
     parser.add_argument("--refit-steps", type=int, default=600, help="awr: BC steps of each re-cloning")
     parser.add_argument("--refit-from", default="fresh", choices=("fresh", "current"), help="awr re-cloning: new random weights or the current ones")
     parser.add_argument("--refit-lr", type=float, default=1e-3, help="awr: learning rate of each re-cloning (decayed to a tenth)")
+    parser.add_argument("--failure-peak", type=float, default=0.0, help="awr, variants with a potential: also imitate failed training episodes up to their potential's peak when it reaches this (0: off)")
     parser.add_argument("--refit-patience", type=int, default=6, help="awr with --successes-only: re-clone after this many failed training episodes in a row (0: off)")
     parser.add_argument("--successes-only", action=argparse.BooleanOptionalAction, default=True, help="awr: imitate only steps of successful episodes")
     parser.add_argument("--early-reset", type=int, default=30, help="awr, variants with a potential: end a training episode once its potential stalls this many steps (0: off)")

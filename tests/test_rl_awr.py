@@ -169,6 +169,31 @@ def test_successes_only_refits_only_when_a_new_success_arrives_and_imitates_only
     assert restored.refit_mark == (2, 1) and [e.success for e in restored.episodes] == [False, True, False]
 
 
+def test_failure_peak_imitates_a_failure_up_to_a_high_potential_peak_and_not_after():
+    from headway.policy.bc import BCNet
+
+    torch.manual_seed(0)
+    net = BCNet(state_dim=1, action_dim=1, chunk=1, hidden=32, layers=2)
+    config = AWRConfig(baseline="potential", refit_every=1, refit_steps=300, batch_size=64, successes_only=True, failure_peak=0.6)
+    learner = AWRLearner(net, obs_dim=1, config=config, demos=_demo_samples(state=-1.0, action=-0.5))
+
+    def failure(peak: float) -> Episode:  # state 1 -> 2 makes progress up to `peak`, state 2 -> 3 loses it
+        return Episode(obs=np.array([[1.0], [2.0], [3.0]], np.float32), phi=np.array([0.0, peak, 0.1]),
+                       actions=np.array([[0.8], [-0.9]], np.float32), rewards=np.array([peak, 0.1 - peak]), terminated=False)
+
+    learner.add_episode(failure(0.4))  # a low peak (an approach): nothing to imitate, no re-cloning
+    assert learner.update(50)["policy_steps"] == 0
+    learner.add_episode(failure(0.7))
+    assert learner.update(50)["policy_steps"] == 300
+    with torch.no_grad():
+        actions = net.denormalise_actions(net(torch.tensor([[-1.0], [1.0], [2.0]])))[:, 0, 0]
+    assert float(actions[0]) == pytest.approx(-0.5, abs=0.1)
+    assert float(actions[1]) == pytest.approx(0.8, abs=0.15)  # the step up to the peak is learned
+    assert float(actions[2]) > -0.5  # the step after it, which lost the progress, is not
+    with pytest.raises(HeadwayError, match="failure peak"):
+        AWRConfig(failure_peak=0.5, successes_only=False)
+
+
 def test_a_training_episode_stalls_when_its_potential_stops_rising():
     from headway.policy.rl_runner import stalled
 

@@ -77,6 +77,12 @@ class AWRConfig:
     # with `refit_every` and `successes_only`: also re-clone (a new draw on the same data) once the current
     # policy has failed this many training episodes in a row, so an unlucky clone does not stall data collection; 0: off
     refit_patience: int = 6
+    # > 0 (with `successes_only`): a failed training episode whose potential peaked at or above this value
+    # is imitated too, up to that peak (advantage filter inside), and counts as new data for a re-cloning.
+    # A stage-aware potential says how far the attempt got (e.g. the cube carried over the target), which a
+    # sparse reward cannot; set it at a stage after the grasp, since imitating approaches that fail to
+    # grasp took lift to 0 (docs/rl.md). 0: off
+    failure_peak: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.noise <= 1.0:
@@ -103,6 +109,8 @@ class AWRConfig:
             raise HeadwayError(f"refit patience must be >= 0 episodes, got {self.refit_patience}")
         if self.refit_from not in ("fresh", "current"):
             raise HeadwayError(f"refit-from must be fresh or current, got {self.refit_from!r}")
+        if self.failure_peak < 0.0 or (self.failure_peak > 0.0 and not self.successes_only):
+            raise HeadwayError(f"failure peak must be >= 0 and needs successes_only (it adds failures to the imitated successes), got {self.failure_peak}")
 
 
 # -- 1. the value function ---------------------------------------------------------------------
@@ -222,11 +230,21 @@ class AWRLearner:
             "mask": cat(list(masks)).float(),
         }
 
+    def _imitated(self, episode: Episode) -> np.ndarray:
+        """Which steps of `episode` may be imitated under `successes_only`: all of a success; of a failure whose
+        potential peaked at or above `failure_peak`, those before the peak; none of other failures."""
+        if episode.success:
+            return np.ones(len(episode.actions))
+        peak = int(np.argmax(episode.phi))
+        if self.config.failure_peak <= 0.0 or episode.phi[peak] < self.config.failure_peak:
+            return np.zeros(len(episode.actions))
+        return (np.arange(len(episode.actions)) < peak).astype(np.float64)
+
     def _take_due_refit(self) -> bool:
         """Whether a re-cloning is due, marking it taken if so: `refit_every` episodes since the last one (and,
-        with `successes_only`, a new successful one, or `refit_patience` failed episodes in a row since it)."""
+        with `successes_only`, a new episode to imitate, or `refit_patience` failed episodes in a row since it)."""
         config = self.config
-        episodes, successes = len(self.episodes), sum(e.success for e in self.episodes)
+        episodes, successes = len(self.episodes), sum(bool(self._imitated(e).any()) for e in self.episodes)
         since = episodes - self.refit_mark[0]
         new_data = since >= config.refit_every and (not config.successes_only or successes > self.refit_mark[1])
         stuck = config.successes_only and config.refit_patience > 0 and since >= config.refit_patience and successes == self.refit_mark[1]
@@ -257,7 +275,7 @@ class AWRLearner:
         advantages, _ = self._advantages(data["all_obs"], data["all_phi"])
         weights = awr_weights(advantages, config.beta, config.max_weight, config.weighting, config.margin)
         if config.successes_only:
-            weights = weights * np.concatenate([np.full(len(e.actions), float(e.success)) for e in self.episodes])
+            weights = weights * np.concatenate([self._imitated(e) for e in self.episodes])
         weights = torch.from_numpy(weights).float().to(self.device)
         if config.refit_every:
             loss, steps = self._refit(data, weights), config.refit_steps
