@@ -2,7 +2,7 @@
 
 Stages: collect a mixed-quality multi-view dataset and a held-out one; train the stage-aware
 reward model and the keypoint model; evaluate both on held-out seeds against baselines; label the
-dataset; train BC and RA-BC policies and evaluate them; fine-tune with online RL under the reward
+dataset; train BC, RA-BC and IQL (on the labels' shaped reward) policies and evaluate them; fine-tune with online RL under the reward
 model's potential-based shaping against the sparse reward; roll a policy out through the hardware
 layer's simulated arm with the live reward; write one HTML report.
 
@@ -111,6 +111,7 @@ class DemoPaths:
         self.labels = out / "labels"
         self.bc = out / "models" / "bc"
         self.rabc = out / "models" / "rabc"
+        self.iql = out / "models" / "iql"
         self.rl = out / "rl"
         self.rollout = out / "rollout"
         self.plots = out / "plots"
@@ -217,12 +218,19 @@ def _label(config: DemoConfig, settings: dict, paths: DemoPaths) -> dict:
 def _policies(config: DemoConfig, settings: dict, paths: DemoPaths) -> dict:
     from headway.policy.bc import BCConfig, train_bc
     from headway.policy.evaluate import evaluate_policy, render_summary
+    from headway.policy.iql import IQLConfig, train_iql
     from headway.policy.interface import load_policy
 
+    common = {"dataset": paths.train_data, "chunk": BC_CHUNK, "steps": settings["bc_steps"]}
+    trainers = {
+        "BC": (paths.bc, lambda out: train_bc(BCConfig(out=out, **common))),
+        "RA-BC": (paths.rabc, lambda out: train_bc(BCConfig(out=out, weights="rabc", labels=paths.labels, **common))),
+        "IQL": (paths.iql, lambda out: train_iql(IQLConfig(out=out, labels=paths.labels, **common))),
+    }
     rows = {}
-    for name, out, weights in (("BC", paths.bc, {}), ("RA-BC", paths.rabc, {"weights": "rabc", "labels": paths.labels})):
+    for name, (out, train) in trainers.items():
         if not (out / "config.json").exists():
-            train_bc(BCConfig(dataset=paths.train_data, out=out, chunk=BC_CHUNK, steps=settings["bc_steps"], **weights))
+            train(out)
         report = evaluate_policy(
             load_policy(out), config.task, episodes=settings["policy_eval_episodes"], horizon=settings["horizon"], videos=1, video_dir=paths.plots / "policies" / name
         )
@@ -327,7 +335,7 @@ STAGES: list[tuple[str, Callable[[DemoConfig, dict, DemoPaths], dict]]] = [
     ("train the keypoint model", _train_keypoints),
     ("evaluate the keypoint model on held-out episodes", _evaluate_keypoints),
     ("label the training dataset", _label),
-    ("train and evaluate BC and RA-BC policies", _policies),
+    ("train and evaluate BC, RA-BC and IQL policies", _policies),
     ("fine-tune with online RL: reward model + pbrs vs sparse", _reinforce),
     ("roll out through the hardware layer with the live reward", _rollout),
 ]

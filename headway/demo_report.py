@@ -20,7 +20,7 @@ def write_demo_report(config, paths, results: dict[str, dict], stages: dict[str,
     reward = results["evaluate the reward model on held-out episodes"]
     keypoints = results["evaluate the keypoint model on held-out episodes"]
     labels = results["label the training dataset"]
-    policies = results["train and evaluate BC and RA-BC policies"]
+    policies = results["train and evaluate BC, RA-BC and IQL policies"]
     rl = results["fine-tune with online RL: reward model + pbrs vs sparse"]
     rollout = results["roll out through the hardware layer with the live reward"]
 
@@ -69,7 +69,7 @@ def write_demo_report(config, paths, results: dict[str, dict], stages: dict[str,
             f"{_number(labels['mean_final_progress_failure'])}. LeRobot's RA-BC reads "
             f"<code>{html.escape(labels['progress_path'])}</code>.</p>" + _images([p for p in labels["plots"] if str(p).endswith(".png")], 2),
         ),
-        ("Behaviour cloning: plain vs reward-aligned (RA-BC)", html_table(policy_rows, ["success_rate", "mean_return", "mean_dense_return", "mean_length"])),
+        ("Policies from the labelled data: BC, reward-aligned BC (RA-BC) and IQL on the shaped reward", html_table(policy_rows, ["success_rate", "mean_return", "mean_dense_return", "mean_length"])),
         (
             "Online RL from a weak BC start: reward model + potential-based shaping vs sparse reward",
             html_table(rl_rows, ["start success rate", "final success rate", "success AUC"])
@@ -93,7 +93,7 @@ def write_report_figure(config, paths, results: dict[str, dict]) -> Path:
     import matplotlib.pyplot as plt
 
     reward = results["evaluate the reward model on held-out episodes"]
-    policies = _runs(results["train and evaluate BC and RA-BC policies"])
+    policies = _runs(results["train and evaluate BC, RA-BC and IQL policies"])
     rl = _runs(results["fine-tune with online RL: reward model + pbrs vs sparse"])
     keypoints = results["evaluate the keypoint model on held-out episodes"]
     figure, axes = plt.subplots(2, 3, figsize=(15, 8.5), gridspec_kw={"width_ratios": [1, 1.3, 1]})
@@ -111,9 +111,9 @@ def write_report_figure(config, paths, results: dict[str, dict]) -> Path:
     axes[0, 2].set_ylabel("median 3D error (cm)")
     axes[0, 2].set_title("keypoints triangulated across views")
     axes[0, 2].tick_params(axis="x", labelsize=7, rotation=15)
-    axes[1, 0].bar(list(policies), [100 * row["success_rate"] for row in policies.values()], color=["tab:gray", "tab:green"])
+    axes[1, 0].bar(list(policies), [100 * row["success_rate"] for row in policies.values()], color=["tab:gray", "tab:green", "tab:blue"][: len(policies)])
     axes[1, 0].set_ylabel("success (%)")
-    axes[1, 0].set_title("behaviour cloning: plain vs reward-aligned")
+    axes[1, 0].set_title("policies from the labelled data")
     for name, row in rl.items():
         axes[1, 1].plot(row["eval_steps"], [100 * v for v in row["eval_success"]], marker="o", label=name)
     axes[1, 1].set_xlabel("environment steps")

@@ -31,9 +31,10 @@ def test_demo_runs_end_to_end_then_skips_finished_stages(tmp_path, capsys):
     stages = result["stages"]
     assert "train the stage-aware reward model" in stages
     assert set(stages["evaluate the reward model on held-out episodes"]["metrics"]) >= {"voc", "kendall_tau"}
+    assert set(stages["train and evaluate BC, RA-BC and IQL policies"]) - {"seconds"} == {"BC", "RA-BC", "IQL"}
     report = (tmp_path / "demo" / "report.html").read_text()
     assert "Stage-aware reward model on held-out episodes" in report and "data:image/png;base64" in report
-    for heading in ("Keypoint model", "Labelled training dataset", "RA-BC", "Online RL", "hardware layer"):
+    for heading in ("Keypoint model", "Labelled training dataset", "RA-BC", "IQL", "Online RL", "hardware layer"):
         assert heading in report
     assert (tmp_path / "demo" / "labels" / "sarm_progress.parquet").exists()
     assert (tmp_path / "demo" / "report.png").stat().st_size > 10_000
