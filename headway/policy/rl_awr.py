@@ -81,7 +81,7 @@ class AWRConfig:
     # is imitated too, up to that peak (advantage filter inside), and counts as new data for a re-cloning.
     # A stage-aware potential says how far the attempt got (e.g. the cube carried over the target), which a
     # sparse reward cannot; set it at a stage after the grasp, since imitating approaches that fail to
-    # grasp took lift to 0 (docs/rl.md). 0: off
+    # grasp took lift to 0; on stack it gained nothing with the reward model's or the true potential (docs/rl.md). 0: off
     failure_peak: float = 0.0
 
     def __post_init__(self) -> None:
