@@ -23,7 +23,8 @@ that the early reset and `failure_peak` trust); the AUROC of the episode's peak 
 episode truly got past --stage" (true peak progress above that stage's start); and the mean peak on
 failures whose true progress never left the first stage. The ratio line compares each model to the first.
 Replays are kept in OUT/replays (one .npz per episode; a killed run resumes, and new models are scored
-without replaying); writes OUT/onpolicy_reward.json and OUT/onpolicy_reward.md.
+without replaying); writes OUT/onpolicy_reward.json, OUT/onpolicy_reward.md and OUT/onpolicy_reward.png
+(each episode's potential peak against its true peak, per model).
 """
 
 from __future__ import annotations
@@ -133,6 +134,27 @@ def summarise(episodes: list[dict], stage_start: float, first_stage_end: float, 
     }
 
 
+def plot(peaks: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], overshoot: float, path: Path) -> None:
+    """Per model, each episode's potential peak against its true peak (failures and successes marked)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, len(peaks), figsize=(4.2 * len(peaks), 4.2), squeeze=False)
+    for ax, (name, (truth, model, success)) in zip(axes[0], peaks.items()):
+        ax.scatter(truth[~success], model[~success], s=14, color="tab:red", alpha=0.7, label="failed")
+        ax.scatter(truth[success], model[success], s=14, color="tab:green", alpha=0.7, label="succeeded")
+        ax.plot([0, 1], [0, 1], color="grey", linewidth=0.8)
+        ax.plot([0, 1 - overshoot], [overshoot, 1], color="grey", linestyle=":", linewidth=0.8)
+        ax.set(xlim=(0, 1.02), ylim=(0, 1.02), xlabel="true peak progress (simulator)", ylabel="model's peak potential", title=Path(name).name)
+        ax.legend(fontsize=7, loc="lower right")
+    figure.suptitle(f"reward models on the learner's own episodes\n(above the dotted line: false high > {overshoot})", fontsize=9)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=Path, nargs="+", required=True, help="`headway rl finetune` output folders (awr)")
@@ -167,11 +189,13 @@ def main() -> None:
         folders.append(folder)
     stages = len(task.stages)
     stage = stages // 2 if args.stage is None else args.stage
-    rows, count, failed = [], 0, 0
-    for model, potential in zip(models, potentials):
+    rows, count, failed, peaks = [], 0, 0, {}
+    for name, model, potential in zip(args.models, models, potentials):
         episodes = [e for folder in folders for e in score_replays(folder, model, potential)]
         count, failed = len(episodes), sum(not e["success"] for e in episodes)
         rows.append(summarise(episodes, stage / stages, 1 / stages, args.overshoot))
+        peaks[name] = tuple(np.array(v) for v in zip(*((max(e["truth"]), max(e["potential"]), e["success"]) for e in episodes)))
+    plot(peaks, args.overshoot, args.out / "onpolicy_reward.png")
     result = {"runs": [str(r) for r in args.runs], "episodes": count, "failed": failed,
               "stage": stage, "overshoot": args.overshoot, "models": dict(zip(args.models, rows)), "seconds": round(time.time() - started, 1)}
     atomic_write_json(args.out / "onpolicy_reward.json", result)
