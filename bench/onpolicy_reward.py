@@ -40,6 +40,7 @@ from tqdm import tqdm
 
 from headway.atomic import atomic_write_json
 from headway.reward.metrics import auroc
+from headway.reward.shaping import potential
 from headway.runtime import set_torch_threads
 
 
@@ -51,20 +52,21 @@ def replay_run(run: Path, folder: Path, views: tuple[str, ...], image_size: int,
     replays = sorted((run / "checkpoints").glob("*/replay.npz"))
     if not replays or not (run / "train.csv").exists():
         raise SystemExit(f"{run} is not a finished `headway rl finetune --method awr` run (no train.csv or checkpoints/*/replay.npz)")
-    stored = np.load(replays[-1])
+    with np.load(replays[-1]) as archive:  # each key of an .npz is decompressed on every access: read them once
+        stored = {key: archive[key] for key in ("lengths", "actions", "obs", "success")}
     with open(run / "train.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     lengths = stored["lengths"]
     starts = np.concatenate([[0], np.cumsum(lengths)])
     count = len(lengths) if max_episodes is None else min(max_episodes, len(lengths))
-    todo = [k for k in range(count) if not (folder / f"episode_{k:04d}.npz").exists()]
-    if not todo:
+    missing = [k for k in range(count) if not (folder / f"episode_{k:04d}.npz").exists()]
+    if not missing:
         return
     folder.mkdir(parents=True, exist_ok=True)
     task = json.loads((run / "config.json").read_text())["task"]
     env = VecEnv(VecEnvSpec(task, views=views, image_size=image_size, terminate_on_success=True), 1, processes=False)
     try:
-        for k in tqdm(todo, desc=f"replay {run}", leave=False):
+        for k in tqdm(missing, desc=f"replay {run}", leave=False):
             actions = stored["actions"][starts[k] : starts[k + 1]]
             observation, info = env.reset([0], [int(rows[k]["seed"])])[0]
             frames, states, objects, truth = {v: [observation["images"][v]] for v in views}, [observation["state"]], [observation["object"]], [info["oracle_potential"]]
@@ -97,7 +99,7 @@ def uniform_progress(phi: np.ndarray, proportions) -> np.ndarray:
     return (stage + tau) / len(proportions)
 
 
-def score_replays(folder: Path, model, potential) -> list[dict]:
+def score_replays(folder: Path, model, task: str) -> list[dict]:
     """Each replayed episode's true progress and `model`'s potential per frame (held between scored frames),
     on the oracle's scale."""
     episodes = []
@@ -110,8 +112,7 @@ def score_replays(folder: Path, model, potential) -> list[dict]:
             full = np.zeros((length, *rendered.shape[1:]), rendered.dtype)
             full[::every] = rendered
             images[v] = full
-        potential.every = every
-        phi = potential.phi(model.score_episode(images, potential.task, saved["state"]))
+        phi = potential(model.score_episode(images, task, saved["state"]), finite=False)
         phi = uniform_progress(phi, getattr(getattr(model, "config", None), "stage_proportions", ()))
         episodes.append({"success": bool(saved["success"]), "truth": saved["truth"].tolist(),
                          "potential": phi[np.arange(length) // every * every].tolist()})
@@ -165,7 +166,7 @@ def main() -> None:
     parser.add_argument("--overshoot", type=float, default=0.3, help="a failed episode's potential peak this far above its true peak is a false high")
     args = parser.parse_args()
     set_torch_threads(1)
-    from headway.policy.rl_potential import BatchedPotential
+    from headway.policy.rl_potential import default_score_every
     from headway.reward.loading import load_reward_model
     from headway.sim.task import get_task
 
@@ -175,8 +176,7 @@ def main() -> None:
     if len(tasks) != 1:
         raise SystemExit(f"--runs mix tasks {sorted(tasks)}; bench one task at a time")
     task = get_task(tasks.pop())
-    potentials = [BatchedPotential(m, task.instruction, 1) for m in models]
-    every = {p.every for p in potentials}
+    every = {default_score_every(m) for m in models}
     if len(every) != 1:
         raise SystemExit(f"the models score every {sorted(every)} frames; bench models of one frame stride together")
     every = every.pop()  # only those frames are rendered and read, as in the runner
@@ -190,8 +190,8 @@ def main() -> None:
     stages = len(task.stages)
     stage = stages // 2 if args.stage is None else args.stage
     rows, count, failed, peaks = [], 0, 0, {}
-    for name, model, potential in zip(args.models, models, potentials):
-        episodes = [e for folder in folders for e in score_replays(folder, model, potential)]
+    for name, model in zip(args.models, models):
+        episodes = [e for folder in folders for e in score_replays(folder, model, task.instruction)]
         count, failed = len(episodes), sum(not e["success"] for e in episodes)
         rows.append(summarise(episodes, stage / stages, 1 / stages, args.overshoot))
         peaks[name] = tuple(np.array(v) for v in zip(*((max(e["truth"]), max(e["potential"]), e["success"]) for e in episodes)))
