@@ -126,14 +126,15 @@ def run_config(args: argparse.Namespace, variant: str, seed: int, init: Path, de
 
 
 def train_one(config) -> dict:
-    from headway.policy.rl_runner import run_online_rl
+    from headway.csvlog import read_rows
+    from headway.policy.rl_runner import run_online_rl, training_outcomes
 
     set_torch_threads(1)
     done = config.out / "summary.json"
     if done.exists() and (config.out / "config.json").exists():  # finished earlier with these settings: reuse it
         summary = json.loads(done.read_text())
         if summary.get("steps", 0) >= config.steps and json.loads((config.out / "config.json").read_text()) == config.identity():
-            return summary
+            return training_outcomes(read_rows(config.out / "train.csv", summary["steps"])) | summary  # runs from before these counts
     return run_online_rl(config, resume=True)
 
 
@@ -251,7 +252,8 @@ def main() -> None:
             summary = train_one(run_config(args, name, seed, init, Path(demos), model))
             same = summary["eval_successes"][0] == inits[seed]["successes"]
             print(f"  {name}: start {summary['start_success']:.2f} (init's own {inits[seed]['success_rate']:.2f}, same episodes: {same}) -> "
-                  f"{' '.join(f'{v:.2f}' for v in summary['eval_success'])}; {summary['env_steps_per_s']:.0f} env steps/s, "
+                  f"{' '.join(f'{v:.2f}' for v in summary['eval_success'])}; {summary['training_episodes']} training episodes "
+                  f"({summary['training_successes']} succeeded); {summary['env_steps_per_s']:.0f} env steps/s, "
                   f"{summary['updates_per_s']:.0f} updates/s, {summary['seconds']:.0f} s", flush=True)
             results[name].append(summary)
 
@@ -285,7 +287,7 @@ def main() -> None:
         "share_of_bootstrap_replicates_reaching_90": {n: p["_share_of_replicates_reaching_90"] for n, p in variants.items()},
         "paired_differences": paired, "throughput": throughput, "init_success": {str(s): v for s, v in inits.items()},
         "reward_hacking_flags": hacking, "args": {k: str(v) for k, v in vars(args).items()},
-        "runs": {n: [{k: r[k] for k in ("seed", "eval_steps", "eval_success", "start_success", "final_success", "seconds")} for r in runs] for n, runs in results.items()},
+        "runs": {n: [{k: r[k] for k in ("seed", "eval_steps", "eval_success", "start_success", "final_success", "training_episodes", "training_successes", "seconds")} for r in runs] for n, runs in results.items()},
     }
     atomic_write_json(args.out / "bench_details.json", details)
     plot(public, args, args.out / "curves.png")

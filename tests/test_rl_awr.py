@@ -254,6 +254,8 @@ def test_awr_starts_as_the_init_policy_learns_and_writes_a_loadable_policy(tiny_
     assert tuned.meta["finetuned"]["method"] == "awr"
     rows = (tmp_path / "run" / "train.csv").read_text().splitlines()
     assert len(rows) >= 5  # two envs x horizon 10 over 40 steps: four or more finished episodes
+    successes = [float(row.split(",")[rows[0].split(",").index("success")]) > 0 for row in rows[1:]]
+    assert summary["training_episodes"] == len(rows) - 1 and summary["training_successes"] == sum(successes)
 
 
 def test_robosuite_dense_with_pbrs_is_a_potential_over_sparse_success(tiny_bc, tiny_dataset):

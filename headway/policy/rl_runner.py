@@ -403,8 +403,13 @@ def stopped_by_nan(error: RewardNaNError, last_good: int, out: Path) -> RewardNa
     return RewardNaNError(f"{error}; training stopped, {kept}. Fix the reward model, then rerun with --resume")
 
 
+def training_outcomes(train_rows: list[dict]) -> dict:
+    """How many training episodes a run finished and how many succeeded (train.csv rows)."""
+    return {"training_episodes": len(train_rows), "training_successes": sum(float(r["success"]) > 0 for r in train_rows)}
+
+
 def write_summary(config: OnlineRLConfig, step: int, eval_rows: list[dict], started: float, info: dict) -> dict:
-    """summary.json from the evaluation log: curve, start and final success, throughput, hacking flag."""
+    """summary.json from the logs: curve, start and final success, throughput, training episodes and successes, hacking flag."""
     out = config.out
     curve_steps = [int(float(r["step"])) for r in eval_rows]
     summary = {
@@ -418,6 +423,7 @@ def write_summary(config: OnlineRLConfig, step: int, eval_rows: list[dict], star
         "seconds": round(time.perf_counter() - started, 1), **info,
     }
     train_rows = read_rows(out / "train.csv", step)
+    summary.update(training_outcomes(train_rows))
     summary["reward_hacking_flag"] = hacking_flag(train_rows, summary["eval_success"])
     atomic_write_json(out / "summary.json", summary)
     return summary
