@@ -30,7 +30,6 @@ without replaying); writes OUT/onpolicy_reward.json, OUT/onpolicy_reward.md and 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import time
 from pathlib import Path
@@ -39,6 +38,7 @@ import numpy as np
 from tqdm import tqdm
 
 from headway.atomic import atomic_write_json
+from headway.csvlog import read_rows
 from headway.reward.metrics import auroc
 from headway.reward.shaping import potential
 from headway.runtime import set_torch_threads
@@ -54,8 +54,7 @@ def replay_run(run: Path, folder: Path, views: tuple[str, ...], image_size: int,
         raise SystemExit(f"{run} is not a finished `headway rl finetune --method awr` run (no train.csv or checkpoints/*/replay.npz)")
     with np.load(replays[-1]) as archive:  # each key of an .npz is decompressed on every access: read them once
         stored = {key: archive[key] for key in ("lengths", "actions", "obs", "success")}
-    with open(run / "train.csv", newline="") as handle:
-        rows = list(csv.DictReader(handle))
+    rows = read_rows(run / "train.csv", int(replays[-1].parent.name.removeprefix("step_")))
     lengths = stored["lengths"]
     starts = np.concatenate([[0], np.cumsum(lengths)])
     count = len(lengths) if max_episodes is None else min(max_episodes, len(lengths))
@@ -99,22 +98,31 @@ def uniform_progress(phi: np.ndarray, proportions) -> np.ndarray:
     return (stage + tau) / len(proportions)
 
 
-def score_replays(folder: Path, model, task: str) -> list[dict]:
+def load_replays(folder: Path) -> list[dict]:
+    """The replayed episodes of `folder`, every array read once: the rendered frames per view, states, true
+    progress, success and the render stride."""
+    episodes = []
+    for path in sorted(folder.glob("episode_*.npz")):
+        with np.load(path) as saved:
+            frames = {key.removeprefix("frames."): saved[key] for key in saved.files if key.startswith("frames.")}
+            episodes.append({"frames": frames, "state": saved["state"], "truth": saved["truth"], "success": bool(saved["success"]), "every": int(saved["every"])})
+    return episodes
+
+
+def score_replays(replays: list[dict], model, task: str) -> list[dict]:
     """Each replayed episode's true progress and `model`'s potential per frame (held between scored frames),
     on the oracle's scale."""
     episodes = []
-    for path in sorted(folder.glob("episode_*.npz")):
-        saved = np.load(path)
-        every, length = int(saved["every"]), len(saved["truth"])
+    for replay in replays:
+        length, every = len(replay["truth"]), replay["every"]
         images = {}
         for v in model.views:  # frames not rendered are never read: a blank stands in
-            rendered = saved[f"frames.{v}"]
-            full = np.zeros((length, *rendered.shape[1:]), rendered.dtype)
-            full[::every] = rendered
-            images[v] = full
-        phi = potential(model.score_episode(images, task, saved["state"]), finite=False)
+            rendered = replay["frames"][v]
+            images[v] = np.zeros((length, *rendered.shape[1:]), rendered.dtype)
+            images[v][::every] = rendered
+        phi = potential(model.score_episode(images, task, replay["state"]), finite=False)
         phi = uniform_progress(phi, getattr(getattr(model, "config", None), "stage_proportions", ()))
-        episodes.append({"success": bool(saved["success"]), "truth": saved["truth"].tolist(),
+        episodes.append({"success": replay["success"], "truth": replay["truth"].tolist(),
                          "potential": phi[np.arange(length) // every * every].tolist()})
     return episodes
 
@@ -182,17 +190,17 @@ def main() -> None:
     every = every.pop()  # only those frames are rendered and read, as in the runner
     views = tuple(dict.fromkeys(v for m in models for v in m.views))
     sizes = {int(m.image_size) for m in models}
-    folders = []
+    replays = []
     for run in args.runs:
         folder = args.out / "replays" / str(run).strip("/").replace("/", "__")
         replay_run(run, folder, views, max(sizes), every, args.max_episodes)
-        folders.append(folder)
+        replays += load_replays(folder)
+    count, failed = len(replays), sum(not r["success"] for r in replays)
     stages = len(task.stages)
     stage = stages // 2 if args.stage is None else args.stage
-    rows, count, failed, peaks = [], 0, 0, {}
+    rows, peaks = [], {}
     for name, model in zip(args.models, models):
-        episodes = [e for folder in folders for e in score_replays(folder, model, task.instruction)]
-        count, failed = len(episodes), sum(not e["success"] for e in episodes)
+        episodes = score_replays(replays, model, task.instruction)
         rows.append(summarise(episodes, stage / stages, 1 / stages, args.overshoot))
         peaks[name] = tuple(np.array(v) for v in zip(*((max(e["truth"]), max(e["potential"]), e["success"]) for e in episodes)))
     plot(peaks, args.overshoot, args.out / "onpolicy_reward.png")
