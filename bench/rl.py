@@ -116,7 +116,7 @@ def run_config(args: argparse.Namespace, variant: str, seed: int, init: Path, de
         early_reset=args.early_reset if shaping != "none" else 0,
         early_reset_gain=args.early_reset_gain,
         agent=AgentConfig(critics=args.critics, n_step=args.n_step, bc_weight=args.bc_weight, residual=args.residual),
-        awr=AWRConfig(noise=args.noise, weighting=args.weighting, beta=args.beta, gamma=args.gamma, lam=args.lam, updates_per_episode=args.updates_per_episode,
+        awr=AWRConfig(noise=args.noise, noise_correlation=args.noise_correlation, weighting=args.weighting, beta=args.beta, gamma=args.gamma, lam=args.lam, updates_per_episode=args.updates_per_episode,
                        demo_ratio=args.anchor, baseline=args.baseline, margin=args.margin,
                        refit_every=args.refit_every, refit_steps=args.refit_steps, successes_only=args.successes_only,
                        refit_from=args.refit_from, refit_lr=args.refit_lr, refit_patience=args.refit_patience,
@@ -188,6 +188,7 @@ def main() -> None:
     parser.add_argument("--eval-every", type=int, default=750)
     parser.add_argument("--eval-episodes", type=int, default=20)
     parser.add_argument("--noise", type=float, default=0.05, help="awr: exploration noise on executed actions")
+    parser.add_argument("--noise-correlation", type=float, default=0.0, help="awr: AR(1) coefficient of that noise within an episode (0: white)")
     parser.add_argument("--anchor", type=float, default=0.5, help="awr: share of each policy batch (re-cloning: of its weight) from the start's own demonstrations (0: none)")
     parser.add_argument("--weighting", default="positive", choices=("exp", "positive"), help="awr: advantage weighting")
     parser.add_argument("--beta", type=float, default=1.0, help="awr: temperature in advantage standard deviations")

@@ -208,6 +208,24 @@ def test_a_training_episode_stalls_when_its_potential_stops_rising():
     assert not stalled([0.5] * 10, 20, 0.03)  # shorter than the window
 
 
+def test_correlated_exploration_noise_keeps_its_std_and_lingers():
+    from headway.policy.rl_runner import ar1_noise
+
+    draws = np.random.default_rng(0).normal(0.0, 0.05, size=(20_000, 2))
+    first = draws[0]
+    assert ar1_noise(np.ones(2), first, 0.0) is first  # white noise is the draw itself, as before the option
+    for rho in (0.5, 0.9):
+        noise, series = np.zeros(2), []
+        for draw in draws:
+            noise = ar1_noise(noise, draw, rho)
+            series.append(noise[0])
+        series = np.asarray(series[100:])
+        assert abs(series.std() - 0.05) < 0.005  # the same per-step std as the white noise
+        assert abs(np.corrcoef(series[:-1], series[1:])[0, 1] - rho) < 0.03
+    with pytest.raises(HeadwayError, match="noise correlation"):
+        AWRConfig(noise_correlation=1.0)
+
+
 def test_early_reset_needs_a_potential(tiny_bc, tiny_dataset):
     with pytest.raises(HeadwayError, match="early reset"):
         _config(Path("unused"), tiny_bc, tiny_dataset, reward="sparse", early_reset=20)

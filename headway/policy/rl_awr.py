@@ -43,6 +43,9 @@ BASELINES = ("value", "potential")
 @dataclass
 class AWRConfig:
     noise: float = 0.05  # std of the Gaussian noise on executed actions (training episodes only)
+    # AR(1) coefficient of that noise within an episode: 0 is white noise; rho keeps each perturbation for about
+    # 1 / (1 - rho) steps at the same per-step std, so an attempt drifts to a different grasp instead of jittering
+    noise_correlation: float = 0.0
     gamma: float = 0.99
     lam: float = 0.95  # GAE lambda
     weighting: str = "positive"  # exp: exp(A / (beta * std A)) clipped | positive: 1 where A > 0, else 0 (CRR's binary filter, self-imitation)
@@ -87,6 +90,8 @@ class AWRConfig:
     def __post_init__(self) -> None:
         if not 0.0 <= self.noise <= 1.0:
             raise HeadwayError(f"exploration noise must be in [0, 1] (actions live in [-1, 1]), got {self.noise}")
+        if not 0.0 <= self.noise_correlation < 1.0:
+            raise HeadwayError(f"noise correlation (AR(1) coefficient) must be in [0, 1), got {self.noise_correlation}")
         if not 0.0 <= self.gamma < 1.0 or not 0.0 <= self.lam <= 1.0:
             raise HeadwayError(f"gamma must be in [0, 1) and lambda in [0, 1], got {self.gamma}, {self.lam}")
         if self.weighting not in WEIGHTINGS:

@@ -600,6 +600,14 @@ def stalled(phi: list[float], window: int, gain: float) -> bool:
     return max(phi[-window:]) < max(phi[:-window]) + gain
 
 
+def ar1_noise(previous: np.ndarray, draw: np.ndarray, rho: float) -> np.ndarray:
+    """The next exploration noise of an AR(1) process with the per-step std of `draw`: white when rho = 0,
+    otherwise each perturbation lingers about 1 / (1 - rho) steps (rho = 0 returns `draw` itself)."""
+    if rho == 0.0:
+        return draw
+    return rho * previous + np.sqrt(1.0 - rho * rho) * draw
+
+
 # -- the AWR loop: the init policy's own network acts and learns (headway/policy/rl_awr.py) --------------------
 def awr_anchor(policy, config: OnlineRLConfig):
     """The demonstrations the init policy was cloned from (its checkpoint names them), as BC samples;
@@ -684,7 +692,7 @@ def _run_awr(config: OnlineRLConfig, resume: bool, on_eval, overwrite: bool) -> 
             for k, (i, (o, _)) in enumerate(zip(indices, resets)):
                 actors[i].reset()
                 runs.append({"seed": seeds[k], "obs": o, "obs_v": [obs_vector(o)], "phi": [checked(float(phis[k]), "potential", step)],
-                             "actions": [], "rewards": [], "task": 0.0, "success": False})
+                             "actions": [], "rewards": [], "task": 0.0, "success": False, "noise": np.zeros(init.action_dim)})
             return runs
 
         runs = begin(slots)
@@ -692,8 +700,8 @@ def _run_awr(config: OnlineRLConfig, resume: bool, on_eval, overwrite: bool) -> 
         while step < config.steps:
             actions = []
             for i in slots:
-                noise = rng.normal(0.0, config.awr.noise, size=init.action_dim)
-                actions.append(np.clip(actors[i].act(runs[i]["obs"]) + noise, -1.0, 1.0).astype(np.float32))
+                runs[i]["noise"] = ar1_noise(runs[i]["noise"], rng.normal(0.0, config.awr.noise, size=init.action_dim), config.awr.noise_correlation)
+                actions.append(np.clip(actors[i].act(runs[i]["obs"]) + runs[i]["noise"], -1.0, 1.0).astype(np.float32))
             t0 = time.perf_counter()
             results = env.step(np.stack(actions), render=rewards.render_flags(slots))
             timing["env_seconds"] += time.perf_counter() - t0
