@@ -25,6 +25,8 @@ Variants (reward, shaping):
 
 Statistics: each point pools seeds x episodes; 95% percentile-bootstrap intervals resample seeds and,
 within them, episodes (headway/policy/rl_stats.py); steps-to-90% gets an interval from the same replicates.
+prm+pbrs against each other arm is also compared paired (same seeds, same held-out episodes, one draw for
+both): the difference per point and averaged over the points after the start, with 95% intervals.
 `--json PATH` writes {"task", "seeds", "eval_episodes", "wall_seconds", "variants": {NAME: {"start_success",
 "final_success", "worst_drop", "steps_to_90", "curve_steps", "curve_mean", "curve_low", "curve_high"}}};
 OUT/bench_details.json adds intervals of steps-to-90, paired differences, throughput, the init policies'
@@ -45,7 +47,7 @@ import numpy as np
 from fixtures import simulated_dataset, trained_reward_model  # bench/ is on sys.path
 from headway.atomic import atomic_write_json
 from headway.commands import integers_argument, names_argument
-from headway.policy.rl_stats import point_intervals, steps_to_threshold, worst_drop
+from headway.policy.rl_stats import paired_difference, point_intervals, steps_to_threshold, worst_drop
 from headway.runtime import set_torch_threads
 
 VARIANTS = {  # name -> (reward, shaping, uncertainty penalty used)
@@ -138,11 +140,16 @@ def train_one(config) -> dict:
     return run_online_rl(config, resume=True)
 
 
+def outcome_array(runs: list[dict], episodes: int, length: int) -> np.ndarray:
+    """(seeds, points, episodes) 0/1 outcomes of one variant's runs, cut to the first `length` points."""
+    return np.array([[r["eval_successes"][p][:episodes] for p in range(length)] for r in runs], dtype=float)
+
+
 def pooled(runs: list[dict], episodes: int, replicates: int) -> dict:
     """One variant over seeds: mean curve with bootstrap bands, steps to 90% with its interval."""
     length = min(len(r["eval_steps"]) for r in runs)
     steps = runs[0]["eval_steps"][:length]
-    outcomes = np.array([[r["eval_successes"][p][:episodes] for p in range(length)] for r in runs], dtype=float)
+    outcomes = outcome_array(runs, episodes, length)
     bands = point_intervals(outcomes, replicates)
     reach = steps_to_threshold(steps, outcomes, 0.9, replicates)
     return {
@@ -277,6 +284,13 @@ def main() -> None:
                 diffs = [a["final_success"] - b["final_success"] for a, b in zip(results["prm+pbrs"], results[other])]
                 paired[f"prm+pbrs - {other} final success per seed"] = diffs
                 print(f"paired final-success difference prm+pbrs - {other} per seed: {', '.join(f'{d:+.2f}' for d in diffs)}")
+                length = min(len(r["eval_steps"]) for r in results["prm+pbrs"] + results[other])
+                d = paired_difference(outcome_array(results["prm+pbrs"], args.eval_episodes, length),
+                                      outcome_array(results[other], args.eval_episodes, length), args.bootstrap)
+                paired[f"prm+pbrs - {other} paired bootstrap"] = d
+                print(f"paired prm+pbrs - {other}, mean success over the points after the start: {d['after_start']:+.3f} "
+                      f"(95% CI {d['after_start_low']:+.3f} to {d['after_start_high']:+.3f}); per point: "
+                      + " ".join(f"{m:+.2f}({lo:+.2f},{hi:+.2f})" for m, lo, hi in zip(d["mean"], d["low"], d["high"])))
     throughput = {name: {"env_steps_per_s": float(np.mean([r["env_steps_per_s"] for r in runs])), "updates_per_s": float(np.mean([r["updates_per_s"] for r in runs])),
                          "run_seconds": float(np.mean([r["seconds"] for r in runs]))} for name, runs in results.items()}
     for name, t in throughput.items():

@@ -12,7 +12,7 @@ import torch
 from headway.errors import HeadwayError
 from headway.policy.rl_algo import CLAMP, STD_FLOOR, Agent, AgentConfig, Buffer, NStep, Normaliser, mixed_batch
 from headway.policy.rl_runner import OnlineRLConfig, run_online_rl
-from headway.policy.rl_stats import point_intervals, steps_to_threshold, worst_drop
+from headway.policy.rl_stats import paired_difference, point_intervals, steps_to_threshold, worst_drop
 
 OBS, ACT = 6, 3
 
@@ -150,6 +150,24 @@ def test_bootstrap_intervals_cover_the_mean_and_shrink_with_more_episodes():
     assert worst_drop([0.5, 0.6, 0.3, 0.7]) == pytest.approx(0.2)
     with pytest.raises(HeadwayError):
         point_intervals(np.zeros((2, 3)))
+
+
+def test_paired_difference_keeps_the_pairing_and_averages_the_points_after_the_start():
+    rng = np.random.default_rng(1)
+    base = (rng.random((6, 4, 20)) < 0.5).astype(float)
+    same = paired_difference(base, base, 500)
+    assert same["after_start"] == 0.0 and same["after_start_low"] == 0.0 and same["after_start_high"] == 0.0  # paired: no spread
+    better = base.copy()
+    better[:, 1:, :10] = 1.0  # the same start, more successes at every later point
+    result = paired_difference(better, base, 500)
+    assert result["mean"][0] == 0.0 and result["low"][0] == result["high"][0] == 0.0
+    expected = (better - base)[:, 1:].mean()
+    assert result["after_start"] == pytest.approx(expected)
+    assert 0.0 < result["after_start_low"] <= expected <= result["after_start_high"]
+    swapped = paired_difference(base, better, 500)
+    assert swapped["after_start"] == pytest.approx(-expected) and swapped["after_start_high"] < 0.0
+    with pytest.raises(HeadwayError, match="same"):
+        paired_difference(base, base[:, :3], 100)
 
 
 def test_vectorised_rollouts_equal_single_env_rollouts_per_seed():

@@ -77,6 +77,29 @@ def steps_to_threshold(steps: list[int], outcomes: np.ndarray, threshold: float 
     }
 
 
+def paired_difference(a: np.ndarray, b: np.ndarray, replicates: int = 2000, seed: int = 0, level: float = 0.95) -> dict:
+    """Arm a minus arm b, run on the same training seeds and held-out episodes: per point, and averaged over
+    the points after the first (the area under the learning curve, so "faster" is one number).
+
+    A replicate draws seeds, then episodes within them, and applies the same draw to both arms, so the
+    pairing (same start, same evaluation scenes) is kept."""
+    a, b = _check(a), _check(b)
+    if a.shape != b.shape:
+        raise HeadwayError(f"paired arms need the same (seeds, points, episodes), got {a.shape} and {b.shape}")
+    curves = bootstrap_curves(a - b, replicates, seed)
+    tail = 100 * (1 - level) / 2
+    after = curves[:, 1:].mean(axis=1) if a.shape[1] > 1 else curves[:, 0]
+    difference = (a - b).mean(axis=(0, 2))
+    return {
+        "mean": difference.tolist(),
+        "low": np.percentile(curves, tail, axis=0).tolist(),
+        "high": np.percentile(curves, 100 - tail, axis=0).tolist(),
+        "after_start": float(difference[1:].mean() if len(difference) > 1 else difference[0]),
+        "after_start_low": float(np.percentile(after, tail)),
+        "after_start_high": float(np.percentile(after, 100 - tail)),
+    }
+
+
 def worst_drop(curve_mean: list[float]) -> float:
     """How far the lowest later point falls below the first (0 if never below)."""
     if len(curve_mean) < 2:
