@@ -170,6 +170,19 @@ def test_paired_difference_keeps_the_pairing_and_averages_the_points_after_the_s
         paired_difference(base, base[:, :3], 100)
 
 
+def test_training_seeds_beyond_eight_skip_the_held_out_block():
+    from headway.policy.evaluate import DEFAULT_EVAL_SEED, training_episode_seed
+
+    assert training_episode_seed(3, 7) == 300_007  # runs 0-8 keep the seeds they always had
+    assert training_episode_seed(8, 100_003) == 800_003
+    held_out = range(DEFAULT_EVAL_SEED, DEFAULT_EVAL_SEED + 100_000)
+    used = {training_episode_seed(run, index) for run in range(0, 40) for index in (0, 1, 99_999)}
+    assert not used & set(held_out)
+    assert training_episode_seed(9, 0) == 1_000_000 and training_episode_seed(10, 0) == 1_100_000
+    with pytest.raises(HeadwayError, match="training seed"):
+        training_episode_seed(-1, 0)
+
+
 def test_vectorised_rollouts_equal_single_env_rollouts_per_seed():
     from headway.policy.vec_env import OracleProgress, VecEnv, VecEnvSpec, make_env
 

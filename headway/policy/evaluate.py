@@ -12,7 +12,8 @@ A row is (seed, success, return, dense_return, length): `return` is the undiscou
 sparse task reward (1 on the success step, so per episode it equals success); `dense_return` sums
 robosuite's hand-designed shaped reward, a graded measure of how far a failing rollout got.
 Held-out seeds: episode i runs on seed `DEFAULT_EVAL_SEED + i` unless another base seed is given;
-the training data's seeds stay below (collection and RL training use `seed * 100000 + index`).
+the training data's seeds stay out of that block (collection uses `seed * 100000 + index`, RL
+training `training_episode_seed`).
 """
 
 from __future__ import annotations
@@ -32,6 +33,19 @@ from headway.sim.env import EnvConfig, HeadwayEnv
 from headway.sim.task import get_task
 
 DEFAULT_EVAL_SEED = 900_000
+TRAIN_SEED_STRIDE = 100_000  # each RL run (training seed) owns a block of this many environment seeds
+MAX_TRAIN_SEED = 999
+
+
+def training_episode_seed(run_seed: int, index: int) -> int:
+    """The environment seed of training episode `index` of the RL run with training seed `run_seed`.
+
+    Run s owns the block s * 100000 ...; from run 9 on, the block after it, so no training episode
+    ever uses the held-out block (DEFAULT_EVAL_SEED ...) that evaluations run on."""
+    if not 0 <= run_seed <= MAX_TRAIN_SEED:
+        raise HeadwayError(f"the training seed must be in [0, {MAX_TRAIN_SEED}], got {run_seed}")
+    block = run_seed if run_seed < DEFAULT_EVAL_SEED // TRAIN_SEED_STRIDE else run_seed + 1
+    return block * TRAIN_SEED_STRIDE + index % TRAIN_SEED_STRIDE
 VIDEO_VIEW = "agentview"
 VIDEO_SIZE = 128
 

@@ -28,7 +28,6 @@ restart from a fresh reset.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -43,7 +42,7 @@ from headway.errors import HeadwayError
 from headway.perception.preprocess import resize_frames
 from headway.policy.bc import BCPolicy
 from headway.policy.bc_data import load_bc_samples
-from headway.policy.evaluate import DEFAULT_EVAL_SEED, check_policy_fits, run_vec_eval_episodes, summarize_episodes
+from headway.policy.evaluate import DEFAULT_EVAL_SEED, check_policy_fits, run_vec_eval_episodes, summarize_episodes, training_episode_seed
 from headway.policy.interface import load_policy
 from headway.policy.replay import demo_transitions, read_demo_episodes
 from headway.policy.reward_sources import RewardNaNError
@@ -63,7 +62,6 @@ RL_METHODS: Registry[Callable[..., dict]] = Registry("RL method")
 
 REWARDS = ("sparse", "robosuite-dense", "oracle", "prm")
 SHAPINGS = ("pbrs", "delta", "none")
-TRAIN_SEED_STRIDE = 100_000
 TRAIN_FIELDS = ["step", "episode", "seed", "task_return", "learned_return", "success", "length", "used_rl", "seconds", "early_reset"]
 EVAL_FIELDS = ["step", "success_rate", "mean_dense_return", "mean_length", "used_rl", "successes", "seconds", "env_steps_per_s", "updates_per_s"]
 
@@ -148,8 +146,7 @@ class OnlineRLConfig:
             raise HeadwayError(f"early reset window and gain must be >= 0, got {self.early_reset}, {self.early_reset_gain}")
         if self.early_reset and not can_reset:
             raise HeadwayError("early reset reads the potential of a training episode: it needs --method awr and a reward with a potential (oracle, prm:CKPT, or robosuite-dense with --shaping pbrs)")
-        if self.seed < 0 or self.seed >= DEFAULT_EVAL_SEED // TRAIN_SEED_STRIDE:
-            raise HeadwayError(f"seed must be in [0, {DEFAULT_EVAL_SEED // TRAIN_SEED_STRIDE}), got {self.seed}")
+        training_episode_seed(self.seed, 0)  # the seed range, checked before any work
 
     @property
     def reward_name(self) -> str:
@@ -472,7 +469,7 @@ def _run_ibrl(config: OnlineRLConfig, resume: bool, on_eval, overwrite: bool) ->
             started -= state["seconds"]
         else:
             online = Buffer(config.steps + config.num_envs * (config.agent.n_step + 1), obs_dim, action_dim)
-            first = [obs_vector(o) for o, _ in env.reset(list(range(config.num_envs)), [config.seed * TRAIN_SEED_STRIDE + 99_999 - i for i in range(config.num_envs)])]
+            first = [obs_vector(o) for o, _ in env.reset(list(range(config.num_envs)), [training_episode_seed(config.seed, 99_999 - i) for i in range(config.num_envs)])]
             agent.normaliser.fit(demo_states if demo_states is not None else np.stack(first))
         last_good = step if checkpoint is not None else -1
         logs = RunLog(config, step, checkpoint is not None, started, on_eval)
@@ -493,7 +490,7 @@ def _run_ibrl(config: OnlineRLConfig, resume: bool, on_eval, overwrite: bool) ->
             last_good = 0
         # start every env's episode
         slots = list(range(config.num_envs))
-        seeds = [config.seed * TRAIN_SEED_STRIDE + (episode_counter + i) % TRAIN_SEED_STRIDE for i in slots]
+        seeds = [training_episode_seed(config.seed, episode_counter + i) for i in slots]
         resets = env.reset(slots, seeds)
         episode_counter += config.num_envs
         observations = [o for o, _ in resets]
@@ -551,7 +548,7 @@ def _run_ibrl(config: OnlineRLConfig, resume: bool, on_eval, overwrite: bool) ->
                 timing["update_seconds"] += time.perf_counter() - t0
                 timing["updates"] += config.utd * len(results)
             if done_slots:
-                new_seeds = [config.seed * TRAIN_SEED_STRIDE + (episode_counter + k) % TRAIN_SEED_STRIDE for k in range(len(done_slots))]
+                new_seeds = [training_episode_seed(config.seed, episode_counter + k) for k in range(len(done_slots))]
                 episode_counter += len(done_slots)
                 for i in done_slots:
                     s = stats[i]
@@ -654,7 +651,7 @@ def _run_awr(config: OnlineRLConfig, resume: bool, on_eval, overwrite: bool) -> 
             started -= state["seconds"]
         else:
             demo_obs = [e.obs for e in read_demo_episodes(config.demos)] if config.demos is not None else []
-            first = [obs_vector(o) for o, _ in env.reset(list(range(config.num_envs)), [config.seed * TRAIN_SEED_STRIDE + 99_999 - i for i in range(config.num_envs)])]
+            first = [obs_vector(o) for o, _ in env.reset(list(range(config.num_envs)), [training_episode_seed(config.seed, 99_999 - i) for i in range(config.num_envs)])]
             learner.fit_normaliser(np.concatenate(demo_obs) if demo_obs else np.stack(first))
         last_good = step if checkpoint is not None else -1
         logs = RunLog(config, step, checkpoint is not None, started, on_eval)
@@ -684,7 +681,7 @@ def _run_awr(config: OnlineRLConfig, resume: bool, on_eval, overwrite: bool) -> 
 
         def begin(indices: list[int]) -> list[dict]:
             nonlocal episode_counter
-            seeds = [config.seed * TRAIN_SEED_STRIDE + (episode_counter + k) % TRAIN_SEED_STRIDE for k in range(len(indices))]
+            seeds = [training_episode_seed(config.seed, episode_counter + k) for k in range(len(indices))]
             episode_counter += len(indices)
             resets = env.reset(indices, seeds)
             phis = rewards.potentials(indices, [o for o, _ in resets], [i for _, i in resets], reset=True)

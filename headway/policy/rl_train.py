@@ -54,7 +54,7 @@ from tqdm import tqdm
 from headway.atomic import atomic_write_json, latest_checkpoint, publish_checkpoint, publish_copy
 from headway.csvlog import CsvLog, read_rows
 from headway.errors import HeadwayError
-from headway.policy.evaluate import DEFAULT_EVAL_SEED, run_eval_episode, summarize_episodes
+from headway.policy.evaluate import DEFAULT_EVAL_SEED, run_eval_episode, summarize_episodes, training_episode_seed
 from headway.policy.interface import load_policy
 from headway.policy.replay import ReplayBuffer, demo_transitions, fill_demo_buffer, mixed_batch, read_demo_episodes
 from headway.policy.reward_sources import REWARD_SOURCES, OnlineReward, RewardNaNError, check_shaping, default_shaping, make_reward_source
@@ -65,7 +65,6 @@ from headway.runtime import default_device, torch_threads
 from headway.sim.env import MIN_IMAGE_SIZE, EnvConfig, HeadwayEnv
 from headway.sim.task import get_task
 
-TRAIN_SEED_STRIDE = 100_000
 TRAIN_FIELDS = ["step", "episode", "return", "task_return", "success", "length", "seconds"]
 EVAL_FIELDS = ["step", "success_rate", "mean_return", "mean_length", "seconds"]
 
@@ -131,8 +130,7 @@ class RLConfig:
             raise HeadwayError(f"--init {self.init} is not a headway policy checkpoint (no config.json)")
         if self.demos is not None and not (self.demos / "meta" / "info.json").exists():
             raise HeadwayError(f"--demos {self.demos} is not a LeRobot dataset (no meta/info.json)")
-        if self.seed < 0 or self.seed >= DEFAULT_EVAL_SEED // TRAIN_SEED_STRIDE:
-            raise HeadwayError(f"seed must be in [0, {DEFAULT_EVAL_SEED // TRAIN_SEED_STRIDE}), got {self.seed}")
+        training_episode_seed(self.seed, 0)  # the seed range, checked before any work
 
     @property
     def initialised(self) -> bool:
@@ -161,7 +159,7 @@ def _check_names(reward: str, shaping: str | None) -> None:
 
 
 def _train_seed(config: RLConfig, episode: int) -> int:
-    return config.seed * TRAIN_SEED_STRIDE + episode % TRAIN_SEED_STRIDE
+    return training_episode_seed(config.seed, episode)
 
 
 def _make_env(config: RLConfig, views: tuple[str, ...], image_size: int):
