@@ -18,8 +18,9 @@ Stages (each skipped when its output exists, so a killed run resumes):
    (--frame-steps) and image sizes (--sizes); one robustness report per model, and a comparison
    table (markdown, JSON, PNG) in OUT.
 
-`--models` picks among nominal, randomized, mixed and worded (the nominal collection with paraphrase
-training only); `--text-encoders hashed,minilm` trains each once per task encoder (`name+minilm`).
+`--models` picks among nominal, randomized, randomized_plain (the randomised collection with the default
+recipe, no added augmentation: what `headway demo` would train with `--train-randomize mild`), mixed and
+worded (the nominal collection with paraphrase training only); `--text-encoders hashed,minilm` trains each once per task encoder (`name+minilm`).
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ AUGMENT = {"color_jitter": 0.25, "rotate_degrees": 3.0, "crop_scale": 0.08, "par
 MODELS = {
     "nominal": (("train_nominal",), {}),
     "randomized": (("train_randomized",), AUGMENT),
+    "randomized_plain": (("train_randomized",), {}),  # the randomised collection with the default recipe, as `headway demo` trains
     "mixed": (("train_nominal", "train_randomized"), AUGMENT),  # both collections, same steps
     "worded": (("train_nominal",), {"paraphrase_prob": AUGMENT["paraphrase_prob"]}),
 }
