@@ -35,6 +35,8 @@ from headway.sim.task import get_task
 DEFAULT_EVAL_SEED = 900_000
 TRAIN_SEED_STRIDE = 100_000  # each RL run (training seed) owns a block of this many environment seeds
 MAX_TRAIN_SEED = 999
+VIDEO_VIEW = "agentview"
+VIDEO_SIZE = 128
 
 
 def training_episode_seed(run_seed: int, index: int) -> int:
@@ -46,8 +48,6 @@ def training_episode_seed(run_seed: int, index: int) -> int:
         raise HeadwayError(f"the training seed must be in [0, {MAX_TRAIN_SEED}], got {run_seed}")
     block = run_seed if run_seed < DEFAULT_EVAL_SEED // TRAIN_SEED_STRIDE else run_seed + 1
     return block * TRAIN_SEED_STRIDE + index % TRAIN_SEED_STRIDE
-VIDEO_VIEW = "agentview"
-VIDEO_SIZE = 128
 
 
 def check_policy_fits(policy: Policy, task: str, env) -> None:

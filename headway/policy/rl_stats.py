@@ -5,7 +5,8 @@ bootstrap replicate resamples seeds with replacement and, within each drawn seed
 replacement (the two-level scheme of rliable's stratified bootstrap for few runs); the point's
 interval is the 2.5/97.5 percentiles of the replicates' means. Steps-to-threshold is computed on
 each replicate's mean curve (None when the replicate never reaches it), so its interval and the
-share of replicates that reach the threshold come from the same draws.
+share of replicates that reach the threshold come from the same draws. Two arms run on the same
+seeds and episodes are compared paired: one draw resamples their difference.
 """
 
 from __future__ import annotations
