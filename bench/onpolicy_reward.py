@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from headway.atomic import atomic_write_json
+from headway.atomic import atomic_write_json, latest_checkpoint, read_json
 from headway.csvlog import read_rows
 from headway.reward.metrics import auroc
 from headway.reward.shaping import potential
@@ -49,12 +49,12 @@ def replay_run(run: Path, folder: Path, views: tuple[str, ...], image_size: int,
     states, true progress and success (one .npz each, written atomically, so a killed replay resumes)."""
     from headway.policy.vec_env import VecEnv, VecEnvSpec
 
-    replays = sorted((run / "checkpoints").glob("*/replay.npz"))
-    if not replays or not (run / "train.csv").exists():
+    checkpoint = latest_checkpoint(run)  # the last complete one, as a resumed run would take
+    if checkpoint is None or not (checkpoint / "replay.npz").exists() or not (run / "train.csv").exists():
         raise SystemExit(f"{run} is not a finished `headway rl finetune --method awr` run (no train.csv or checkpoints/*/replay.npz)")
-    with np.load(replays[-1]) as archive:  # each key of an .npz is decompressed on every access: read them once
+    with np.load(checkpoint / "replay.npz") as archive:  # each key of an .npz is decompressed on every access: read them once
         stored = {key: archive[key] for key in ("lengths", "actions", "obs", "success")}
-    rows = read_rows(run / "train.csv", int(replays[-1].parent.name.removeprefix("step_")))
+    rows = read_rows(run / "train.csv", read_json(run / "latest.json")["step"])
     lengths = stored["lengths"]
     starts = np.concatenate([[0], np.cumsum(lengths)])
     count = len(lengths) if max_episodes is None else min(max_episodes, len(lengths))

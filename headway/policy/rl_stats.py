@@ -89,13 +89,14 @@ def paired_difference(a: np.ndarray, b: np.ndarray, replicates: int = 2000, seed
         raise HeadwayError(f"paired arms need the same (seeds, points, episodes), got {a.shape} and {b.shape}")
     curves = bootstrap_curves(a - b, replicates, seed)
     tail = 100 * (1 - level) / 2
-    after = curves[:, 1:].mean(axis=1) if a.shape[1] > 1 else curves[:, 0]
+    later = slice(1, None) if a.shape[1] > 1 else slice(0, 1)  # a single point is its own "after the start"
+    after = curves[:, later].mean(axis=1)
     difference = (a - b).mean(axis=(0, 2))
     return {
         "mean": difference.tolist(),
         "low": np.percentile(curves, tail, axis=0).tolist(),
         "high": np.percentile(curves, 100 - tail, axis=0).tolist(),
-        "after_start": float(difference[1:].mean() if len(difference) > 1 else difference[0]),
+        "after_start": float(difference[later].mean()),
         "after_start_low": float(np.percentile(after, tail)),
         "after_start_high": float(np.percentile(after, 100 - tail)),
     }

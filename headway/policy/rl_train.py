@@ -158,10 +158,6 @@ def _check_names(reward: str, shaping: str | None) -> None:
         SHAPINGS.get(shaping)
 
 
-def _train_seed(config: RLConfig, episode: int) -> int:
-    return training_episode_seed(config.seed, episode)
-
-
 def _make_env(config: RLConfig, views: tuple[str, ...], image_size: int):
     # no cameras at all when the reward needs none: rendering dominates the cost of a step
     return HeadwayEnv(
@@ -331,7 +327,7 @@ def _train_rl(config: RLConfig, resume: bool, overwrite: bool) -> dict:
     env = _make_env(config, source.views, source.image_size)
     eval_env = _make_env(config, (), 0)
     _check_action_space(env)
-    first, _ = env.reset(seed=_train_seed(config, 0))
+    first, _ = env.reset(seed=training_episode_seed(config.seed, 0))
     state_dim, object_dim = len(first["state"]), len(first["object"])
     action_dim = int(env.action_space.shape[0])
     agent = SACAgent(state_dim + object_dim, action_dim, config.sac, device)
@@ -435,7 +431,7 @@ def _train_rl(config: RLConfig, resume: bool, overwrite: bool) -> dict:
         if step == 0:
             run_eval()
             last_eval = 0
-        observation, _ = env.reset(seed=_train_seed(config, episode_index))
+        observation, _ = env.reset(seed=training_episode_seed(config.seed, episode_index))
         online_reward.reset(observation, step)
         obs_vec = observation_vector(observation)
         while step < config.steps:
@@ -479,7 +475,7 @@ def _train_rl(config: RLConfig, resume: bool, overwrite: bool) -> dict:
                 episode_return = episode_task_return = 0.0
                 episode_length = 0
                 episode_success = False
-                observation, _ = env.reset(seed=_train_seed(config, episode_index))
+                observation, _ = env.reset(seed=training_episode_seed(config.seed, episode_index))
                 online_reward.reset(observation, step)
                 obs_vec = observation_vector(observation)
 
