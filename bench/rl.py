@@ -118,7 +118,7 @@ def run_config(args: argparse.Namespace, variant: str, seed: int, init: Path, de
         early_reset=args.early_reset if shaping != "none" else 0,
         early_reset_gain=args.early_reset_gain,
         agent=AgentConfig(critics=args.critics, n_step=args.n_step, bc_weight=args.bc_weight, residual=args.residual),
-        awr=AWRConfig(noise=args.noise, noise_correlation=args.noise_correlation, weighting=args.weighting, beta=args.beta, gamma=args.gamma, lam=args.lam, updates_per_episode=args.updates_per_episode,
+        awr=AWRConfig(noise=args.noise, noise_correlation=args.noise_correlation, retries=args.retries, weighting=args.weighting, beta=args.beta, gamma=args.gamma, lam=args.lam, updates_per_episode=args.updates_per_episode,
                        demo_ratio=args.anchor, baseline=args.baseline, margin=args.margin,
                        refit_every=args.refit_every, refit_steps=args.refit_steps, successes_only=args.successes_only,
                        refit_from=args.refit_from, refit_lr=args.refit_lr, refit_patience=args.refit_patience,
@@ -143,6 +143,27 @@ def train_one(config) -> dict:
 def outcome_array(runs: list[dict], episodes: int, length: int) -> np.ndarray:
     """(seeds, points, episodes) 0/1 outcomes of one variant's runs, cut to the first `length` points."""
     return np.array([[r["eval_successes"][p][:episodes] for p in range(length)] for r in runs], dtype=float)
+
+
+def earlier_runs(out: Path, variant: str, seeds) -> list[dict]:
+    """The finished `variant` runs of an earlier bench/rl.py `--out`, one per seed."""
+    paths = [out / f"seed{seed}" / variant / "summary.json" for seed in seeds]
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        raise SystemExit(f"--against {out}: no finished {variant} run for {', '.join(missing)}; run bench/rl.py with the same seeds there first")
+    return [json.loads(p.read_text()) for p in paths]
+
+
+def paired_report(runs: list[dict], others: list[dict], other: str, episodes: int, replicates: int) -> dict:
+    """Prints and returns prm+pbrs minus `other` on the same seeds: final success per seed, and the paired bootstrap per point and after the start."""
+    diffs = [a["final_success"] - b["final_success"] for a, b in zip(runs, others)]
+    print(f"paired final-success difference prm+pbrs - {other} per seed: {', '.join(f'{d:+.2f}' for d in diffs)}")
+    length = min(len(r["eval_steps"]) for r in runs + others)
+    d = paired_difference(outcome_array(runs, episodes, length), outcome_array(others, episodes, length), replicates)
+    print(f"paired prm+pbrs - {other}, mean success over the points after the start: {d['after_start']:+.3f} "
+          f"(95% CI {d['after_start_low']:+.3f} to {d['after_start_high']:+.3f}); per point: "
+          + " ".join(f"{m:+.2f}({lo:+.2f},{hi:+.2f})" for m, lo, hi in zip(d["mean"], d["low"], d["high"])))
+    return {f"prm+pbrs - {other} final success per seed": diffs, f"prm+pbrs - {other} paired bootstrap": d}
 
 
 def pooled(runs: list[dict], episodes: int, replicates: int) -> dict:
@@ -196,6 +217,7 @@ def main() -> None:
     parser.add_argument("--eval-episodes", type=int, default=20)
     parser.add_argument("--noise", type=float, default=0.05, help="awr: exploration noise on executed actions")
     parser.add_argument("--noise-correlation", type=float, default=0.0, help="awr: AR(1) coefficient of that noise within an episode (0: white)")
+    parser.add_argument("--retries", type=int, default=0, help="awr: try a failed training start again (fresh noise) up to this many times before drawing a new one")
     parser.add_argument("--anchor", type=float, default=0.5, help="awr: share of each policy batch (re-cloning: of its weight) from the start's own demonstrations (0: none)")
     parser.add_argument("--weighting", default="positive", choices=("exp", "positive"), help="awr: advantage weighting")
     parser.add_argument("--beta", type=float, default=1.0, help="awr: temperature in advantage standard deviations")
@@ -232,6 +254,7 @@ def main() -> None:
     parser.add_argument("--bootstrap", type=int, default=2000, help="bootstrap replicates")
     parser.add_argument("--out", type=Path, default=Path("runs/bench_rl"))
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--against", type=Path, default=None, help="also pair prm+pbrs with the prm+pbrs runs of an earlier --out on the same seeds (e.g. the recipe without the option under test)")
     parser.add_argument("--executor", default="local", choices=("local", "ray"), help="the start policies' own evaluations on Ray workers (headway policy eval's helper)")
     parser.add_argument("--address", default=None, help="Ray cluster address (default: start Ray here)")
     parser.add_argument("--workers", type=int, default=None, help="Ray workers for those evaluations")
@@ -279,18 +302,11 @@ def main() -> None:
         print(f"| {name} | {p['start_success']:.2f} | {p['final_success']:.2f} | {p['worst_drop']:.2f} | {reach} {interval} | {curve} |")
     paired = {}
     if "prm+pbrs" in results:
-        for other in names:
-            if other != "prm+pbrs":
-                diffs = [a["final_success"] - b["final_success"] for a, b in zip(results["prm+pbrs"], results[other])]
-                paired[f"prm+pbrs - {other} final success per seed"] = diffs
-                print(f"paired final-success difference prm+pbrs - {other} per seed: {', '.join(f'{d:+.2f}' for d in diffs)}")
-                length = min(len(r["eval_steps"]) for r in results["prm+pbrs"] + results[other])
-                d = paired_difference(outcome_array(results["prm+pbrs"], args.eval_episodes, length),
-                                      outcome_array(results[other], args.eval_episodes, length), args.bootstrap)
-                paired[f"prm+pbrs - {other} paired bootstrap"] = d
-                print(f"paired prm+pbrs - {other}, mean success over the points after the start: {d['after_start']:+.3f} "
-                      f"(95% CI {d['after_start_low']:+.3f} to {d['after_start_high']:+.3f}); per point: "
-                      + " ".join(f"{m:+.2f}({lo:+.2f},{hi:+.2f})" for m, lo, hi in zip(d["mean"], d["low"], d["high"])))
+        others = {other: results[other] for other in names if other != "prm+pbrs"}
+        if args.against is not None:
+            others[f"prm+pbrs of {args.against}"] = earlier_runs(args.against, "prm+pbrs", args.seeds)
+        for other, runs in others.items():
+            paired.update(paired_report(results["prm+pbrs"], runs, other, args.eval_episodes, args.bootstrap))
     throughput = {name: {"env_steps_per_s": float(np.mean([r["env_steps_per_s"] for r in runs])), "updates_per_s": float(np.mean([r["updates_per_s"] for r in runs])),
                          "run_seconds": float(np.mean([r["seconds"] for r in runs]))} for name, runs in results.items()}
     for name, t in throughput.items():

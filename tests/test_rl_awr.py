@@ -307,6 +307,22 @@ def test_awr_with_refits_runs_from_the_inits_own_demonstrations(tiny_bc, tiny_da
     assert not np.allclose(load_policy(tmp_path / "run" / "policy").predict_chunk(observation), load_policy(tiny_bc).predict_chunk(observation))
 
 
+def test_a_failed_start_is_tried_again_before_a_new_one_is_drawn(tiny_bc, tiny_dataset, tmp_path):
+    import csv
+
+    from headway.policy.evaluate import training_episode_seed
+
+    awr = AWRConfig(batch_size=16, updates_per_episode=3, hidden=16, retries=2, **GRADIENT)
+    run_online_rl(_config(tmp_path / "run", tiny_bc, tiny_dataset, steps=120, eval_every=120, awr=awr))
+    rows = list(csv.DictReader((tmp_path / "run" / "train.csv").open()))
+    assert len(rows) == 12 and not any(int(r["success"]) for r in rows)  # 120 steps over 2 envs at horizon 10, all failed
+    seeds = [int(r["seed"]) for r in rows]
+    assert sorted(set(seeds)) == [training_episode_seed(0, k) for k in range(4)]  # four starts, each tried three times
+    assert all(seeds.count(s) == 3 for s in set(seeds))
+    with pytest.raises(HeadwayError, match="retries"):
+        AWRConfig(retries=-1)
+
+
 def test_awr_anchors_on_the_episodes_the_init_was_cloned_from(tiny_bc, tiny_dataset):
     from headway.policy.interface import load_policy
     from headway.policy.rl_runner import awr_anchor

@@ -46,6 +46,9 @@ class AWRConfig:
     # AR(1) coefficient of that noise within an episode: 0 is white noise; rho keeps each perturbation for about
     # 1 / (1 - rho) steps at the same per-step std, so an attempt drifts to a different grasp instead of jittering
     noise_correlation: float = 0.0
+    # a failed training episode's start (its env seed) is tried again, with fresh noise, up to this many times
+    # before a new start is drawn, so exploration dwells on the starts the policy cannot do yet; 0: every episode a new start
+    retries: int = 0
     gamma: float = 0.99
     lam: float = 0.95  # GAE lambda
     weighting: str = "positive"  # exp: exp(A / (beta * std A)) clipped | positive: 1 where A > 0, else 0 (CRR's binary filter, self-imitation)
@@ -92,6 +95,8 @@ class AWRConfig:
             raise HeadwayError(f"exploration noise must be in [0, 1] (actions live in [-1, 1]), got {self.noise}")
         if not 0.0 <= self.noise_correlation < 1.0:
             raise HeadwayError(f"noise correlation (AR(1) coefficient) must be in [0, 1), got {self.noise_correlation}")
+        if self.retries < 0:
+            raise HeadwayError(f"retries of a failed start must be >= 0, got {self.retries}")
         if not 0.0 <= self.gamma < 1.0 or not 0.0 <= self.lam <= 1.0:
             raise HeadwayError(f"gamma must be in [0, 1) and lambda in [0, 1], got {self.gamma}, {self.lam}")
         if self.weighting not in WEIGHTINGS:

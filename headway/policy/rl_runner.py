@@ -640,8 +640,9 @@ def _run_awr(config: OnlineRLConfig, resume: bool, on_eval, overwrite: bool) -> 
         obs_dim = int(env.observation_space["state"].shape[0] + env.observation_space["object"].shape[0])
         learner = AWRLearner(net, obs_dim, config.awr, awr_anchor(init, config) if config.awr.demo_ratio > 0 or config.awr.refit_every else None, seed=config.seed)
         checkpoint = load_checkpoint_arrays(out) if resume else None
-        step = episode_counter = 0
+        step = episode_counter = starts = 0  # episodes begun; starts drawn (fewer when failed starts are retried)
         info: dict = {"method": "awr"}
+        retry: dict[int, tuple[int, int]] = {}  # env slot -> (the seed of its last failed start, tries of it left)
         if checkpoint is not None:
             state, episodes = checkpoint
             learner.load_state_dict(state["learner"])
@@ -649,6 +650,7 @@ def _run_awr(config: OnlineRLConfig, resume: bool, on_eval, overwrite: bool) -> 
             rng.bit_generator.state = state["rng"]
             step, episode_counter, info = state["step"], state["episodes"], state["info"]
             started -= state["seconds"]
+            starts, retry = state.get("starts", episode_counter), {int(k): tuple(v) for k, v in state.get("retry", {}).items()}
         else:
             demo_obs = [e.obs for e in read_demo_episodes(config.demos)] if config.demos is not None else []
             first = [obs_vector(o) for o, _ in env.reset(list(range(config.num_envs)), [training_episode_seed(config.seed, 99_999 - i) for i in range(config.num_envs)])]
@@ -664,7 +666,7 @@ def _run_awr(config: OnlineRLConfig, resume: bool, on_eval, overwrite: bool) -> 
 
         def checkpoint_now() -> None:
             state = {"learner": learner.state_dict(), "rng": rng.bit_generator.state, "step": step, "episodes": episode_counter, "info": info,
-                     "seconds": time.perf_counter() - started}
+                     "seconds": time.perf_counter() - started, "starts": starts, "retry": {str(k): list(v) for k, v in retry.items()}}
 
             def write(folder: Path) -> None:
                 torch.save(state, folder / "state.pt")
@@ -680,8 +682,12 @@ def _run_awr(config: OnlineRLConfig, resume: bool, on_eval, overwrite: bool) -> 
         slots = list(range(config.num_envs))
 
         def begin(indices: list[int]) -> list[dict]:
-            nonlocal episode_counter
-            seeds = [training_episode_seed(config.seed, episode_counter + k) for k in range(len(indices))]
+            nonlocal episode_counter, starts
+            seeds = []
+            for i in indices:  # a slot with a failed start to try again takes that start; others draw the next one
+                if i not in retry:
+                    starts += 1
+                seeds.append(retry[i][0] if i in retry else training_episode_seed(config.seed, starts - 1))
             episode_counter += len(indices)
             resets = env.reset(indices, seeds)
             phis = rewards.potentials(indices, [o for o, _ in resets], [i for _, i in resets], reset=True)
@@ -725,6 +731,9 @@ def _run_awr(config: OnlineRLConfig, resume: bool, on_eval, overwrite: bool) -> 
                 t0 = time.perf_counter()
                 for i in done:
                     run = runs[i]
+                    left = retry.pop(i)[1] if i in retry else config.awr.retries
+                    if not run["success"] and left > 0:
+                        retry[i] = (run["seed"], left - 1)
                     learner.add_episode(Episode(
                         obs=np.stack(run["obs_v"]).astype(np.float32),
                         phi=np.asarray(run["phi"], np.float64), actions=np.stack(run["actions"]), rewards=np.asarray(run["rewards"], np.float64),
