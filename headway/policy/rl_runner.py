@@ -650,7 +650,7 @@ def _run_awr(config: OnlineRLConfig, resume: bool, on_eval, overwrite: bool) -> 
             rng.bit_generator.state = state["rng"]
             step, episode_counter, info = state["step"], state["episodes"], state["info"]
             started -= state["seconds"]
-            starts, retry = state.get("starts", episode_counter), {int(k): tuple(v) for k, v in state.get("retry", {}).items()}
+            starts, retry = state.get("starts", episode_counter), state.get("retry", {})
         else:
             demo_obs = [e.obs for e in read_demo_episodes(config.demos)] if config.demos is not None else []
             first = [obs_vector(o) for o, _ in env.reset(list(range(config.num_envs)), [training_episode_seed(config.seed, 99_999 - i) for i in range(config.num_envs)])]
@@ -666,7 +666,7 @@ def _run_awr(config: OnlineRLConfig, resume: bool, on_eval, overwrite: bool) -> 
 
         def checkpoint_now() -> None:
             state = {"learner": learner.state_dict(), "rng": rng.bit_generator.state, "step": step, "episodes": episode_counter, "info": info,
-                     "seconds": time.perf_counter() - started, "starts": starts, "retry": {str(k): list(v) for k, v in retry.items()}}
+                     "seconds": time.perf_counter() - started, "starts": starts, "retry": dict(retry)}
 
             def write(folder: Path) -> None:
                 torch.save(state, folder / "state.pt")
@@ -685,9 +685,11 @@ def _run_awr(config: OnlineRLConfig, resume: bool, on_eval, overwrite: bool) -> 
             nonlocal episode_counter, starts
             seeds = []
             for i in indices:  # a slot with a failed start to try again takes that start; others draw the next one
-                if i not in retry:
+                if i in retry:
+                    seeds.append(retry[i][0])
+                else:
+                    seeds.append(training_episode_seed(config.seed, starts))
                     starts += 1
-                seeds.append(retry[i][0] if i in retry else training_episode_seed(config.seed, starts - 1))
             episode_counter += len(indices)
             resets = env.reset(indices, seeds)
             phis = rewards.potentials(indices, [o for o, _ in resets], [i for _, i in resets], reset=True)
