@@ -323,6 +323,28 @@ def test_a_failed_start_is_tried_again_before_a_new_one_is_drawn(tiny_bc, tiny_d
         AWRConfig(retries=-1)
 
 
+def test_a_resumed_run_keeps_trying_the_starts_it_was_retrying(tiny_bc, tiny_dataset, tmp_path):
+    """Stopped after each start's second try, the run resumes with the tries it had left, so its starts are
+    the uninterrupted run's: each slot's first start tried four times, then the next ones."""
+    import csv
+
+    from headway.policy.evaluate import training_episode_seed
+
+    awr = AWRConfig(batch_size=16, updates_per_episode=3, hidden=16, retries=3, **GRADIENT)
+
+    def seeds(out: Path) -> list[int]:
+        return [int(r["seed"]) for r in csv.DictReader((out / "train.csv").open())]
+
+    run_online_rl(_config(tmp_path / "whole", tiny_bc, tiny_dataset, steps=120, eval_every=40, awr=awr))
+    run_online_rl(_config(tmp_path / "split", tiny_bc, tiny_dataset, steps=40, eval_every=40, awr=awr))
+    assert len(seeds(tmp_path / "split")) == 4
+    run_online_rl(_config(tmp_path / "split", tiny_bc, tiny_dataset, steps=120, eval_every=40, awr=awr), resume=True)
+    whole = seeds(tmp_path / "whole")
+    first, second, third, fourth = (training_episode_seed(0, k) for k in range(4))
+    assert whole == [first, second] * 4 + [third, fourth] * 2
+    assert seeds(tmp_path / "split") == whole
+
+
 def test_awr_anchors_on_the_episodes_the_init_was_cloned_from(tiny_bc, tiny_dataset):
     from headway.policy.interface import load_policy
     from headway.policy.rl_runner import awr_anchor
