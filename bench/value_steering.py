@@ -35,31 +35,28 @@ from headway.atomic import atomic_write_json, latest_checkpoint, read_json
 from headway.policy.bc import BCPolicy
 from headway.policy.evaluate import DEFAULT_EVAL_SEED, evaluate_policy
 from headway.policy.interface import load_policy
+from headway.policy.rl_awr import Episode, episodes_from_arrays, gae
+from headway.policy.rl_runner import obs_vector
 from headway.policy.rl_stats import paired_difference, point_intervals
 from headway.runtime import set_torch_threads
 
 TARGETS = ("success", "learned")
 
 
-def returns(replay: dict, target: str, gamma: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(observations, executed actions, Monte Carlo return) of every stored step, under `target`."""
-    obs, actions, targets = [], [], []
-    start = 0
-    for k, length in enumerate(replay["lengths"].tolist()):
-        o = replay["obs"][start + k : start + k + length + 1]  # each episode stores its final observation too
+def returns(episodes: list[Episode], target: str, gamma: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(observations, executed actions, Monte Carlo return) of every stored step, under `target`: the
+    learner's own `gae` with lambda 1 and no value but Phi at a cut-off episode's end."""
+    targets = []
+    for e in episodes:
+        values = np.zeros(len(e.actions) + 1)
         if target == "success":
-            y = gamma ** np.arange(length - 1, -1, -1, dtype=np.float64) * float(replay["success"][k])
+            rewards, terminated = np.zeros(len(e.actions)), True
+            rewards[-1] = float(e.success)
         else:
-            rewards, phi = replay["rewards"][start : start + length], replay["phi"][start + k : start + k + length + 1]
-            y, carry = np.zeros(length), 0.0 if replay["terminated"][k] else float(phi[-1])
-            for t in range(length - 1, -1, -1):
-                carry = rewards[t] + gamma * carry
-                y[t] = carry
-        obs.append(o[:-1])
-        actions.append(replay["actions"][start : start + length])
-        targets.append(y)
-        start += length
-    return np.concatenate(obs).astype(np.float32), np.concatenate(actions).astype(np.float32), np.concatenate(targets).astype(np.float32)
+            rewards, terminated, values[-1] = e.rewards, e.terminated, e.phi[-1]
+        targets.append(gae(rewards, values, terminated, gamma, 1.0))
+    obs = np.concatenate([e.obs[:-1] for e in episodes]).astype(np.float32)
+    return obs, np.concatenate([e.actions for e in episodes]).astype(np.float32), np.concatenate(targets).astype(np.float32)
 
 
 class QEnsemble(nn.Module):
@@ -104,8 +101,7 @@ class Steered(BCPolicy):
         own = super().act(observation)
         draws = self.rng.normal(0.0, self.noise, (self.candidates - 1, len(own)))
         options = np.clip(own[None] + np.concatenate([np.zeros((1, len(own))), draws]), -1.0, 1.0).astype(np.float32)
-        o = np.concatenate([np.asarray(observation["state"], np.float32), np.asarray(observation["object"], np.float32)])
-        x = np.clip((o - self.mean) / self.std, -10, 10).astype(np.float32)
+        x = np.clip((obs_vector(observation) - self.mean) / self.std, -10, 10).astype(np.float32)
         with torch.no_grad():
             values = self.q(torch.from_numpy(np.concatenate([np.repeat(x[None], len(options), 0), options], 1))).mean(0)
         return options[int(values.argmax())]
@@ -117,7 +113,7 @@ def score_run(run: Path, targets: list[str], args: argparse.Namespace) -> tuple[
     checkpoint = latest_checkpoint(run)
     config = read_json(run / "config.json")
     with np.load(checkpoint / "replay.npz") as archive:
-        replay = {key: archive[key] for key in archive.files}
+        episodes = episodes_from_arrays({key: archive[key] for key in archive.files})
     base = load_policy(checkpoint / "policy", device="cpu")
 
     def rollout(policy) -> list[int]:
@@ -126,9 +122,9 @@ def score_run(run: Path, targets: list[str], args: argparse.Namespace) -> tuple[
 
     results = {"alone": rollout(base)}
     for target in targets:
-        q, mean, std = fit_q(*returns(replay, target, config["awr"]["gamma"]), args.critics, args.fit_steps, config["seed"])
+        q, mean, std = fit_q(*returns(episodes, target, config["awr"]["gamma"]), args.critics, args.fit_steps, config["seed"])
         results[target] = rollout(Steered(base, q, mean, std, args.candidates, config["awr"]["noise"], config["seed"]))
-    row = {"episodes": len(replay["lengths"]), "successes": int(replay["success"].sum()), "checkpoint": checkpoint.name,
+    row = {"episodes": len(episodes), "successes": sum(e.success for e in episodes), "checkpoint": checkpoint.name,
            **{name: float(np.mean(successes)) for name, successes in results.items()}}
     return row, results
 

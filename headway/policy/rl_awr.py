@@ -361,13 +361,19 @@ class AWRLearner:
         }
 
     def load_episodes(self, state: dict[str, np.ndarray]) -> None:
-        self.episodes = []
-        start = 0
-        for k, length in enumerate(state["lengths"].tolist()):
-            end = start + length
-            self.episodes.append(Episode(
-                obs=state["obs"][start + k : end + k + 1], phi=state["phi"][start + k : end + k + 1],
-                actions=state["actions"][start:end], rewards=state["rewards"][start:end], terminated=bool(state["terminated"][k]),
-                success=bool(state["success"][k]) if "success" in state else False,
-            ))
-            start = end
+        self.episodes = episodes_from_arrays(state)
+
+
+def episodes_from_arrays(state: dict[str, np.ndarray]) -> list[Episode]:
+    """The episodes of `AWRLearner.episodes_state`'s flat arrays (a checkpoint's replay.npz); each episode
+    stores one more observation and potential than actions."""
+    episodes, start = [], 0
+    for k, length in enumerate(state["lengths"].tolist()):
+        end = start + length
+        episodes.append(Episode(
+            obs=state["obs"][start + k : end + k + 1], phi=state["phi"][start + k : end + k + 1],
+            actions=state["actions"][start:end], rewards=state["rewards"][start:end], terminated=bool(state["terminated"][k]),
+            success=bool(state["success"][k]) if "success" in state else False,
+        ))
+        start = end
+    return episodes
