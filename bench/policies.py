@@ -58,6 +58,7 @@ ROWS = {
     "iql_progress": ("IQL (headway progress)", "tab:purple"),
 }
 IQL_REWARDS = {"iql": "shaped", "iql_sparse": "sparse", "iql_progress": "progress"}  # IQL rows -> IQLConfig.reward
+IQL_SETTINGS_BEFORE = {"max_weight": 100.0, "critic_steps": 0}  # what rows run before these were options used
 
 
 def ensure_labels(dataset: Path, model: Path, out: Path, chunk: int) -> Path:
@@ -115,6 +116,7 @@ def run_task(task: str, args: argparse.Namespace) -> dict:
     outcomes = {i: reader.outcome(i) for i in range(reader.num_episodes)}
     experts = tuple(i for i, o in outcomes.items() if o is not None and o.mode == "expert")
     successes = tuple(i for i, o in outcomes.items() if o is not None and o.success)
+    failures = [i for i, o in outcomes.items() if o is not None and not o.success]
     modes: dict[str, list[int]] = {}
     for i, o in outcomes.items():
         modes.setdefault(o.mode if o else "unknown", []).append(i)
@@ -127,7 +129,7 @@ def run_task(task: str, args: argparse.Namespace) -> dict:
         for name in args.rows:
             out = work / f"{name}_s{seed}"
             report_path = out / "eval.json"
-            if report_path.exists() and json.loads(report_path.read_text()).get("protocol") == protocol(args):
+            if report_path.exists() and same_protocol(json.loads(report_path.read_text()).get("protocol", {}), protocol(args, name)):
                 rows[name].append(json.loads(report_path.read_text()))
                 continue
             common = dict(dataset=dataset, out=out, chunk=args.chunk, steps=args.steps, batch_size=args.batch_size, seed=seed)
@@ -142,10 +144,10 @@ def run_task(task: str, args: argparse.Namespace) -> dict:
                 summary = train_bc(BCConfig(episodes=experts, **common), progress=False)
             else:
                 summary = train_iql(IQLConfig(labels=labels, reward=IQL_REWARDS[name], expectile=args.expectile, temperature=args.temperature,
-                                              **common), progress=False, samples=samples)
+                                              max_weight=args.max_weight, critic_steps=args.critic_steps, **common), progress=False, samples=samples)
             policy = BCPolicy.load(out, task=task)
             report = evaluate_policy(policy, task, episodes=args.episodes, seed=args.eval_seed, progress=False)
-            row = {"protocol": protocol(args), "seed": seed, "train_seconds": time.perf_counter() - started - report["seconds"],
+            row = {"protocol": protocol(args, name), "seed": seed, "train_seconds": time.perf_counter() - started - report["seconds"],
                    "train": {k: v for k, v in summary.items() if k != "notes"}, "success_rate": report["success_rate"],
                    "mean_length": report["mean_length"], "per_episode": [bool(r["success"]) for r in report["per_episode"]]}
             atomic_write_json(report_path, row)
@@ -157,14 +159,28 @@ def run_task(task: str, args: argparse.Namespace) -> dict:
         low, high = bootstrap_interval([r["per_episode"] for r in runs])
         result[name] = {"success": float(np.mean([r["success_rate"] for r in runs])), "low": low, "high": high,
                         "per_seed": [r["success_rate"] for r in runs], "mean_length": float(np.mean([r["mean_length"] for r in runs]))}
+        if all("weight_share_by_episode" in r["train"] for r in runs):  # IQL: how much of the actor's weight the failures keep
+            shares = [{int(e): v for e, v in r["train"]["weight_share_by_episode"].items()} for r in runs]  # keys are strings once read back
+            result[name]["failed_weight_share"] = float(np.mean([sum(share[i] for i in failures) for share in shares]))
     result["_data"] = {"episodes": reader.num_episodes, "expert": len(experts), "successful": len(successes),
-                       "modes": {m: len(v) for m, v in modes.items()}}
+                       "modes": {m: len(v) for m, v in modes.items()},
+                       "failed_sample_share": float(np.isin(samples.episode_index, failures).mean())}
     return result
 
 
-def protocol(args: argparse.Namespace) -> dict:
-    return {"steps": args.steps, "chunk": args.chunk, "batch_size": args.batch_size, "episodes": args.episodes,
-            "eval_seed": args.eval_seed, "expectile": args.expectile, "temperature": args.temperature}
+def protocol(args: argparse.Namespace, row: str | None = None) -> dict:
+    """The settings a row's result depends on (a finished row is reused only under the same ones); IQL's own settings
+    belong to IQL rows alone, and to the run's record (row None)."""
+    settings = {"steps": args.steps, "chunk": args.chunk, "batch_size": args.batch_size, "episodes": args.episodes, "eval_seed": args.eval_seed}
+    if row is None or row in IQL_REWARDS:
+        settings |= {"expectile": args.expectile, "temperature": args.temperature, "max_weight": args.max_weight, "critic_steps": args.critic_steps}
+    return settings
+
+
+def same_protocol(stored: dict, current: dict) -> bool:
+    """A finished row is reused when every setting it depends on agrees; settings added since it ran count at the
+    value they had then."""
+    return all(stored.get(k, IQL_SETTINGS_BEFORE.get(k)) == v for k, v in current.items())
 
 
 def targets(task_rows: dict) -> dict:
@@ -218,7 +234,9 @@ def main() -> None:
     parser.add_argument("--chunk", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--expectile", type=float, default=0.7)
-    parser.add_argument("--temperature", type=float, default=3.0)
+    parser.add_argument("--temperature", type=float, default=1.0)
+    parser.add_argument("--max-weight", type=float, default=100.0, help="IQL's clip on exp(temperature * advantage)")
+    parser.add_argument("--critic-steps", type=int, default=0, help="IQL's value and critic steps before its actor starts")
     parser.add_argument("--collect-episodes", type=int, default=60)
     parser.add_argument("--data-seed", type=int, default=3)
     parser.add_argument("--reward-steps", type=int, default=1500)
@@ -254,6 +272,9 @@ def main() -> None:
     for task, rows in results.items():
         print(f"| {task} | " + " | ".join(f"{ROWS[r][0]} {100 * v['success']:.0f}% [{100 * v['low']:.0f}, {100 * v['high']:.0f}]"
                                          for r, v in rows.items()) + " |")
+        shares = {ROWS[r][0]: f"{100 * v['failed_weight_share']:.1f}%" for r, v in rows.items() if "failed_weight_share" in v}
+        if shares:
+            print(f"  failed episodes: {100 * data[task]['failed_sample_share']:.1f}% of the samples; their share of IQL's weights: {shares}")
         if task in checks:
             print(f"  targets: {checks[task]}")
     print(f"wrote {args.json} and {png} ({time.perf_counter() - started:.0f} s)")

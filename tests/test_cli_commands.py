@@ -173,7 +173,7 @@ def test_policy_training_builds_the_configs_it_built_before(tmp_path, monkeypatc
     )
     argv = ["policy", "iql", "--dataset", str(d), "--labels", str(labels), "--out", str(out), "--reward", "sparse", "--gamma", "0.95", "--force"]
     assert _config_of(argv, monkeypatch, "headway.policy.iql", "train_iql") == IQLConfig(
-        dataset=d, labels=labels, out=out, reward="sparse", expectile=0.7, temperature=3.0, gamma=0.95, chunk=10, steps=3000, batch_size=256,
+        dataset=d, labels=labels, out=out, reward="sparse", expectile=0.7, temperature=1.0, gamma=0.95, chunk=10, steps=3000, batch_size=256,
         model=None, force=True, execution="ensemble", seed=0, device=None,
     )
     with pytest.raises(SystemExit):  # a choice the config does not know is a usage error, as before

@@ -110,6 +110,34 @@ def test_advantage_weighting_prefers_the_better_action_on_a_one_step_mdp():
     assert action > 0.8  # plain BC would regress to the median/mean of {-1, +1}, near 0
 
 
+def test_critic_warm_up_leaves_the_actor_alone_and_lets_it_start_from_a_learned_value():
+    """critic_steps: value and critics learn first with the actor untouched; then a short actor phase
+    already extracts the better action of the one-step MDP above."""
+    torch.manual_seed(0)
+    config = IQLConfig(dataset=Path("."), labels=Path("."), out=Path("."), chunk=1, steps=150, critic_steps=400, hidden=32, layers=2,
+                       lr=3e-3, critic_lr=3e-3)
+    actor = BCNet(1, 1, 1, hidden=32, layers=2)
+    learner = IQLLearner(actor, 1, config, torch.device("cpu"))
+    before = [p.detach().clone() for p in actor.parameters()]
+    batch = 256
+    state = torch.zeros(batch, 1)
+    actions = torch.where(torch.arange(batch) % 2 == 0, 1.0, -1.0).view(batch, 1, 1)
+    returns = (actions.view(-1) > 0).float()
+    for _ in range(config.critic_steps):
+        logs = learner.update(state, state, actions, torch.ones(batch, 1), returns, torch.zeros(batch), state, actor=False)
+    assert "actor_loss" not in logs
+    assert all(torch.equal(a, b) for a, b in zip(before, actor.parameters()))
+    assert learner.actor_schedule.last_epoch == 0  # the actor's schedule starts with the actor
+    with torch.no_grad():
+        assert abs(float(torch.min(*learner.critic(state[:1], torch.ones(1, 1, 1)))) - 1) < 0.1
+    for _ in range(config.steps):
+        learner.update(state, state, actions, torch.ones(batch, 1), returns, torch.zeros(batch), state)
+    with torch.no_grad():
+        assert float(actor(state[:1]).view(-1)) > 0.8
+    with pytest.raises(HeadwayError, match="--critic-steps must be 0 or more"):
+        IQLConfig(dataset=Path("."), labels=Path("."), out=Path("."), critic_steps=-1)
+
+
 def test_chunk_transitions_bootstrap_truncations_and_stop_at_terminals():
     rewards = [np.array([1.0, 2.0, 3.0]), np.array([1.0, 1.0, 1.0])]
     t = chunk_transitions(rewards, [True, False], chunk=2, gamma=0.5)
@@ -190,12 +218,17 @@ def test_cli_trains_iql_and_eval_loads_it(tiny_dataset, labels, tmp_path, capsys
 
     out = tmp_path / "cli_iql"
     assert main(["policy", "iql", "--dataset", str(tiny_dataset), "--labels", str(labels), "--out", str(out),
-                 "--steps", "3", "--chunk", "3", "--batch-size", "32", "--reward", "shaped"]) == 0
+                 "--steps", "3", "--critic-steps", "2", "--chunk", "3", "--batch-size", "32", "--reward", "shaped"]) == 0
     printed = capsys.readouterr().out
     assert "IQL on shaped rewards, gamma 0.95" in printed
     config = json.loads((out / "config.json").read_text())
-    assert config["format"] == "headway.bc" and config["train"]["algorithm"] == "iql"
+    assert config["format"] == "headway.bc" and config["train"]["algorithm"] == "iql" and config["train"]["critic_steps"] == 2
     assert (out / "critic" / "model.safetensors").exists()
+    summary = json.loads((out / "summary.json").read_text())
+    assert "warmup_critic_loss" in summary and "actor_loss" not in {k.removeprefix("warmup_") for k in summary if k.startswith("warmup_")}
+    shares = summary["weight_share_by_episode"]
+    assert sorted(int(e) for e in shares) == list(range(summary["episodes"])) and abs(sum(shares.values()) - 1) < 1e-6
+    assert 0 < summary["effective_sample_share"] <= 1
     report = tmp_path / "eval.json"
     assert main(["policy", "eval", "--task", "lift", "--policy", str(out), "--episodes", "1", "--horizon", "4", "--json", str(report)]) == 0
     assert json.loads(report.read_text())["mean_length"] == 4

@@ -72,12 +72,13 @@ class IQLConfig:
     # shaped: the labels' potential-based reward; progress / success: the model's outputs; sparse: the dataset's task reward
     reward: Literal["shaped", "progress", "success", "sparse"] = "shaped"
     expectile: float = 0.7  # tau of the value's expectile regression, in (0.5, 1)
-    temperature: float = 3.0  # beta of exp(beta * advantage)
+    temperature: float = 1.0  # beta of exp(beta * advantage); chosen in docs/policies.md
     max_weight: float = 100.0
     gamma: float | None = None  # None: the labels' gamma (the one the shaped reward was computed for)
     return_span: float = 100.0  # rewards scaled so that episode returns span this much
     chunk: int = 10  # actions per chunk (Q is over whole chunks)
-    steps: int = 3000
+    steps: int = 3000  # actor steps (value and critics learn alongside)
+    critic_steps: int = 0  # value and critic steps before the actor starts, so it is weighted by a value that has converged
     batch_size: int = 256
     lr: float = 1e-3  # actor (as BC)
     critic_lr: float = 3e-4
@@ -119,6 +120,8 @@ class IQLConfig:
         for name in ("chunk", "steps", "batch_size", "hidden", "layers", "log_every"):
             if getattr(self, name) < 1:
                 raise HeadwayError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.critic_steps < 0:
+            raise HeadwayError(f"--critic-steps must be 0 or more, got {self.critic_steps}")
         if not (self.lr > 0 and self.critic_lr > 0):
             raise HeadwayError(f"learning rates must be positive, got {self.lr} and {self.critic_lr}")
 
@@ -365,6 +368,7 @@ class IQLLearner:
         returns: torch.Tensor,  # (B,) H-step returns
         discount: torch.Tensor,  # (B,)
         next_state: torch.Tensor,  # (B, S) normalised
+        actor: bool = True,  # False: value and critics only (the warm-up before the actor starts)
     ) -> dict[str, float]:
         c = self.config
         # value: expectile regression onto the target critics' min
@@ -380,13 +384,17 @@ class IQLLearner:
         with torch.no_grad():
             advantage = q_target - self.value(state)
             weights = advantage_weights(advantage, c.temperature, c.max_weight)
-        losses = per_sample_loss(self.actor(raw_state), chunk, mask)
-        actor_loss = (weights * losses).mean()
-        self.actor_optimizer.zero_grad(set_to_none=True)
-        actor_loss.backward()
-        nn.utils.clip_grad_norm_(self.actor.parameters(), 10.0)
-        self.actor_optimizer.step()
-        self.actor_schedule.step()
+        logs = {"mean_advantage": float(advantage.mean()), "mean_weight": float(weights.mean()),
+                "clipped_share": float((weights >= c.max_weight).float().mean())}
+        if actor:
+            losses = per_sample_loss(self.actor(raw_state), chunk, mask)
+            actor_loss = (weights * losses).mean()
+            self.actor_optimizer.zero_grad(set_to_none=True)
+            actor_loss.backward()
+            nn.utils.clip_grad_norm_(self.actor.parameters(), 10.0)
+            self.actor_optimizer.step()
+            self.actor_schedule.step()
+            logs["actor_loss"] = float(actor_loss.detach())
 
         # critics: TD to R + discount * V(s'), V from the network just updated
         with torch.no_grad():
@@ -401,14 +409,7 @@ class IQLLearner:
         with torch.no_grad():
             for online, slow in zip(self.critic.parameters(), self.critic_target.parameters()):
                 slow.lerp_(online, c.polyak)
-        return {
-            "value_loss": float(value_loss.detach()),
-            "critic_loss": float(critic_loss.detach()),
-            "actor_loss": float(actor_loss.detach()),
-            "mean_advantage": float(advantage.mean()),
-            "mean_weight": float(weights.mean()),
-            "clipped_share": float((weights >= c.max_weight).float().mean()),
-        }
+        return {"value_loss": float(value_loss.detach()), "critic_loss": float(critic_loss.detach())} | logs
 
 
 # -- 3. training -----------------------------------------------------------------------------------
@@ -462,20 +463,23 @@ def _train_iql(config: IQLConfig, progress: bool, samples: BCSamples | None) -> 
     discount_t = torch.from_numpy(transitions.discount).to(device)
     next_t = torch.from_numpy(transitions.next_index).to(device)
     batch = min(config.batch_size, len(samples))
-    history: list[dict[str, float]] = []
-    bar = tqdm(range(config.steps), desc=f"iql {config.out.name}", disable=not progress)
+    history: list[dict[str, float]] = []  # actor steps only
+    warmup: list[dict[str, float]] = []
+    total = config.critic_steps + config.steps
+    bar = tqdm(range(total), desc=f"iql {config.out.name}", disable=not progress)
     for step in bar:
         index = torch.from_numpy(rng.integers(0, len(samples), batch)).to(device)
+        actor_step = step >= config.critic_steps
         logs = learner.update(
-            state[index], raw_state[index], chunks[index], mask[index], returns_t[index], discount_t[index], state[next_t[index]]
+            state[index], raw_state[index], chunks[index], mask[index], returns_t[index], discount_t[index], state[next_t[index]],
+            actor=actor_step,
         )
-        history.append(logs)
+        (history if actor_step else warmup).append(logs)
         if not all(math.isfinite(v) for v in logs.values()):
             raise HeadwayError(f"IQL diverged at step {step} ({logs}); lower the learning rates or --temperature")
-        if step % config.log_every == 0 or step == config.steps - 1:
-            recent = history[-config.log_every :]
-            bar.set_postfix(v=f"{np.mean([h['value_loss'] for h in recent]):.3f}", q=f"{np.mean([h['critic_loss'] for h in recent]):.3f}",
-                            pi=f"{np.mean([h['actor_loss'] for h in recent]):.3f}")
+        if step % config.log_every == 0 or step == total - 1:
+            recent = (history or warmup)[-config.log_every :]
+            bar.set_postfix({k: f"{np.mean([h[k] for h in recent]):.3f}" for k in ("value_loss", "critic_loss", "actor_loss") if k in recent[0]})
 
     task = config.task or dataset_task(config.dataset)
     settings = {k: (str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v) for k, v in asdict(config).items()}
@@ -504,11 +508,17 @@ def _train_iql(config: IQLConfig, progress: bool, samples: BCSamples | None) -> 
             "episodes": len(episodes),
             "samples": len(samples),
             "steps": config.steps,
+            "critic_steps": config.critic_steps,
             "seed": config.seed,
             "expectile": config.expectile,
             "temperature": config.temperature,
         },
     }
+    with torch.no_grad():  # how concentrated the final weights are over the whole dataset (1: plain BC)
+        weights = advantage_weights(torch.min(*learner.critic_target(state, chunks)) - learner.value(state), config.temperature, config.max_weight)
+        effective_share = float(weights.sum() ** 2 / weights.pow(2).sum() / len(weights))
+        per_episode = np.bincount(samples.episode_index, weights=weights.cpu().numpy().astype(np.float64))
+        weight_share = {int(e): float(per_episode[e] / per_episode.sum()) for e in episodes}
     learner.actor.eval()
     BCPolicy(learner.actor, meta, device).save(config.out)
     critic_state = {f"value.{k}": v for k, v in learner.value.state_dict().items()}
@@ -527,8 +537,12 @@ def _train_iql(config: IQLConfig, progress: bool, samples: BCSamples | None) -> 
         "episodes": len(episodes),
         "samples": len(samples),
         "steps": config.steps,
+        "critic_steps": config.critic_steps,
+        **{f"warmup_{k}": float(np.mean([h[k] for h in warmup[-50:]])) for k in (warmup[0] if warmup else ())},
         **{f"final_{k}": float(np.mean([h[k] for h in tail])) for k in tail[0]},
         "first_actor_loss": float(np.mean([h["actor_loss"] for h in history[:20]])),
+        "effective_sample_share": effective_share,
+        "weight_share_by_episode": weight_share,  # what share of the actor's weight each episode gets (BC: its share of samples)
         "seconds": time.perf_counter() - started,
         "notes": notes,
     }
