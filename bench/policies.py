@@ -9,7 +9,7 @@ Per task (lift, stack, pick_place_can):
 2. Reward model: a headway stage reward model trained on that dataset (once).
 3. Labels: `headway label` of the dataset with that model (progress, success, shaped reward,
    LeRobot's sarm_progress.parquet), chunk size = the policies' chunk.
-4. Seven policies with the same network (headway.policy.bc.BCNet, chunk 10), the same number of actor
+4. Eight policies with the same network (headway.policy.bc.BCNet, chunk 10), the same number of actor
    steps and batch size, once per training seed:
    bc           BC on every episode
    rabc         RA-BC on every episode (LeRobot's weights from the labels' progress)
@@ -18,6 +18,7 @@ Per task (lift, stack, pick_place_can):
    iql_sparse   IQL on every episode, the dataset's sparse success reward
    expert_bc    BC on the expert episodes only (the reference: perfect filtering)
    iql_progress IQL on every episode, the labels' progress of the next frame as the reward
+   label_filtered_bc  BC on the episodes the labels call successful (success filtering without a recorded outcome)
 5. Each rolled out on the same held-out seeds. Success: mean over training seeds of the success
    rate; low/high: a 95% interval from a two-level bootstrap (training seeds, then episodes).
 Finished stages (datasets, models, labels, trained and evaluated policies) are reused on a rerun.
@@ -56,6 +57,7 @@ ROWS = {
     "iql_sparse": ("IQL (sparse success)", "tab:cyan"),
     "expert_bc": ("BC (experts only)", "tab:green"),
     "iql_progress": ("IQL (headway progress)", "tab:purple"),
+    "label_filtered_bc": ("BC (labelled successes)", "tab:olive"),
 }
 IQL_REWARDS = {"iql": "shaped", "iql_sparse": "sparse", "iql_progress": "progress"}  # IQL rows -> IQLConfig.reward
 IQL_SETTINGS_BEFORE = {"max_weight": 100.0, "critic_steps": 0}  # what rows run before these were options used
@@ -140,6 +142,8 @@ def run_task(task: str, args: argparse.Namespace) -> dict:
                 summary = train_bc(BCConfig(weights="rabc", labels=labels, **common), progress=False, samples=samples)
             elif name == "filtered_bc":
                 summary = train_bc(BCConfig(episodes=successes, **common), progress=False)
+            elif name == "label_filtered_bc":
+                summary = train_bc(BCConfig(weights="success", labels=labels, **common), progress=False)
             elif name == "expert_bc":
                 summary = train_bc(BCConfig(episodes=experts, **common), progress=False)
             else:
@@ -225,7 +229,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--json", type=Path, required=True, help="where the results go (a PNG is written beside it)")
     parser.add_argument("--tasks", default=",".join(TASKS))
-    parser.add_argument("--rows", default=",".join(ROWS), help="which policies (default: all seven)")
+    parser.add_argument("--rows", default=",".join(ROWS), help="which policies (default: all eight)")
     parser.add_argument("--work", type=Path, default=Path("runs/bench_policies"))
     parser.add_argument("--seeds", default="0,1,2", help="training seeds")
     parser.add_argument("--episodes", type=int, default=30, help="held-out evaluation episodes per policy and seed")

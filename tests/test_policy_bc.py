@@ -159,6 +159,40 @@ def test_labels_that_do_not_match_the_dataset_are_refused(tiny_dataset, samples,
         train_bc(BCConfig(dataset=tiny_dataset, out=tmp_path / "x", weights="rabc", labels=tmp_path, steps=1), progress=False)
 
 
+def _success_labels(folder, lengths: dict[int, int], final: dict[int, float]):
+    """A headway label table whose success probability rises to `final[e]` on the last frame of episode e."""
+    import pandas as pd
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = [(e, t, final[e] * t / (n - 1)) for e, n in lengths.items() for t in range(n)]
+    pd.DataFrame(rows, columns=["episode_index", "frame_index", "success"]).to_parquet(folder / "labels.parquet")
+    return folder
+
+
+def test_success_filtering_clones_only_the_episodes_the_labels_call_successful(tiny_dataset, samples, tmp_path):
+    lengths = samples.episode_lengths
+    episodes = sorted(lengths)
+    final = {e: 0.9 if e == episodes[1] else 0.1 for e in episodes}
+    labels = _success_labels(tmp_path / "labels", lengths, final)
+    summary = train_bc(BCConfig(dataset=tiny_dataset, out=tmp_path / "bc", chunk=4, steps=2, batch_size=16, hidden=16, layers=1,
+                                weights="success", labels=labels), progress=False)
+    assert summary["episodes"] == 1 and summary["kept_episodes"] == 1 and summary["dropped_episodes"] == [e for e in episodes if e != episodes[1]]
+    assert json.loads((tmp_path / "bc" / "config.json").read_text())["train"]["episode_ids"] == [episodes[1]]
+    assert summary["samples"] == lengths[episodes[1]]
+
+    with pytest.raises(HeadwayError, match="needs a `headway label` folder"):
+        BCConfig(dataset=tiny_dataset, out=tmp_path / "x", weights="success")
+    with pytest.raises(HeadwayError, match="call none of the .* episodes successful"):
+        train_bc(BCConfig(dataset=tiny_dataset, out=tmp_path / "x", weights="success", steps=1,
+                          labels=_success_labels(tmp_path / "none", lengths, dict.fromkeys(episodes, 0.2))), progress=False)
+    short = dict(lengths) | {episodes[0]: lengths[episodes[0]] - 2}
+    with pytest.raises(HeadwayError, match=f"episode {episodes[0]} has {lengths[episodes[0]] - 2} labelled frames"):
+        train_bc(BCConfig(dataset=tiny_dataset, out=tmp_path / "x", weights="success", steps=1,
+                          labels=_success_labels(tmp_path / "short", short, final)), progress=False)
+    with pytest.raises(HeadwayError, match="not a headway label folder"):
+        train_bc(BCConfig(dataset=tiny_dataset, out=tmp_path / "x", weights="success", labels=tmp_path / "bc", steps=1), progress=False)
+
+
 def test_image_policy_runs_in_the_env_through_evaluate_with_a_video(tiny_dataset, tmp_path):
     out = tmp_path / "bc_images"
     summary = train_bc(

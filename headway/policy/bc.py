@@ -38,7 +38,7 @@ from headway.datasets.reader import DatasetReader
 from headway.errors import HeadwayError, unknown_name
 from headway.perception.conv_encoder import ConvEncoder
 from headway.perception.preprocess import random_shift, resize_frames
-from headway.policy.bc_data import OBJECT_KEY, STATE_KEY, BCSamples, load_bc_samples, read_progress
+from headway.policy.bc_data import OBJECT_KEY, STATE_KEY, BCSamples, labelled_successes, load_bc_samples, read_progress
 from headway.reward.rabc import KAPPA, normalise_batch_weights, rabc_weights
 from headway.runtime import default_device, torch_threads
 
@@ -46,7 +46,7 @@ FORMAT = "headway.bc"
 FORMAT_VERSION = 1
 OBS_MODES = ("state", "images", "state+images")
 EXECUTIONS = ("ensemble", "open_loop")
-WEIGHTINGS = ("none", "rabc")
+WEIGHTINGS = ("none", "rabc", "success")
 MIN_STD = 1e-2  # near-constant features are not blown up by normalisation
 
 
@@ -68,8 +68,9 @@ class BCConfig:
     image_dim: int = 64
     views: tuple[str, ...] | None = None  # None: every camera of the dataset (image modes only)
     image_size: int | None = None  # None: the dataset's own size
-    weights: Literal["none", "rabc"] = "none"  # rabc: LeRobot's reward-aligned weights
-    labels: Path | None = None  # sarm_progress.parquet or a folder holding one (for rabc)
+    # rabc: LeRobot's reward-aligned weights | success: only the episodes the labels call successful
+    weights: Literal["none", "rabc", "success"] = "none"
+    labels: Path | None = None  # rabc: sarm_progress.parquet or a folder holding one; success: a `headway label` folder
     kappa: float = KAPPA
     # ensemble: ACT's temporal ensembling, queried every step; open_loop: play whole chunks
     execution: Literal["ensemble", "open_loop"] = "ensemble"
@@ -94,8 +95,10 @@ class BCConfig:
             raise unknown_name("weighting", self.weights, WEIGHTINGS)
         if self.weights == "rabc" and self.labels is None:
             raise HeadwayError("--weights rabc needs progress labels: pass --labels <sarm_progress.parquet or its folder>")
+        if self.weights == "success" and self.labels is None:
+            raise HeadwayError("--weights success needs a `headway label` folder: pass --labels <folder>")
         if self.weights == "none" and self.labels is not None:
-            raise HeadwayError("--labels given but --weights is none; add --weights rabc to use them")
+            raise HeadwayError("--labels given but --weights is none; add --weights rabc or --weights success to use them")
         for name in ("chunk", "steps", "batch_size", "hidden", "layers", "image_dim", "log_every"):
             if getattr(self, name) < 1:
                 raise HeadwayError(f"{name} must be at least 1, got {getattr(self, name)}")
@@ -359,6 +362,19 @@ def _train_bc(config: BCConfig, progress: bool, samples: BCSamples | None) -> di
     np.random.seed(config.seed)
     rng = np.random.default_rng(config.seed)
     task = config.task or dataset_task(config.dataset)
+    episodes = list(config.episodes) if config.episodes is not None else None
+    stats: dict = {}
+    if config.weights == "success":  # success filtering by the labels: keep only what they call successful
+        reader = DatasetReader(config.dataset)
+        candidates = episodes if episodes is not None else list(range(reader.num_episodes))
+        episodes = labelled_successes(config.labels, {e: reader.episode_length(e) for e in candidates})
+        if not episodes:
+            raise HeadwayError(f"the labels call none of the {len(candidates)} episodes successful; nothing to clone")
+        stats = {"kept_episodes": len(episodes), "dropped_episodes": sorted(set(candidates) - set(episodes))}
+        if progress:
+            print(f"labelled success: cloning {len(episodes)} of {len(candidates)} episodes")
+        if samples is not None and list(dict.fromkeys(samples.episode_index.tolist())) != episodes:
+            raise HeadwayError("the samples given hold other episodes than the labelled successes; pass none and let them load")
     if samples is None:
         samples = load_bc_samples(
             config.dataset,
@@ -367,7 +383,7 @@ def _train_bc(config: BCConfig, progress: bool, samples: BCSamples | None) -> di
             views=list(config.views) if config.views else None,
             image_size=config.image_size,
             use_object_state=config.obs == "state",
-            episodes=list(config.episodes) if config.episodes is not None else None,
+            episodes=episodes,
             progress=progress,
         )
     if samples.actions.shape[1] != config.chunk:
@@ -376,7 +392,6 @@ def _train_bc(config: BCConfig, progress: bool, samples: BCSamples | None) -> di
     views = tuple(samples.images) if config.uses_images and samples.images else ()
     image_size = int(next(iter(samples.images.values())).shape[1]) if views else None
     weights = None
-    stats: dict[str, float] = {}
     if config.weights == "rabc":
         weights = sample_weights(samples, config.labels, config.chunk, config.kappa)
         stats = weight_summary(weights)

@@ -6,7 +6,8 @@ the observation at frame t and the actions t .. t+H-1; past the episode's end th
 with the last action and masked out of the loss (as LeRobot's ACT does with `action_is_pad`).
 
 Progress labels for RA-BC are read from LeRobot's `sarm_progress.parquet` (columns `index`,
-`episode_index`, `frame_index`, `progress_sparse`), or from a folder that holds one.
+`episode_index`, `frame_index`, `progress_sparse`), or from a folder that holds one; labelled
+success (success filtering) from a `headway label` folder's `labels.parquet`.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ OBJECT_KEY = "observation.environment_state"
 ACTION_KEY = "action"
 PROGRESS_FILE = "sarm_progress.parquet"
 PROGRESS_COLUMN = "progress_sparse"
+LABEL_TABLE = "labels.parquet"  # headway's own label table (progress, stage, success, ... per frame)
 
 
 @dataclass
@@ -190,6 +192,30 @@ def read_progress(path: Path, episode_lengths: dict[int, int]) -> dict[int, np.n
             raise HeadwayError(f"{file}: progress of episode {episode} is NaN at frame {frame}; relabel it")
         result[int(episode)] = values
     return result
+
+
+def labelled_successes(labels: Path, episode_lengths: dict[int, int], threshold: float = 0.5) -> list[int]:
+    """The episodes whose labelled success probability (a `headway label` folder's labels.parquet) ends at
+    `threshold` or above: success filtering for data that records no outcome of its own."""
+    import pandas as pd
+
+    file = Path(labels) / LABEL_TABLE if Path(labels).is_dir() else Path(labels)
+    if file.name != LABEL_TABLE or not file.exists():
+        raise HeadwayError(f"{labels} is not a headway label folder (no {LABEL_TABLE}); label the dataset with `headway label` first")
+    table = pd.read_parquet(file, columns=["episode_index", "frame_index", "success"])
+    groups = {int(e): g for e, g in table.groupby("episode_index")}
+    kept = []
+    for episode, length in episode_lengths.items():
+        rows = groups.get(int(episode))
+        if rows is None or len(rows) != length:
+            raise HeadwayError(f"{file}: episode {episode} has {0 if rows is None else len(rows)} labelled frames but the dataset has "
+                               f"{length}; the labels belong to another dataset. Relabel it")
+        last = float(rows.sort_values("frame_index")["success"].iloc[-1])
+        if not np.isfinite(last):
+            raise HeadwayError(f"{file}: the labelled success of episode {episode} is NaN on its last frame; relabel it")
+        if last >= threshold:
+            kept.append(int(episode))
+    return kept
 
 
 def write_progress(path: Path, episodes_progress: dict[int, np.ndarray], dataset_lengths: dict[int, int] | None = None) -> Path:
