@@ -160,10 +160,11 @@ def test_labels_that_do_not_match_the_dataset_are_refused(tiny_dataset, samples,
 
 
 def _success_labels(folder, lengths: dict[int, int], final: dict[int, float]):
-    """A headway label table whose success probability rises to `final[e]` on the last frame of episode e."""
+    """A headway label folder whose success probability rises to `final[e]` on the last frame of episode e."""
     import pandas as pd
 
     folder.mkdir(parents=True, exist_ok=True)
+    (folder / "labels.json").write_text("{}")
     rows = [(e, t, final[e] * t / (n - 1)) for e, n in lengths.items() for t in range(n)]
     pd.DataFrame(rows, columns=["episode_index", "frame_index", "success"]).to_parquet(folder / "labels.parquet")
     return folder

@@ -28,7 +28,8 @@ OBJECT_KEY = "observation.environment_state"
 ACTION_KEY = "action"
 PROGRESS_FILE = "sarm_progress.parquet"
 PROGRESS_COLUMN = "progress_sparse"
-LABEL_TABLE = "labels.parquet"  # headway's own label table (progress, stage, success, ... per frame)
+LABEL_CARD = "labels.json"  # a `headway label` folder: its card (identity, settings) ...
+LABEL_TABLE = "labels.parquet"  # ... and its table (progress, stage, success, shaped reward ... per frame)
 
 
 @dataclass
@@ -194,14 +195,26 @@ def read_progress(path: Path, episode_lengths: dict[int, int]) -> dict[int, np.n
     return result
 
 
+def label_folder(path: Path) -> Path:
+    """The label folder: `path` itself, or the folder of a labels.parquet / sarm_progress.parquet given."""
+    path = Path(path)
+    folder = path.parent if path.suffix == ".parquet" else path
+    if not folder.exists():
+        raise HeadwayError(f"labels {path} do not exist; label the dataset first with `headway label`")
+    if not (folder / LABEL_CARD).exists() or not (folder / LABEL_TABLE).exists():
+        raise HeadwayError(
+            f"{folder} is not a headway label folder (it needs {LABEL_CARD} and {LABEL_TABLE}; a bare "
+            "sarm_progress.parquet holds progress only, no rewards); label the dataset with `headway label`"
+        )
+    return folder
+
+
 def labelled_successes(labels: Path, episode_lengths: dict[int, int], threshold: float = 0.5) -> list[int]:
     """The episodes whose labelled success probability (a `headway label` folder's labels.parquet) ends at
     `threshold` or above: success filtering for data that records no outcome of its own."""
     import pandas as pd
 
-    file = Path(labels) / LABEL_TABLE if Path(labels).is_dir() else Path(labels)
-    if file.name != LABEL_TABLE or not file.exists():
-        raise HeadwayError(f"{labels} is not a headway label folder (no {LABEL_TABLE}); label the dataset with `headway label` first")
+    file = label_folder(labels) / LABEL_TABLE
     table = pd.read_parquet(file, columns=["episode_index", "frame_index", "success"])
     groups = {int(e): g for e, g in table.groupby("episode_index")}
     kept = []

@@ -51,15 +51,13 @@ from headway.checkpoint import save_checkpoint
 from headway.datasets.reader import DatasetReader
 from headway.errors import HeadwayError, unknown_name
 from headway.policy.bc import BCNet, BCPolicy, dataset_task, per_sample_loss
-from headway.policy.bc_data import ACTION_KEY, STATE_KEY, BCSamples, load_bc_samples
+from headway.policy.bc_data import ACTION_KEY, LABEL_CARD, LABEL_TABLE, STATE_KEY, BCSamples, label_folder, load_bc_samples
 from headway.reward.label_inputs import dataset_fingerprint, model_fingerprint
 from headway.runtime import default_device, torch_threads
 
 REWARDS = ("shaped", "progress", "success", "sparse")
 CRITIC_FORMAT = "headway.iql_critic"
 CRITIC_DIR = "critic"
-LABEL_CARD = "labels.json"
-LABEL_TABLE = "labels.parquet"
 
 
 @dataclass
@@ -136,20 +134,6 @@ class EpisodeLabels:
     shaped: np.ndarray  # (T,) the labels' shaped reward of transition t -> t+1
     task_reward: np.ndarray | None  # (T,) the dataset's next.reward, if recorded
     terminal: bool  # the last transition ends the task (no bootstrap)
-
-
-def label_folder(path: Path) -> Path:
-    """The label folder: `path` itself, or the folder of a labels.parquet / sarm_progress.parquet given."""
-    path = Path(path)
-    folder = path.parent if path.suffix == ".parquet" else path
-    if not folder.exists():
-        raise HeadwayError(f"labels {path} do not exist; label the dataset first with `headway label`")
-    if not (folder / LABEL_CARD).exists() or not (folder / LABEL_TABLE).exists():
-        raise HeadwayError(
-            f"{folder} is not a headway label folder (it needs {LABEL_CARD} and {LABEL_TABLE}; a bare "
-            "sarm_progress.parquet holds progress only, no rewards); label the dataset with `headway label`"
-        )
-    return folder
 
 
 def check_provenance(folder: Path, dataset: Path, model: Path | None = None, force: bool = False) -> list[str]:
