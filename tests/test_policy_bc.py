@@ -159,12 +159,14 @@ def test_labels_that_do_not_match_the_dataset_are_refused(tiny_dataset, samples,
         train_bc(BCConfig(dataset=tiny_dataset, out=tmp_path / "x", weights="rabc", labels=tmp_path, steps=1), progress=False)
 
 
-def _success_labels(folder, lengths: dict[int, int], final: dict[int, float]):
-    """A headway label folder whose success probability rises to `final[e]` on the last frame of episode e."""
+def _success_labels(folder, lengths: dict[int, int], final: dict[int, float], dataset):
+    """A headway label folder of `dataset` whose success probability rises to `final[e]` on the last frame of episode e."""
     import pandas as pd
 
+    from headway.reward.label_inputs import dataset_fingerprint
+
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "labels.json").write_text("{}")
+    (folder / "labels.json").write_text(json.dumps({"identity": {"dataset": str(dataset), "dataset_fingerprint": dataset_fingerprint(dataset)}}))
     rows = [(e, t, final[e] * t / (n - 1)) for e, n in lengths.items() for t in range(n)]
     pd.DataFrame(rows, columns=["episode_index", "frame_index", "success"]).to_parquet(folder / "labels.parquet")
     return folder
@@ -174,7 +176,7 @@ def test_success_filtering_clones_only_the_episodes_the_labels_call_successful(t
     lengths = samples.episode_lengths
     episodes = sorted(lengths)
     final = {e: 0.9 if e == episodes[1] else 0.1 for e in episodes}
-    labels = _success_labels(tmp_path / "labels", lengths, final)
+    labels = _success_labels(tmp_path / "labels", lengths, final, tiny_dataset)
     summary = train_bc(BCConfig(dataset=tiny_dataset, out=tmp_path / "bc", chunk=4, steps=2, batch_size=16, hidden=16, layers=1,
                                 weights="success", labels=labels), progress=False)
     assert summary["episodes"] == 1 and summary["kept_episodes"] == 1 and summary["dropped_episodes"] == [e for e in episodes if e != episodes[1]]
@@ -185,13 +187,33 @@ def test_success_filtering_clones_only_the_episodes_the_labels_call_successful(t
         BCConfig(dataset=tiny_dataset, out=tmp_path / "x", weights="success")
     with pytest.raises(HeadwayError, match="call none of the .* episodes successful"):
         train_bc(BCConfig(dataset=tiny_dataset, out=tmp_path / "x", weights="success", steps=1,
-                          labels=_success_labels(tmp_path / "none", lengths, dict.fromkeys(episodes, 0.2))), progress=False)
+                          labels=_success_labels(tmp_path / "none", lengths, dict.fromkeys(episodes, 0.2), tiny_dataset)), progress=False)
     short = dict(lengths) | {episodes[0]: lengths[episodes[0]] - 2}
     with pytest.raises(HeadwayError, match=f"episode {episodes[0]} has {lengths[episodes[0]] - 2} labelled frames"):
         train_bc(BCConfig(dataset=tiny_dataset, out=tmp_path / "x", weights="success", steps=1,
-                          labels=_success_labels(tmp_path / "short", short, final)), progress=False)
+                          labels=_success_labels(tmp_path / "short", short, final, tiny_dataset)), progress=False)
     with pytest.raises(HeadwayError, match="not a headway label folder"):
         train_bc(BCConfig(dataset=tiny_dataset, out=tmp_path / "x", weights="success", labels=tmp_path / "bc", steps=1), progress=False)
+
+
+def test_labels_of_another_dataset_are_refused_unless_forced(tiny_dataset, samples, tmp_path):
+    other = tmp_path / "other_data"
+    shutil.copytree(tiny_dataset, other)
+    info = json.loads((other / "meta" / "info.json").read_text())
+    (other / "meta" / "info.json").write_text(json.dumps(info | {"robot_type": "someone_else"}))  # same frames, another dataset
+    lengths = samples.episode_lengths
+    labels = _success_labels(tmp_path / "labels", lengths, dict.fromkeys(lengths, 0.9), other)
+    write_progress(labels / "sarm_progress.parquet", {e: np.linspace(0, 1, n) for e, n in lengths.items()})
+    tiny = dict(chunk=4, steps=1, batch_size=16, hidden=16, layers=1)
+    for weights in ("success", "rabc"):
+        with pytest.raises(HeadwayError, match=r"made from dataset .*other_data.*fingerprint .*not from .*fingerprint .*--force"):
+            train_bc(BCConfig(dataset=tiny_dataset, out=tmp_path / weights, weights=weights, labels=labels, **tiny), progress=False)
+        summary = train_bc(BCConfig(dataset=tiny_dataset, out=tmp_path / weights, weights=weights, labels=labels, force=True, **tiny),
+                           progress=False)
+        assert any(note.startswith("--force: the labels") for note in summary["notes"])
+    # LeRobot's own progress file carries no fingerprint: it is checked by its frame counts alone
+    bare = write_progress(tmp_path / "bare" / "sarm_progress.parquet", {e: np.linspace(0, 1, n) for e, n in lengths.items()})
+    assert "notes" not in train_bc(BCConfig(dataset=tiny_dataset, out=tmp_path / "bare_bc", weights="rabc", labels=bare, **tiny), progress=False)
 
 
 def test_image_policy_runs_in_the_env_through_evaluate_with_a_video(tiny_dataset, tmp_path):

@@ -38,7 +38,17 @@ from headway.datasets.reader import DatasetReader
 from headway.errors import HeadwayError, unknown_name
 from headway.perception.conv_encoder import ConvEncoder
 from headway.perception.preprocess import random_shift, resize_frames
-from headway.policy.bc_data import OBJECT_KEY, STATE_KEY, BCSamples, labelled_successes, load_bc_samples, read_progress
+from headway.policy.bc_data import (
+    LABEL_CARD,
+    LABEL_TABLE,
+    OBJECT_KEY,
+    STATE_KEY,
+    BCSamples,
+    check_label_provenance,
+    labelled_successes,
+    load_bc_samples,
+    read_progress,
+)
 from headway.reward.rabc import KAPPA, normalise_batch_weights, rabc_weights
 from headway.runtime import default_device, torch_threads
 
@@ -72,6 +82,7 @@ class BCConfig:
     weights: Literal["none", "rabc", "success"] = "none"
     labels: Path | None = None  # rabc: sarm_progress.parquet or a folder holding one; success: a `headway label` folder
     kappa: float = KAPPA
+    force: bool = False  # use `headway label` labels whose dataset fingerprint does not match this dataset's
     # ensemble: ACT's temporal ensembling, queried every step; open_loop: play whole chunks
     execution: Literal["ensemble", "open_loop"] = "ensemble"
     ensemble_decay: float = 0.01
@@ -355,6 +366,20 @@ def train_bc(config: BCConfig, progress: bool = True, samples: BCSamples | None 
     return _train_bc(config, progress, samples)
 
 
+def provenance_notes(config: BCConfig) -> list[str]:
+    """Refuse `headway label` labels made from another dataset (unless `config.force`); returns the warnings.
+    A bare sarm_progress.parquet (LeRobot's own labelling) carries no fingerprint and is checked by frame counts only."""
+    if config.labels is None:
+        return []
+    folder = config.labels.parent if config.labels.suffix == ".parquet" else config.labels
+    if not ((folder / LABEL_CARD).exists() and (folder / LABEL_TABLE).exists()):
+        return []
+    notes = check_label_provenance(folder, config.dataset, force=config.force)
+    for note in notes:
+        print(f"warning: {note}")
+    return notes
+
+
 def _train_bc(config: BCConfig, progress: bool, samples: BCSamples | None) -> dict:
     started = time.perf_counter()
     device = default_device(config.device)
@@ -364,6 +389,7 @@ def _train_bc(config: BCConfig, progress: bool, samples: BCSamples | None) -> di
     task = config.task or dataset_task(config.dataset)
     episodes = list(config.episodes) if config.episodes is not None else None
     stats: dict = {}
+    notes = provenance_notes(config)
     if config.weights == "success":  # success filtering by the labels: keep only what they call successful
         reader = DatasetReader(config.dataset)
         candidates = episodes if episodes is not None else list(range(reader.num_episodes))
@@ -458,6 +484,8 @@ def _train_bc(config: BCConfig, progress: bool, samples: BCSamples | None) -> di
         "seconds": time.perf_counter() - started,
         **stats,
     }
+    if notes:
+        summary["notes"] = notes
     atomic_write_json(config.out / "summary.json", summary)
     return summary
 

@@ -22,6 +22,7 @@ from headway.atomic import atomic_write_bytes
 from headway.datasets.reader import DatasetReader
 from headway.errors import HeadwayError
 from headway.perception.preprocess import resize_frames
+from headway.reward.label_inputs import dataset_fingerprint, model_fingerprint
 
 STATE_KEY = "observation.state"
 OBJECT_KEY = "observation.environment_state"
@@ -207,6 +208,47 @@ def label_folder(path: Path) -> Path:
             "sarm_progress.parquet holds progress only, no rewards); label the dataset with `headway label`"
         )
     return folder
+
+
+def check_label_provenance(folder: Path, dataset: Path, model: Path | None = None, force: bool = False) -> list[str]:
+    """Refuse labels made from another dataset or model (fingerprints), unless `force`; returns notes.
+
+    Checked: the card's dataset fingerprint against this dataset's; the table's model fingerprint
+    against the card's (a labels.parquet copied in from another run); with `model`, its fingerprint
+    against the card's.
+    """
+    import json
+
+    import pyarrow.parquet as pq
+
+    identity = json.loads((folder / LABEL_CARD).read_text()).get("identity", {})
+    problems = []
+    here = dataset_fingerprint(dataset)
+    if identity.get("dataset_fingerprint") != here:
+        problems.append(
+            f"the labels in {folder} were made from dataset {identity.get('dataset')} (fingerprint "
+            f"{identity.get('dataset_fingerprint')}), not from {Path(dataset).resolve()} (fingerprint {here})"
+        )
+    metadata = pq.read_schema(folder / LABEL_TABLE).metadata or {}
+    table_identity = json.loads(metadata.get(b"headway", b"{}"))
+    if table_identity.get("model_fingerprint") != identity.get("model_fingerprint"):
+        problems.append(
+            f"{folder / LABEL_TABLE} was written by model {table_identity.get('model')} (fingerprint "
+            f"{table_identity.get('model_fingerprint')}) but {folder / LABEL_CARD} names model {identity.get('model')} "
+            f"(fingerprint {identity.get('model_fingerprint')})"
+        )
+    if model is not None:
+        wanted = model_fingerprint(model)
+        if identity.get("model_fingerprint") != wanted:
+            problems.append(
+                f"the labels in {folder} were made by model {identity.get('model')} (fingerprint "
+                f"{identity.get('model_fingerprint')}), not by {Path(model).resolve()} (fingerprint {wanted})"
+            )
+    if problems and not force:
+        raise HeadwayError(
+            "; ".join(problems) + ". Relabel the dataset with `headway label`, or pass --force to use these labels anyway"
+        )
+    return [f"--force: {p}" for p in problems]
 
 
 def labelled_successes(labels: Path, episode_lengths: dict[int, int], threshold: float = 0.5) -> list[int]:

@@ -51,8 +51,16 @@ from headway.checkpoint import save_checkpoint
 from headway.datasets.reader import DatasetReader
 from headway.errors import HeadwayError, unknown_name
 from headway.policy.bc import BCNet, BCPolicy, dataset_task, per_sample_loss
-from headway.policy.bc_data import ACTION_KEY, LABEL_CARD, LABEL_TABLE, STATE_KEY, BCSamples, label_folder, load_bc_samples
-from headway.reward.label_inputs import dataset_fingerprint, model_fingerprint
+from headway.policy.bc_data import (
+    ACTION_KEY,
+    LABEL_CARD,
+    LABEL_TABLE,
+    STATE_KEY,
+    BCSamples,
+    check_label_provenance,
+    label_folder,
+    load_bc_samples,
+)
 from headway.runtime import default_device, torch_threads
 
 REWARDS = ("shaped", "progress", "success", "sparse")
@@ -134,45 +142,6 @@ class EpisodeLabels:
     shaped: np.ndarray  # (T,) the labels' shaped reward of transition t -> t+1
     task_reward: np.ndarray | None  # (T,) the dataset's next.reward, if recorded
     terminal: bool  # the last transition ends the task (no bootstrap)
-
-
-def check_provenance(folder: Path, dataset: Path, model: Path | None = None, force: bool = False) -> list[str]:
-    """Refuse labels made from another dataset or model (fingerprints), unless `force`; returns notes.
-
-    Checked: the card's dataset fingerprint against this dataset's; the table's model fingerprint
-    against the card's (a labels.parquet copied in from another run); with `model`, its fingerprint
-    against the card's.
-    """
-    import pyarrow.parquet as pq
-
-    identity = json.loads((folder / LABEL_CARD).read_text()).get("identity", {})
-    problems = []
-    here = dataset_fingerprint(dataset)
-    if identity.get("dataset_fingerprint") != here:
-        problems.append(
-            f"the labels in {folder} were made from dataset {identity.get('dataset')} (fingerprint "
-            f"{identity.get('dataset_fingerprint')}), not from {Path(dataset).resolve()} (fingerprint {here})"
-        )
-    metadata = pq.read_schema(folder / LABEL_TABLE).metadata or {}
-    table_identity = json.loads(metadata.get(b"headway", b"{}"))
-    if table_identity.get("model_fingerprint") != identity.get("model_fingerprint"):
-        problems.append(
-            f"{folder / LABEL_TABLE} was written by model {table_identity.get('model')} (fingerprint "
-            f"{table_identity.get('model_fingerprint')}) but {folder / LABEL_CARD} names model {identity.get('model')} "
-            f"(fingerprint {identity.get('model_fingerprint')})"
-        )
-    if model is not None:
-        wanted = model_fingerprint(model)
-        if identity.get("model_fingerprint") != wanted:
-            problems.append(
-                f"the labels in {folder} were made by model {identity.get('model')} (fingerprint "
-                f"{identity.get('model_fingerprint')}), not by {Path(model).resolve()} (fingerprint {wanted})"
-            )
-    if problems and not force:
-        raise HeadwayError(
-            "; ".join(problems) + ". Relabel the dataset with `headway label`, or pass --force to use these labels anyway"
-        )
-    return [f"--force: {p}" for p in problems]
 
 
 def _first_bad(values: np.ndarray) -> int | None:
@@ -412,7 +381,7 @@ def _train_iql(config: IQLConfig, progress: bool, samples: BCSamples | None) -> 
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     folder = label_folder(config.labels)
-    notes = check_provenance(folder, config.dataset, config.model, config.force)
+    notes = check_label_provenance(folder, config.dataset, config.model, config.force)
     for note in notes:
         print(f"warning: {note}")
     card = json.loads((folder / LABEL_CARD).read_text())
