@@ -38,7 +38,7 @@ import numpy as np
 from headway.atomic import atomic_write_json
 from headway.datasets.collect import HARD_MIX
 from headway.datasets.reader import DatasetReader
-from headway.policy.bc import BCConfig, BCPolicy, train_bc
+from headway.policy.bc import BCConfig, BCPolicy, sample_weights, train_bc, weight_shares
 from headway.policy.bc_data import load_bc_samples
 from headway.policy.evaluate import evaluate_policy
 from headway.policy.iql import IQLConfig, train_iql
@@ -166,6 +166,10 @@ def run_task(task: str, args: argparse.Namespace) -> dict:
         if all("weight_share_by_episode" in r["train"] for r in runs):  # IQL: how much of the actor's weight the failures keep
             shares = [{int(e): v for e, v in r["train"]["weight_share_by_episode"].items()} for r in runs]  # keys are strings once read back
             result[name]["failed_weight_share"] = float(np.mean([sum(share[i] for i in failures) for share in shares]))
+    if "rabc" in result:  # RA-BC's weights depend on the labels alone, not on the training seed
+        shares = weight_shares(sample_weights(samples, labels, args.chunk), samples.episode_index)
+        result["rabc"] |= {"failed_weight_share": sum(shares["weight_share_by_episode"][i] for i in failures),
+                           "effective_sample_share": shares["effective_sample_share"]}
     result["_data"] = {"episodes": reader.num_episodes, "expert": len(experts), "successful": len(successes),
                        "modes": {m: len(v) for m, v in modes.items()},
                        "failed_sample_share": float(np.isin(samples.episode_index, failures).mean())}
@@ -278,7 +282,7 @@ def main() -> None:
                                          for r, v in rows.items()) + " |")
         shares = {ROWS[r][0]: f"{100 * v['failed_weight_share']:.1f}%" for r, v in rows.items() if "failed_weight_share" in v}
         if shares:
-            print(f"  failed episodes: {100 * data[task]['failed_sample_share']:.1f}% of the samples; their share of IQL's weights: {shares}")
+            print(f"  failed episodes: {100 * data[task]['failed_sample_share']:.1f}% of the samples; their share of each weighted row's weight: {shares}")
         if task in checks:
             print(f"  targets: {checks[task]}")
     print(f"wrote {args.json} and {png} ({time.perf_counter() - started:.0f} s)")

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from headway.errors import HeadwayError
-from headway.policy.bc import BCConfig, BCNet, BCPolicy, per_sample_loss, train_bc, weighted_loss
+from headway.policy.bc import BCConfig, BCNet, BCPolicy, per_sample_loss, train_bc, weight_shares, weighted_loss
 from headway.runtime import torch_threads
 from headway.policy.bc_data import load_bc_samples, read_progress, write_progress
 from headway.policy.evaluate import evaluate_policy
@@ -87,6 +87,19 @@ def test_rabc_training_logs_weights_and_zero_weights_regressing_frames(trained, 
     last = samples.episode_index == max(samples.episode_lengths)
     # The falling episode is the only one with negative deltas: its share of frames bounds the zero share.
     assert summary["zero_share"] <= last.mean() + 1e-6
+    # the falling episode keeps less than its share of the samples; shares over episodes sum to 1
+    shares = {int(e): v for e, v in summary["weight_share_by_episode"].items()}
+    assert shares[max(samples.episode_lengths)] < last.mean() and abs(sum(shares.values()) - 1) < 1e-9
+    assert 0 < summary["effective_sample_share"] < 1
+
+
+def test_weight_shares_of_uniform_and_concentrated_weights():
+    episode_index = np.array([0, 0, 0, 1])
+    uniform = weight_shares(np.ones(4), episode_index)
+    assert uniform["effective_sample_share"] == pytest.approx(1.0)
+    assert uniform["weight_share_by_episode"] == pytest.approx({0: 0.75, 1: 0.25})
+    one = weight_shares(np.array([0.0, 0.0, 0.0, 2.0]), episode_index)
+    assert one["effective_sample_share"] == pytest.approx(0.25) and one["weight_share_by_episode"] == pytest.approx({0: 0.0, 1: 1.0})
 
 
 def test_checkpoint_round_trip_gives_the_same_actions(trained, samples):

@@ -345,12 +345,25 @@ def sample_weights(samples: BCSamples, labels: Path, chunk: int, kappa: float = 
     return np.concatenate(per_episode).astype(np.float32)
 
 
-def weight_summary(weights: np.ndarray) -> dict[str, float]:
+def weight_shares(weights: np.ndarray, episode_index: np.ndarray) -> dict:
+    """How concentrated per-sample weights are: the effective sample share (sum w)^2 / (N sum w^2), 1 for plain
+    BC, and each episode's share of the total weight (plain BC: its share of the samples)."""
+    weights = np.asarray(weights, dtype=np.float64)
+    per_episode = np.bincount(episode_index, weights=weights)
     return {
+        "effective_sample_share": float(weights.sum() ** 2 / (weights**2).sum() / len(weights)),
+        "weight_share_by_episode": {int(e): float(per_episode[e] / per_episode.sum()) for e in np.unique(episode_index)},
+    }
+
+
+def weight_summary(weights: np.ndarray, episode_index: np.ndarray | None = None) -> dict:
+    """RA-BC's weights at a glance; with `episode_index`, also `weight_shares`."""
+    summary = {
         "mean_weight": float(weights.mean()),
         "zero_share": float((weights == 0).mean()),
         "full_share": float((weights == 1).mean()),
     }
+    return summary | (weight_shares(weights, episode_index) if episode_index is not None else {})
 
 
 def train_bc(config: BCConfig, progress: bool = True, samples: BCSamples | None = None) -> dict:
@@ -420,7 +433,7 @@ def _train_bc(config: BCConfig, progress: bool, samples: BCSamples | None) -> di
     weights = None
     if config.weights == "rabc":
         weights = sample_weights(samples, config.labels, config.chunk, config.kappa)
-        stats = weight_summary(weights)
+        stats = weight_summary(weights, samples.episode_index)
         if progress:
             print(
                 f"RA-BC weights: mean {stats['mean_weight']:.3f}, zero {100 * stats['zero_share']:.1f}%, "

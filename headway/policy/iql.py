@@ -50,7 +50,7 @@ from headway.atomic import atomic_write_json
 from headway.checkpoint import save_checkpoint
 from headway.datasets.reader import DatasetReader
 from headway.errors import HeadwayError, unknown_name
-from headway.policy.bc import BCNet, BCPolicy, dataset_task, per_sample_loss
+from headway.policy.bc import BCNet, BCPolicy, dataset_task, per_sample_loss, weight_shares
 from headway.policy.bc_data import (
     ACTION_KEY,
     LABEL_CARD,
@@ -469,9 +469,7 @@ def _train_iql(config: IQLConfig, progress: bool, samples: BCSamples | None) -> 
     }
     with torch.no_grad():  # how concentrated the final weights are over the whole dataset (1: plain BC)
         weights = advantage_weights(torch.min(*learner.critic_target(state, chunks)) - learner.value(state), config.temperature, config.max_weight)
-        effective_share = float(weights.sum() ** 2 / weights.pow(2).sum() / len(weights))
-        per_episode = np.bincount(samples.episode_index, weights=weights.cpu().numpy().astype(np.float64))
-        weight_share = {int(e): float(per_episode[e] / per_episode.sum()) for e in episodes}
+        shares = weight_shares(weights.cpu().numpy(), samples.episode_index)
     learner.actor.eval()
     BCPolicy(learner.actor, meta, device).save(config.out)
     critic_state = {f"value.{k}": v for k, v in learner.value.state_dict().items()}
@@ -494,8 +492,7 @@ def _train_iql(config: IQLConfig, progress: bool, samples: BCSamples | None) -> 
         **{f"warmup_{k}": float(np.mean([h[k] for h in warmup[-50:]])) for k in (warmup[0] if warmup else ())},
         **{f"final_{k}": float(np.mean([h[k] for h in tail])) for k in tail[0]},
         "first_actor_loss": float(np.mean([h["actor_loss"] for h in history[:20]])),
-        "effective_sample_share": effective_share,
-        "weight_share_by_episode": weight_share,  # what share of the actor's weight each episode gets (BC: its share of samples)
+        **shares,  # effective_sample_share, weight_share_by_episode: how concentrated the actor's weights are
         "seconds": time.perf_counter() - started,
         "notes": notes,
     }
