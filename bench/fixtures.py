@@ -7,9 +7,20 @@ from pathlib import Path
 
 def simulated_dataset(out: Path, progress: bool = True, **settings) -> Path:
     """A dataset collected by `headway sim collect` with `settings` (CollectConfig fields), made once."""
+    import json
+
     from headway.datasets.collect import CollectConfig, collect
 
-    if not (out / "meta" / "info.json").exists():
+    if (out / "meta" / "info.json").exists():  # made before: only if with these settings
+        card = out / "meta" / "headway.json"
+        recorded = json.loads(card.read_text()).get("collect", {}) if card.exists() else {}
+        wanted = json.loads(json.dumps(CollectConfig(out=out, **settings).identity()))
+        differ = {k: (recorded[k], v) for k, v in wanted.items() if k != "out" and k in recorded and recorded[k] != v}
+        if differ:
+            raise SystemExit(f"{out} was collected with other settings ("
+                             + "; ".join(f"{k}: {old} there, {new} asked" for k, (old, new) in differ.items())
+                             + "); pass another work folder or remove it")
+    else:
         print(f"collecting {settings.get('episodes')} {settings.get('task', 'lift')} episodes into {out} ...", flush=True)
         print(collect(CollectConfig(out=out, **settings), resume=True, progress=progress).render())
     return out
