@@ -42,6 +42,7 @@ from headway.policy.bc import BCConfig, BCPolicy, sample_weights, train_bc, weig
 from headway.policy.bc_data import load_bc_samples
 from headway.policy.evaluate import evaluate_policy
 from headway.policy.iql import IQLConfig, train_iql
+from headway.policy.rl_stats import paired_difference
 from headway.runtime import set_torch_threads
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -166,6 +167,11 @@ def run_task(task: str, args: argparse.Namespace) -> dict:
         if all("weight_share_by_episode" in r["train"] for r in runs):  # IQL: how much of the actor's weight the failures keep
             shares = [{int(e): v for e, v in r["train"]["weight_share_by_episode"].items()} for r in runs]  # keys are strings once read back
             result[name]["failed_weight_share"] = float(np.mean([sum(share[i] for i in failures) for share in shares]))
+    # paired differences (the same training seeds and held-out episodes): every row against BC, and the targets' pairs
+    for name, other in [(name, "bc") for name in rows if name != "bc"] + [("iql", "rabc"), ("iql", "iql_sparse")]:
+        if name in rows and other in rows:
+            difference = paired_difference(*(np.array([[r["per_episode"]] for r in rows[k]], dtype=float) for k in (name, other)))
+            result[name][f"minus_{other}"] = {"mean": difference["mean"][0], "low": difference["low"][0], "high": difference["high"][0]}
     if "rabc" in result:  # RA-BC's weights depend on the labels alone, not on the training seed
         shares = weight_shares(sample_weights(samples, labels, args.chunk), samples.episode_index)
         result["rabc"] |= {"failed_weight_share": sum(shares["weight_share_by_episode"][i] for i in failures),
@@ -280,6 +286,9 @@ def main() -> None:
     for task, rows in results.items():
         print(f"| {task} | " + " | ".join(f"{ROWS[r][0]} {100 * v['success']:.0f}% [{100 * v['low']:.0f}, {100 * v['high']:.0f}]"
                                          for r, v in rows.items()) + " |")
+        differences = [(r, key[6:], d) for r, v in rows.items() for key, d in v.items() if key.startswith("minus_")]
+        print("  paired differences (95% interval): " + ", ".join(f"{ROWS[r][0]} - {ROWS[o][0]} {100 * d['mean']:+.1f} "
+              f"[{100 * d['low']:+.1f}, {100 * d['high']:+.1f}]" for r, o, d in differences))
         shares = {ROWS[r][0]: f"{100 * v['failed_weight_share']:.1f}%" for r, v in rows.items() if "failed_weight_share" in v}
         if shares:
             print(f"  failed episodes: {100 * data[task]['failed_sample_share']:.1f}% of the samples; their share of each weighted row's weight: {shares}")
