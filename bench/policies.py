@@ -20,7 +20,9 @@ Per task (lift, stack, pick_place_can):
    iql_progress IQL on every episode, the labels' progress of the next frame as the reward
    label_filtered_bc  BC on the episodes the labels call successful (success filtering without a recorded outcome)
 5. Each rolled out on the same held-out seeds. Success: mean over training seeds of the success
-   rate; low/high: a 95% interval from a two-level bootstrap (training seeds, then episodes).
+   rate; low/high: a 95% interval from a two-level bootstrap (training seeds, then episodes); `minus_<row>`:
+   paired differences on the same seeds and episodes (every row against BC, IQL against RA-BC and IQL sparse,
+   RA-BC against success filtering); `failed_weight_share`: the failed episodes' share of a weighted row's weight.
 Finished stages (datasets, models, labels, trained and evaluated policies) are reused on a rerun.
 Writes the JSON (`{"tasks": {TASK: {row: {"success", "low", "high", ...}}}}`) and a PNG beside it.
 """
@@ -167,8 +169,9 @@ def run_task(task: str, args: argparse.Namespace) -> dict:
         if all("weight_share_by_episode" in r["train"] for r in runs):  # IQL: how much of the actor's weight the failures keep
             shares = [{int(e): v for e, v in r["train"]["weight_share_by_episode"].items()} for r in runs]  # keys are strings once read back
             result[name]["failed_weight_share"] = float(np.mean([sum(share[i] for i in failures) for share in shares]))
-    # paired differences (the same training seeds and held-out episodes): every row against BC, and the targets' pairs
-    for name, other in [(name, "bc") for name in rows if name != "bc"] + [("iql", "rabc"), ("iql", "iql_sparse")]:
+    # paired differences (same training seeds, same held-out episodes): every row against BC, the targets' pairs,
+    # and RA-BC against success filtering (does per-frame weighting earn more than dropping failed episodes?)
+    for name, other in [(name, "bc") for name in rows if name != "bc"] + [("iql", "rabc"), ("iql", "iql_sparse"), ("rabc", "filtered_bc")]:
         if name in rows and other in rows:
             difference = paired_difference(*(np.array([[r["per_episode"]] for r in rows[k]], dtype=float) for k in (name, other)))
             result[name][f"minus_{other}"] = {"mean": difference["mean"][0], "low": difference["low"][0], "high": difference["high"][0]}
