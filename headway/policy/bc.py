@@ -433,14 +433,14 @@ def _train_bc(config: BCConfig, progress: bool, samples: BCSamples | None) -> di
     weights = None
     if config.weights == "rabc":
         weights = sample_weights(samples, config.labels, config.chunk, config.kappa)
+        if not weights.any():
+            raise HeadwayError("every RA-BC weight is 0 (no frame makes progress); check the labels")
         stats = weight_summary(weights, samples.episode_index)
         if progress:
             print(
                 f"RA-BC weights: mean {stats['mean_weight']:.3f}, zero {100 * stats['zero_share']:.1f}%, "
                 f"full {100 * stats['full_share']:.1f}% of {len(weights)} samples"
             )
-        if not weights.any():
-            raise HeadwayError("every RA-BC weight is 0 (no frame makes progress); check the labels")
 
     state_dims = samples.state_dims if use_state else ()
     state_keys = samples.state_keys if use_state else ()

@@ -12,6 +12,7 @@ success (success filtering) from a `headway label` folder's `labels.parquet`.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -217,8 +218,6 @@ def check_label_provenance(folder: Path, dataset: Path, model: Path | None = Non
     against the card's (a labels.parquet copied in from another run); with `model`, its fingerprint
     against the card's.
     """
-    import json
-
     import pyarrow.parquet as pq
 
     identity = json.loads((folder / LABEL_CARD).read_text()).get("identity", {})
