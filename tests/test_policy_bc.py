@@ -217,7 +217,7 @@ def test_labels_of_another_dataset_are_refused_unless_forced(tiny_dataset, sampl
     lengths = samples.episode_lengths
     labels = _success_labels(tmp_path / "labels", lengths, dict.fromkeys(lengths, 0.9), other)
     write_progress(labels / "sarm_progress.parquet", {e: np.linspace(0, 1, n) for e, n in lengths.items()})
-    tiny = dict(chunk=4, steps=1, batch_size=16, hidden=16, layers=1)
+    tiny = {"chunk": 4, "steps": 1, "batch_size": 16, "hidden": 16, "layers": 1}
     for weights in ("success", "rabc"):
         with pytest.raises(HeadwayError, match=r"made from dataset .*other_data.*fingerprint .*not from .*fingerprint .*--force"):
             train_bc(BCConfig(dataset=tiny_dataset, out=tmp_path / weights, weights=weights, labels=labels, **tiny), progress=False)
