@@ -40,7 +40,13 @@ import numpy as np
 from headway.atomic import atomic_write_json
 from headway.datasets.collect import HARD_MIX
 from headway.datasets.reader import DatasetReader
-from headway.policy.bc import BCConfig, BCPolicy, sample_weights, train_bc, weight_shares
+from headway.policy.bc import (
+    BCConfig,
+    BCPolicy,
+    sample_weights,
+    train_bc,
+    weight_shares,
+)
 from headway.policy.bc_data import load_bc_samples
 from headway.policy.evaluate import evaluate_policy
 from headway.policy.iql import IQLConfig, train_iql
