@@ -10,16 +10,17 @@ def simulated_dataset(out: Path, progress: bool = True, **settings) -> Path:
     import json
 
     from headway.datasets.collect import CollectConfig, collect
+    from headway.run_dir import differences, with_defaults
 
-    if (out / "meta" / "info.json").exists():  # made before: only if with these settings
+    if (out / "meta" / "info.json").exists():  # made before: kept only if collected with these settings (wherever it lives)
         card = out / "meta" / "headway.json"
-        recorded = json.loads(card.read_text()).get("collect", {}) if card.exists() else {}
-        wanted = json.loads(json.dumps(CollectConfig(out=out, **settings).identity()))
-        differ = {k: (recorded[k], v) for k, v in wanted.items() if k != "out" and k in recorded and recorded[k] != v}
-        if differ:
-            raise SystemExit(f"{out} was collected with other settings ("
-                             + "; ".join(f"{k}: {old} there, {new} asked" for k, (old, new) in differ.items())
-                             + "); pass another work folder or remove it")
+        def normal(identity: dict) -> dict:  # as stored in JSON, without the path
+            return {k: v for k, v in json.loads(json.dumps(identity)).items() if k != "out"}
+
+        recorded = with_defaults(normal(CollectConfig().identity()), json.loads(card.read_text()).get("collect", {}) if card.exists() else {})
+        problems = differences(normal(CollectConfig(out=out, **settings).identity()), normal(recorded))
+        if problems:
+            raise SystemExit(f"{out} was collected with other settings ({'; '.join(problems)}); pass another work folder or remove it")
     else:
         print(f"collecting {settings.get('episodes')} {settings.get('task', 'lift')} episodes into {out} ...", flush=True)
         print(collect(CollectConfig(out=out, **settings), resume=True, progress=progress).render())

@@ -172,7 +172,7 @@ def run_task(task: str, args: argparse.Namespace) -> dict:
         low, high = bootstrap_interval([r["per_episode"] for r in runs])
         result[name] = {"success": float(np.mean([r["success_rate"] for r in runs])), "low": low, "high": high,
                         "per_seed": [r["success_rate"] for r in runs], "mean_length": float(np.mean([r["mean_length"] for r in runs]))}
-        if all("weight_share_by_episode" in r["train"] for r in runs):  # IQL: how much of the actor's weight the failures keep
+        if name in IQL_REWARDS and all("weight_share_by_episode" in r["train"] for r in runs):  # how much of the actor's weight the failures keep
             shares = [{int(e): v for e, v in r["train"]["weight_share_by_episode"].items()} for r in runs]  # keys are strings once read back
             result[name]["failed_weight_share"] = float(np.mean([sum(share[i] for i in failures) for share in shares]))
     # paired differences (same training seeds, same held-out episodes): every row against BC, the targets' pairs,

@@ -39,12 +39,11 @@ from headway.errors import HeadwayError, unknown_name
 from headway.perception.conv_encoder import ConvEncoder
 from headway.perception.preprocess import random_shift, resize_frames
 from headway.policy.bc_data import (
-    LABEL_CARD,
-    LABEL_TABLE,
     OBJECT_KEY,
     STATE_KEY,
     BCSamples,
     check_label_provenance,
+    headway_label_folder,
     labelled_successes,
     load_bc_samples,
     read_progress,
@@ -382,10 +381,8 @@ def train_bc(config: BCConfig, progress: bool = True, samples: BCSamples | None 
 def provenance_notes(config: BCConfig) -> list[str]:
     """Refuse `headway label` labels made from another dataset (unless `config.force`); returns the warnings.
     A bare sarm_progress.parquet (LeRobot's own labelling) carries no fingerprint and is checked by frame counts only."""
-    if config.labels is None:
-        return []
-    folder = config.labels.parent if config.labels.suffix == ".parquet" else config.labels
-    if not ((folder / LABEL_CARD).exists() and (folder / LABEL_TABLE).exists()):
+    folder = headway_label_folder(config.labels) if config.labels is not None else None
+    if folder is None:
         return []
     notes = check_label_provenance(folder, config.dataset, force=config.force)
     for note in notes:

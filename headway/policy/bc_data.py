@@ -197,13 +197,21 @@ def read_progress(path: Path, episode_lengths: dict[int, int]) -> dict[int, np.n
     return result
 
 
-def label_folder(path: Path) -> Path:
-    """The label folder: `path` itself, or the folder of a labels.parquet / sarm_progress.parquet given."""
+def headway_label_folder(path: Path) -> Path | None:
+    """The `headway label` folder at `path` (or holding the labels.parquet / sarm_progress.parquet given);
+    None when there is none, e.g. a bare sarm_progress.parquet from LeRobot's own labelling."""
     path = Path(path)
     folder = path.parent if path.suffix == ".parquet" else path
-    if not folder.exists():
-        raise HeadwayError(f"labels {path} do not exist; label the dataset first with `headway label`")
-    if not (folder / LABEL_CARD).exists() or not (folder / LABEL_TABLE).exists():
+    return folder if (folder / LABEL_CARD).exists() and (folder / LABEL_TABLE).exists() else None
+
+
+def label_folder(path: Path) -> Path:
+    """The label folder: `path` itself, or the folder of a labels.parquet / sarm_progress.parquet given."""
+    folder = headway_label_folder(path)
+    if folder is None:
+        folder = Path(path).parent if Path(path).suffix == ".parquet" else Path(path)
+        if not folder.exists():
+            raise HeadwayError(f"labels {path} do not exist; label the dataset first with `headway label`")
         raise HeadwayError(
             f"{folder} is not a headway label folder (it needs {LABEL_CARD} and {LABEL_TABLE}; a bare "
             "sarm_progress.parquet holds progress only, no rewards); label the dataset with `headway label`"
