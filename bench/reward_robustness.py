@@ -15,7 +15,8 @@ Stages (each skipped when its output exists, so a killed run resumes):
    augmentations; the same steps and batch for all three;
 3. score: both models on every held-out set plus the nominal set under other task wordings (a
    paraphrase, a reordering, synonyms, and a different task that must score low), frame steps
-   (--frame-steps) and image sizes (--sizes); one robustness report per model, and a comparison
+   (--fps: the same motion recorded at another rate), robot speeds (--speeds: faster or slower at the
+   same rate) and image sizes (--sizes); one robustness report per model, and a comparison
    table (markdown, JSON, PNG) in OUT.
 
 `--models` picks among nominal, randomized, randomized_plain (the randomised collection with the default
@@ -83,8 +84,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--train-randomize", default=TRAIN_RANDOMIZE)
     parser.add_argument("--shifts", default=",".join(SHIFTS), help=f"held-out scene shifts to collect: {', '.join(SHIFTS)}")
     parser.add_argument("--wordings", type=int, default=4, help="how many of the held-out wordings to score (the last is another task)")
-    parser.add_argument("--frame-steps", default="2", help="comma-separated frame steps (empty: none)")
-    parser.add_argument("--sizes", default="64,128", help="comma-separated image sizes (empty: none)")
+    parser.add_argument("--fps", default="10,15,30", help="comma-separated frame rates to record the nominal set at (empty: none)")
+    parser.add_argument("--speeds", default="0.5,1.5", help="comma-separated robot speeds relative to the recording (empty: none)")
+    parser.add_argument("--sizes", default="64,96,128", help="comma-separated image sizes (empty: none)")
     parser.add_argument("--data", type=Path, default=None, help="folder of the collections (default OUT/data)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--models", default=",".join(MODELS), help=f"models to train and score: {', '.join(MODELS)}")
@@ -98,6 +100,10 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def _ints(text: str) -> list[int]:
     return [int(t) for t in text.split(",") if t.strip()]
+
+
+def _numbers(text: str) -> list[float]:
+    return [float(t) for t in text.split(",") if t.strip()]
 
 
 def collect_sets(args) -> dict[str, Path]:
@@ -175,7 +181,7 @@ def score_models(args, sets: dict[str, Path], models: dict[str, Path]) -> dict[s
         model = load_reward_model(path, device="cpu")
         conditions = conditions_from(
             [sets[t] for t in tests], [t.removeprefix("test_") for t in tests], None, wordings,
-            _ints(args.frame_steps), _ints(args.sizes),
+            _numbers(args.fps), _ints(args.sizes), _numbers(args.speeds),
         )
         report = robustness_report(model, conditions)
         training = json.loads((path / "training.json").read_text())

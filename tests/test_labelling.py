@@ -30,6 +30,7 @@ from headway.reward.labelling import (
 from headway.datasets.reader import DatasetReader
 from headway.errors import HeadwayError
 from headway.perception.preprocess import resize_frames
+from headway.reward.frame_rate import score_recorded
 from headway.reward.rabc import rabc_weights
 from headway.reward.shaping import potential_based_rewards
 from headway.reward.stage_model import StageModelConfig, StageRewardNet
@@ -136,7 +137,7 @@ def test_lerobot_native_dataset_labelled_end_to_end(native_dataset, model_path, 
     assert [str(t) for t in progress.dtypes] == ["int64", "int64", "int64", "float32"]
     assert progress["index"].tolist() == list(range(23))
 
-    # the labels are the model's scores of the resized frames, causal and per episode
+    # the labels are the model's scores of the resized frames at its own 20 fps, causal and per episode
     model = StageRewardModel.load(model_path, device="cpu")
     reader = DatasetReader(native_dataset)
     table = pd.read_parquet(out / TABLE_FILE)
@@ -147,7 +148,8 @@ def test_lerobot_native_dataset_labelled_end_to_end(native_dataset, model_path, 
             "agentview": resize_frames(episode.images["observation.images.top"], SIZE),
             "robot0_eye_in_hand": resize_frames(episode.images["observation.images.wrist"], SIZE),
         }
-        expected = model.score_episode(images, TASK, episode.state)
+        expected = score_recorded(model, images, TASK, episode.state, fps=reader.fps)
+        assert reader.fps == 30 and len(expected) == episode.length
         rows = table[table.episode_index == index]
         np.testing.assert_allclose(rows.progress, expected.progress, atol=1e-6)
         np.testing.assert_allclose(np.stack(rows.stage_probs), expected.stage_probs, atol=1e-6)

@@ -31,9 +31,9 @@ class FakeModel:
 
 
 def test_shifted_model_rewords_subsamples_and_holds_outputs():
-    model = FakeModel()
+    model = FakeModel()  # no frame rate of its own: a lower-rate recording is scored as it comes
     frames = {"agentview": np.zeros((7, 16, 16, 3), np.uint8)}
-    out = ShiftedModel(model, task_text="pick the cube up", frame_step=3).score_episode(frames, "original")
+    out = ShiftedModel(model, task_text="pick the cube up", fps=10).score_recorded(frames, "original", fps=30)
     assert model.calls[-1] == ("pick the cube up", (3, 16, 16, 3))  # frames 0, 3, 6
     np.testing.assert_allclose(out.progress, [0, 0, 0, 0.1, 0.1, 0.1, 0.2])
     assert len(out) == 7 and out.stage_probs.shape == (7, 2)
@@ -42,14 +42,14 @@ def test_shifted_model_rewords_subsamples_and_holds_outputs():
 
 
 def test_bad_report_conditions_are_refused(tmp_path):
-    with pytest.raises(HeadwayError, match="k >= 2"):
-        conditions_from([tmp_path], frame_steps=[1])
+    with pytest.raises(HeadwayError, match="between 1 and 240"):
+        conditions_from([tmp_path], frame_rates=[0.5])
     with pytest.raises(HeadwayError, match="one per --dataset"):
         conditions_from([tmp_path, tmp_path], labels=["only one"])
     with pytest.raises(HeadwayError, match="between 8 and 1024"):
         conditions_from([tmp_path], sizes=[4])
-    rows = conditions_from([tmp_path / "a", tmp_path / "b"], wordings=["lift it"], frame_steps=[2], sizes=[64])
-    assert [r.label for r in rows] == ["a", "b", "a / task: 'lift it'", "a / frame step 2", "a / 64 px"]
+    rows = conditions_from([tmp_path / "a", tmp_path / "b"], wordings=["lift it"], frame_rates=[10], sizes=[64])
+    assert [r.label for r in rows] == ["a", "b", "a / task: 'lift it'", "a / 10 fps", "a / 64 px"]
 
 
 def test_targets_are_checked_against_issue_26():
@@ -128,14 +128,15 @@ def test_robustness_report_end_to_end_on_tiny_data(tiny_dataset, tmp_path, capsy
     prefix = tmp_path / "report" / "robust"
     assert main([
         "reward", "eval", "--model", str(model), "--dataset", str(tiny_dataset), "--dataset", str(tiny_dataset),
-        "--label", "nominal", "--label", "same again", "--wording", "pick the cube up", "--frame-step", "2",
-        "--shift-size", "24", "--report", str(prefix),
+        "--label", "nominal", "--label", "same again", "--wording", "pick the cube up", "--fps", "10",
+        "--speed", "2", "--shift-size", "24", "--report", str(prefix),
     ]) == 0
     printed = capsys.readouterr().out
     assert "nominal" in printed and "same again" in printed and "pick the cube up" in printed
     report = json.loads(prefix.with_suffix(".json").read_text())
     labels = [row["label"] for row in report["rows"]]
-    assert labels == ["nominal", "same again", "nominal / task: 'pick the cube up'", "nominal / frame step 2", "nominal / 24 px"]
+    assert labels == ["nominal", "same again", "nominal / task: 'pick the cube up'", "nominal / 10 fps",
+                      "nominal / robot 2x as fast", "nominal / 24 px"]
     same = report["rows"][1]
     assert all(abs(v) < 1e-9 for v in same["change"].values() if np.isfinite(v))
     assert "linear-in-time" in same["baselines"] and "robosuite dense reward" in same["baselines"]

@@ -39,7 +39,7 @@ def _reward_eval(args: argparse.Namespace) -> int:
 
     model = load_reward_model(args.model, device=args.device)
     views = names_argument(args.views) if args.views else None
-    if args.report or args.label or args.wording or args.frame_step or args.shift_size:
+    if args.report or args.label or args.wording or args.fps or args.speed or args.shift_size:
         return _robustness(args, model, views)
     if args.task_text is not None:
         from headway.reward.robustness import ShiftedModel
@@ -59,7 +59,7 @@ def _robustness(args: argparse.Namespace, model, views) -> int:
     from headway.reward.robustness import conditions_from, render_table, robustness_report, write_report
 
     conditions = conditions_from(
-        args.dataset, args.label, args.task_text, args.wording or [], args.frame_step or [], args.shift_size or []
+        args.dataset, args.label, args.task_text, args.wording or [], args.fps or [], args.shift_size or [], args.speed or []
     )
     report = robustness_report(model, conditions, views)
     print(render_table(report))
@@ -94,7 +94,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     robust.add_argument("--report", type=Path, default=None, metavar="PREFIX", help="write PREFIX.json, PREFIX.md and PREFIX.png")
     robust.add_argument("--label", action="append", default=None, help="a name per --dataset for the report's rows (repeatable)")
     robust.add_argument("--wording", action="append", default=None, metavar="TEXT", help="also score the first dataset with its task said as TEXT (repeatable)")
-    robust.add_argument("--frame-step", action="append", type=int, default=None, metavar="K", help="also score the first dataset at every K-th frame: 1/K the frame rate, K times the speed per frame (repeatable)")
+    robust.add_argument("--fps", action="append", type=float, default=None, metavar="F", help="also score the first dataset as if recorded at F fps: frames picked from it, declared at F (the model sees them at its own rate) (repeatable)")
+    robust.add_argument("--speed", action="append", type=float, default=None, metavar="S", help="also score the first dataset as if its robot moved S times as fast (frames dropped or repeated at the same frame rate) (repeatable)")
     robust.add_argument("--shift-size", action="append", type=int, default=None, metavar="PX", help="also score the first dataset with frames resampled to PX pixels (repeatable)")
     evaluate.add_argument("--device", default=None)
     evaluate.set_defaults(run=_reward_eval)

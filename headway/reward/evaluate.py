@@ -22,6 +22,7 @@ from headway.datasets.reader import DatasetReader
 from headway.errors import HeadwayError
 from headway.perception.preprocess import resize_frames
 from headway.reward import metrics
+from headway.reward.frame_rate import score_recorded
 from headway.reward.interface import RewardOutput
 from headway.reward.labels import StagePrior, stage_targets
 
@@ -68,7 +69,7 @@ def score_dataset(model, root: Path, views: list[str] | None = None, progress: b
         episode = reader.episode(index, views=views)
         images = {view: resize_frames(frames, model.image_size) for view, frames in episode.images.items()}
         started = time.perf_counter()
-        output = model.score_episode(images, episode.task)
+        output = score_recorded(model, images, episode.task, fps=reader.fps)
         seconds += time.perf_counter() - started
         target_stage = target_progress = None
         if episode.subtasks is not None:

@@ -31,6 +31,10 @@ class RewardOutput:
     def _fields(self) -> tuple[np.ndarray, ...]:
         return (self.progress, self.stage, self.stage_probs, self.success, self.uncertainty)
 
+    def take(self, indices: np.ndarray) -> RewardOutput:
+        """The frames at `indices` (e.g. each recorded frame's latest scored frame)."""
+        return RewardOutput(*(column[indices] for column in self._fields()), absent=self.absent)
+
     @staticmethod
     def progress_only(progress: np.ndarray, success: np.ndarray | None = None, absent: frozenset | None = None) -> RewardOutput:
         """Progress (and success, if given) with placeholders for every other output, marked absent."""

@@ -14,6 +14,7 @@ from headway.atomic import atomic_write_bytes
 from headway.datasets.reader import DatasetReader, Episode
 from headway.errors import HeadwayError
 from headway.perception.preprocess import resize_frames
+from headway.reward.frame_rate import score_recorded
 
 
 def episode_file(partial: Path, index: int) -> Path:
@@ -55,7 +56,7 @@ def _check_state(episode: Episode) -> np.ndarray | None:
 def score_episode(model, episode: Episode, mapping: dict[str, str], batch_size: int) -> dict[str, np.ndarray]:
     state = _check_state(episode)
     images = {view: resize_frames(episode.images[key], model.image_size) for view, key in mapping.items()}
-    output = model.score_episode(images, episode.task, state, batch_size)
+    output = score_recorded(model, images, episode.task, state, batch_size, episode.fps)
     if len(output) != episode.length:
         raise HeadwayError(f"episode {episode.index}: the model returned {len(output)} scores for {episode.length} frames")
     bad = np.flatnonzero(~np.isfinite(np.asarray(output.progress, dtype=np.float64)))

@@ -44,6 +44,7 @@ from headway.executors import ray_settings
 from headway.reward.label_assembly import CARD_FILE, PROGRESS_FILE, TABLE_FILE, assemble_labels
 from headway.reward.label_inputs import dataset_fingerprint, load_model, match_views, model_fingerprint, resolve_dataset
 from headway.reward.label_outputs import draw_plots, write_labelled_dataset
+from headway.reward.frame_rate import model_frame_rate
 from headway.reward.label_scoring import episode_file, score_episodes
 from headway.reward.loading import reward_model_spec
 from headway.reward.ray_labelling import score_on_ray
@@ -261,10 +262,10 @@ def label_dataset(config: LabelConfig, resume: bool = False, overwrite: bool = F
     unmatched = [v for v in model.views if v not in mapping]
     if unmatched:
         notes.append(f"the dataset has no camera for model view(s) {', '.join(unmatched)}; scored with {', '.join(mapping)} only")
-    model_fps = getattr(getattr(model, "config", None), "fps", None)
-    if model_fps and abs(float(model_fps) - reader.fps) > 1e-6:
+    model_fps = model_frame_rate(model)
+    if model_fps and abs(model_fps - reader.fps) > 1e-6:
         notes.append(f"the model was trained at {model_fps:g} fps and the dataset runs at {reader.fps:g} fps; "
-                     "elapsed-time inputs differ from training")
+                     "each episode was scored at the model's rate and its scores held over the recorded frames")
     identity = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,

@@ -2,9 +2,11 @@
 change from the first (nominal) one, as a printed table, markdown, JSON and a PNG.
 
 Rows are "conditions": a dataset scored as collected, or the nominal dataset scored with its task
-said another way (`wordings`), at a lower frame rate (`frame_steps`: every k-th frame, so the robot
-appears k times faster per frame) or at another image size (`sizes`: frames down- or up-scaled to
-that size before the model's own resize). Targets are issue 26's (checked only where measured).
+said another way (`wordings`), recorded at another frame rate (`frame_rates`: frames picked from
+the recording and declared at that rate, which the model's scoring resamples to its own), with a robot moving
+faster or slower (`speeds`: frames dropped or repeated at the same declared rate, which no
+resampling undoes) or at another image size (`sizes`: frames down- or up-scaled to that size before
+the model's own resize). Targets are issue 26's (checked only where measured).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from headway.atomic import atomic_write_bytes, atomic_write_json
 from headway.errors import HeadwayError
 from headway.perception.preprocess import resize_frames
 from headway.reward.evaluate import METRIC_KEYS, baseline_outputs, compute_metrics, score_dataset
+from headway.reward.frame_rate import model_frame_rate, resample_indices, score_recorded
 from headway.reward.interface import RewardOutput
 from headway.reward.labels import StagePrior
 
@@ -32,44 +35,60 @@ NOMINAL_TOLERANCE = 0.02
 
 @dataclass(frozen=True)
 class Condition:
-    """One row: a dataset, maybe scored with another task text, frame step or image size."""
+    """One row: a dataset, maybe scored with another task text, frame rate, robot speed or image size."""
 
     label: str
     root: Path
     task_text: str | None = None
-    frame_step: int = 1
+    fps: float | None = None
     size: int | None = None
+    speed: float = 1.0
 
 
 class ShiftedModel:
-    """A reward model seen through a shift: another task text, every k-th frame, another image size.
+    """A reward model seen through a shift: another task text, the same motion recorded at another
+    frame rate `fps` (the recording's nearest frames, declared at that rate, so the model's scoring
+    sees them at its own rate), a robot `speed` times as fast (frames dropped or repeated at the
+    recording's rate, which no resampling undoes), another image size.
 
-    Outputs come back at the dataset's frame rate (each scored frame held until the next), so the
-    metrics compare with the same per-frame targets as the unshifted rows.
+    Outputs come back at the recording's frame rate (each recorded frame gets the score of the last
+    shifted frame that shows it or an earlier frame), so the metrics compare with the same per-frame
+    targets as the unshifted rows.
     """
 
-    def __init__(self, model, task_text: str | None = None, frame_step: int = 1, size: int | None = None) -> None:
+    def __init__(self, model, task_text: str | None = None, fps: float | None = None, size: int | None = None, speed: float = 1.0) -> None:
+        if fps is not None and speed != 1.0:
+            raise HeadwayError("shift the frame rate or the robot's speed, not both at once")
         self._model = model
         self.task_text = task_text
-        self.frame_step = int(frame_step)
+        self.fps = fps
         self.size = size
+        self.speed = float(speed)
 
     def __getattr__(self, name):
         return getattr(self._model, name)
 
     def score_episode(self, images, task, state=None, batch_size: int = 256) -> RewardOutput:
+        """As recorded at the model's own frame rate."""
+        return self.score_recorded(images, task, state, batch_size, model_frame_rate(self._model))
+
+    def score_recorded(self, images, task, state=None, batch_size: int = 256, fps: float | None = None) -> RewardOutput:
         task = self.task_text if self.task_text is not None else task
         length = len(next(iter(images.values())))
         if self.size is not None:
             images = {v: resize_frames(resize_frames(f, self.size), self._model.image_size) for v, f in images.items()}
-        if self.frame_step > 1:
-            images = {v: f[:: self.frame_step] for v, f in images.items()}
-            state = state[:: self.frame_step] if state is not None else None
-        output = self._model.score_episode(images, task, state, batch_size)
-        if self.frame_step > 1:
-            held = np.minimum(np.arange(length) // self.frame_step, len(output) - 1)
-            output = RewardOutput(*(column[held] for column in output._fields()), absent=output.absent)
-        return output
+        if self.fps is not None:
+            if fps is None:
+                raise HeadwayError("a frame-rate shift needs the recording's frame rate; this model has none")
+            picks, _ = resample_indices(length, fps, self.fps, nearest=True)  # what a camera at self.fps would have caught
+            fps = self.fps
+        elif self.speed != 1.0:
+            picks, _ = resample_indices(length, self.speed, 1.0)  # shifted frame j shows recorded time j * speed
+        else:
+            return score_recorded(self._model, images, task, state, batch_size, fps)
+        state = None if state is None else state[picks]
+        output = score_recorded(self._model, {v: f[picks] for v, f in images.items()}, task, state, batch_size, fps)
+        return output.take(np.searchsorted(picks, np.arange(length), side="right") - 1)  # the last shifted frame showing each or an earlier one
 
 
 def conditions_from(
@@ -77,11 +96,12 @@ def conditions_from(
     labels: list[str] | None = None,
     task_text: str | None = None,
     wordings: list[str] = (),
-    frame_steps: list[int] = (),
+    frame_rates: list[float] = (),
     sizes: list[int] = (),
+    speeds: list[float] = (),
 ) -> list[Condition]:
     """The report's rows: each dataset (under `task_text` when given), then the first dataset under
-    each extra wording, frame step and size."""
+    each extra wording, frame rate, robot speed and size."""
     roots = [Path(r) for r in roots]
     if not roots:
         raise HeadwayError("give at least one --dataset")
@@ -93,10 +113,14 @@ def conditions_from(
         if not text.strip():
             raise HeadwayError("--wording needs a task text")
         rows.append(Condition(f"{names[0]} / task: {text!r}", roots[0], text))
-    for step in frame_steps:
-        if step < 2:
-            raise HeadwayError(f"--frame-step keeps every k-th frame and needs k >= 2, got {step}")
-        rows.append(Condition(f"{names[0]} / frame step {step}", roots[0], task_text, frame_step=step))
+    for fps in frame_rates:
+        if not 1.0 <= fps <= 240.0:
+            raise HeadwayError(f"--fps is the frame rate to record at, between 1 and 240, got {fps}")
+        rows.append(Condition(f"{names[0]} / {fps:g} fps", roots[0], task_text, fps=fps))
+    for speed in speeds:
+        if not 0.2 <= speed <= 5.0 or speed == 1.0:
+            raise HeadwayError(f"--speed is the robot's speed relative to the recording, between 0.2 and 5 and not 1, got {speed}")
+        rows.append(Condition(f"{names[0]} / robot {speed:g}x as fast", roots[0], task_text, speed=speed))
     for size in sizes:
         if not 8 <= size <= 1024:
             raise HeadwayError(f"--shift-size must be between 8 and 1024 pixels, got {size}")
@@ -119,15 +143,16 @@ def robustness_report(model, conditions: list[Condition], views: list[str] | Non
     prior = StagePrior(model.stage_names, tuple(model.config.stage_proportions))
     rows = []
     for condition in conditions:
-        shifted = ShiftedModel(model, condition.task_text, condition.frame_step, condition.size)
+        shifted = ShiftedModel(model, condition.task_text, condition.fps, condition.size, condition.speed)
         scored, seconds = score_dataset(shifted, condition.root, views, progress)
         horizon = max(len(e.output) for e in scored)
         row = {
             "label": condition.label,
             "dataset": str(condition.root),
             "task_text": condition.task_text,
-            "frame_step": condition.frame_step,
+            "fps": condition.fps,
             "size": condition.size,
+            "speed": condition.speed,
             "episodes": len(scored),
             "metrics": compute_metrics(scored, horizon, seconds),
             # what the issue's wording test reads: a paraphrase should keep these, another task drop them
