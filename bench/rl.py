@@ -25,8 +25,11 @@ Variants (reward, shaping):
 
 Statistics: each point pools seeds x episodes; 95% percentile-bootstrap intervals resample seeds and,
 within them, episodes (headway/policy/rl_stats.py); steps-to-90% gets an interval from the same replicates.
+rliable's stratified bootstrap (over seeds) of the final success's mean and IQM is printed beside them.
 prm+pbrs against each other arm is also compared paired (same seeds, same held-out episodes, one draw for
-both): the difference per point and averaged over the points after the start, with 95% intervals.
+both): the difference per point and averaged over the points after the start, with 95% intervals;
+`--against DIR` pairs every arm with DIR's --against-variant runs of the same seeds (link DIR/init into
+--out so the starts are the same).
 `--json PATH` writes {"task", "seeds", "eval_episodes", "wall_seconds", "variants": {NAME: {"start_success",
 "final_success", "worst_drop", "steps_to_90", "curve_steps", "curve_mean", "curve_low", "curve_high"}}};
 OUT/bench_details.json adds intervals of steps-to-90, paired differences, throughput, the init policies'
@@ -154,16 +157,16 @@ def earlier_runs(out: Path, variant: str, seeds) -> list[dict]:
     return [json.loads(p.read_text()) for p in paths]
 
 
-def paired_report(runs: list[dict], others: list[dict], other: str, episodes: int, replicates: int) -> dict:
-    """Prints and returns prm+pbrs minus `other` on the same seeds: final success per seed, and the paired bootstrap per point and after the start."""
+def paired_report(name: str, runs: list[dict], other: str, others: list[dict], episodes: int, replicates: int) -> dict:
+    """Prints and returns `name` minus `other` on the same seeds: final success per seed, and the paired bootstrap per point and after the start."""
     diffs = [a["final_success"] - b["final_success"] for a, b in zip(runs, others)]
-    print(f"paired final-success difference prm+pbrs - {other} per seed: {', '.join(f'{d:+.2f}' for d in diffs)}")
+    print(f"paired final-success difference {name} - {other} per seed: {', '.join(f'{d:+.2f}' for d in diffs)}")
     length = min(len(r["eval_steps"]) for r in runs + others)
     d = paired_difference(outcome_array(runs, episodes, length), outcome_array(others, episodes, length), replicates)
-    print(f"paired prm+pbrs - {other}, mean success over the points after the start: {d['after_start']:+.3f} "
+    print(f"paired {name} - {other}, mean success over the points after the start: {d['after_start']:+.3f} "
           f"(95% CI {d['after_start_low']:+.3f} to {d['after_start_high']:+.3f}); per point: "
           + " ".join(f"{m:+.2f}({lo:+.2f},{hi:+.2f})" for m, lo, hi in zip(d["mean"], d["low"], d["high"])))
-    return {f"prm+pbrs - {other} final success per seed": diffs, f"prm+pbrs - {other} paired bootstrap": d}
+    return {f"{name} - {other} final success per seed": diffs, f"{name} - {other} paired bootstrap": d}
 
 
 def pooled(runs: list[dict], episodes: int, replicates: int) -> dict:
@@ -185,6 +188,21 @@ def pooled(runs: list[dict], episodes: int, replicates: int) -> dict:
         "_steps_to_90_interval": [reach["low"], reach["high"]],
         "_share_of_replicates_reaching_90": reach["share_reaching"],
     }
+
+
+def rliable_final(runs: list[dict], episodes: int, replicates: int) -> dict:
+    """rliable's own estimate beside ours: mean and IQM of the per-seed final success rates, with its
+    stratified-bootstrap 95% intervals (over seeds only; rl_stats also resamples episodes)."""
+    from rliable import library as rly, metrics
+
+    length = min(len(r["eval_steps"]) for r in runs)
+    finals = outcome_array(runs, episodes, length)[:, -1, :].mean(axis=1)[:, None]  # (seeds, 1 task)
+    np.random.seed(0)
+    point, interval = rly.get_interval_estimates(
+        {"final": finals}, lambda x: np.array([metrics.aggregate_mean(x), metrics.aggregate_iqm(x)]), reps=replicates
+    )
+    (mean, iqm), bounds = point["final"], interval["final"]
+    return {"mean": float(mean), "mean_interval": bounds[:, 0].tolist(), "iqm": float(iqm), "iqm_interval": bounds[:, 1].tolist()}
 
 
 def plot(variants: dict[str, dict], args: argparse.Namespace, path: Path) -> None:
@@ -254,7 +272,8 @@ def main() -> None:
     parser.add_argument("--bootstrap", type=int, default=2000, help="bootstrap replicates")
     parser.add_argument("--out", type=Path, default=Path("runs/bench_rl"))
     parser.add_argument("--json", type=Path, default=None)
-    parser.add_argument("--against", type=Path, default=None, help="also pair prm+pbrs with the prm+pbrs runs of an earlier --out on the same seeds (e.g. the recipe without the option under test)")
+    parser.add_argument("--against", type=Path, default=None, help="also pair every variant with the --against-variant runs of an earlier --out on the same seeds and starts (e.g. the recipe without the option under test)")
+    parser.add_argument("--against-variant", default="prm+pbrs", help="the variant of --against's runs the pairs are made with")
     parser.add_argument("--executor", default="local", choices=("local", "ray"), help="the start policies' own evaluations on Ray workers (headway policy eval's helper)")
     parser.add_argument("--address", default=None, help="Ray cluster address (default: start Ray here)")
     parser.add_argument("--workers", type=int, default=None, help="Ray workers for those evaluations")
@@ -300,13 +319,19 @@ def main() -> None:
         interval = f"[{low if low is not None else '>' + str(args.steps)}, {high if high is not None else '>' + str(args.steps)}]"
         curve = " ".join(f"{m:.2f}({lo:.2f}-{hi:.2f})" for m, lo, hi in zip(p["curve_mean"], p["curve_low"], p["curve_high"]))
         print(f"| {name} | {p['start_success']:.2f} | {p['final_success']:.2f} | {p['worst_drop']:.2f} | {reach} {interval} | {curve} |")
+    by_rliable = {name: rliable_final(runs, args.eval_episodes, args.bootstrap) for name, runs in results.items()}
+    for name, r in by_rliable.items():
+        print(f"rliable, final success over {len(args.seeds)} seeds: {name} mean {r['mean']:.2f} [{r['mean_interval'][0]:.2f}, {r['mean_interval'][1]:.2f}], "
+              f"IQM {r['iqm']:.2f} [{r['iqm_interval'][0]:.2f}, {r['iqm_interval'][1]:.2f}]")
     paired = {}
     if "prm+pbrs" in results:
-        others = {other: results[other] for other in names if other != "prm+pbrs"}
-        if args.against is not None:
-            others[f"prm+pbrs of {args.against}"] = earlier_runs(args.against, "prm+pbrs", args.seeds)
-        for other, runs in others.items():
-            paired.update(paired_report(results["prm+pbrs"], runs, other, args.eval_episodes, args.bootstrap))
+        for other in names:
+            if other != "prm+pbrs":
+                paired.update(paired_report("prm+pbrs", results["prm+pbrs"], other, results[other], args.eval_episodes, args.bootstrap))
+    if args.against is not None:
+        earlier = earlier_runs(args.against, args.against_variant, args.seeds)
+        for name in names:
+            paired.update(paired_report(name, results[name], f"{args.against_variant} of {args.against}", earlier, args.eval_episodes, args.bootstrap))
     throughput = {name: {"env_steps_per_s": float(np.mean([r["env_steps_per_s"] for r in runs])), "updates_per_s": float(np.mean([r["updates_per_s"] for r in runs])),
                          "run_seconds": float(np.mean([r["seconds"] for r in runs]))} for name, runs in results.items()}
     for name, t in throughput.items():
@@ -316,7 +341,7 @@ def main() -> None:
     details = {
         "steps_to_90_interval": {n: p["_steps_to_90_interval"] for n, p in variants.items()},
         "share_of_bootstrap_replicates_reaching_90": {n: p["_share_of_replicates_reaching_90"] for n, p in variants.items()},
-        "paired_differences": paired, "throughput": throughput, "init_success": {str(s): v for s, v in inits.items()},
+        "paired_differences": paired, "rliable_final_success": by_rliable, "throughput": throughput, "init_success": {str(s): v for s, v in inits.items()},
         "reward_hacking_flags": hacking, "args": {k: str(v) for k, v in vars(args).items()},
         "runs": {n: [{k: r[k] for k in ("seed", "eval_steps", "eval_success", "start_success", "final_success", "training_episodes", "training_successes", "seconds")} for r in runs] for n, runs in results.items()},
     }

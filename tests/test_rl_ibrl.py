@@ -152,6 +152,19 @@ def test_bootstrap_intervals_cover_the_mean_and_shrink_with_more_episodes():
         point_intervals(np.zeros((2, 3)))
 
 
+def test_with_one_episode_per_seed_the_intervals_are_rliables_stratified_bootstrap():
+    from rliable import library as rly, metrics
+
+    rng = np.random.default_rng(2)
+    per_seed = rng.random((30, 1))  # a success rate per training seed, one episode standing for it
+    ours = point_intervals(per_seed[:, :, None], 4000)
+    np.random.seed(0)
+    point, interval = rly.get_interval_estimates({"arm": per_seed}, lambda x: np.array([metrics.aggregate_mean(x)]), reps=4000)
+    assert ours["mean"][0] == pytest.approx(point["arm"][0])
+    assert ours["low"][0] == pytest.approx(interval["arm"][0, 0], abs=0.02)
+    assert ours["high"][0] == pytest.approx(interval["arm"][1, 0], abs=0.02)
+
+
 def test_paired_difference_keeps_the_pairing_and_averages_the_points_after_the_start():
     rng = np.random.default_rng(1)
     base = (rng.random((6, 4, 20)) < 0.5).astype(float)
