@@ -21,7 +21,9 @@ Stages (each skipped when its output exists, so a killed run resumes):
 
 `--models` picks among nominal, randomized, randomized_plain (the randomised collection with the default
 recipe, no added augmentation: what `headway demo` would train with `--train-randomize mild`), mixed and
-worded (the nominal collection with paraphrase training only); `--text-encoders hashed,minilm` trains each once per task encoder (`name+minilm`).
+worded (the nominal collection with paraphrase training only); `--text-encoders hashed,minilm` trains each once per task encoder
+(`name+minilm`), and `--encoders conv,hf:/models/dinov2-small` once per image encoder (`name+hf-dinov2-small`; a
+frozen tower's features are cached, so its models get the paraphrases but not the appearance augmentations).
 """
 
 from __future__ import annotations
@@ -90,12 +92,19 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--data", type=Path, default=None, help="folder of the collections (default OUT/data)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--models", default=",".join(MODELS), help=f"models to train and score: {', '.join(MODELS)}")
+    parser.add_argument("--encoders", default="conv", help="image encoders, each model trained once per encoder (conv, hf:PATH to a local SigLIP/DINOv2 folder: frozen)")
     parser.add_argument("--text-encoders", default="hashed", help="task encoders, each model trained once per encoder (hashed, minilm, hf:PATH)")
     args = parser.parse_args(argv)
     unknown = [m for m in args.models.split(",") if m not in MODELS]
     if unknown:
         parser.error(f"unknown models {unknown}; choose from {', '.join(MODELS)}")
     return args
+
+
+def _slug(encoder: str) -> str:
+    """hf:/models/dinov2-small -> hf-dinov2-small (a hub id keeps its last part too)."""
+    kind, _, where = encoder.partition(":")
+    return f"{kind}-{Path(where).name}" if where else kind
 
 
 def _ints(text: str) -> list[int]:
@@ -149,14 +158,16 @@ def train_models(args, sets: dict[str, Path]) -> dict[str, Path]:
     paths = {}
     for model in args.models.split(","):
         collections, augment = MODELS[model]
-        for encoder in args.text_encoders.split(","):
-            name = model if encoder == "hashed" else f"{model}+{encoder.replace(':', '-').replace('/', '_')}"
+        for encoder, text in [(e, t) for e in args.encoders.split(",") for t in args.text_encoders.split(",")]:
+            name = model + "".join(f"+{_slug(e)}" for e, default in ((encoder, "conv"), (text, "hashed")) if e != default)
             out = args.out / "models" / name
             paths[name] = out
             if (out / "training.json").exists():
                 continue
+            # a frozen tower's features are cached: appearance augmentations do not apply
+            kept = augment if encoder == "conv" else {k: v for k, v in augment.items() if k == "paraphrase_prob"}
             config = TrainConfig(datasets=[sets[c] for c in collections], out=out, image_size=args.size, steps=args.steps,
-                                 seed=args.seed, text_encoder=encoder, **augment)
+                                 seed=args.seed, encoder=encoder, text_encoder=text, **kept)
             started = time.perf_counter()
             summary = train_reward_model(config, resume=out.exists())
             print(f"trained {name}: {summary['steps']} steps, loss {summary['final_loss']:.3f}, {time.perf_counter() - started:.0f} s", flush=True)
