@@ -7,7 +7,9 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from headway.reward.frame_rate import resample_indices, score_recorded
+from test_reward_model import build_model
+
+from headway.reward.frame_rate import resample_indices, score_recorded, stream_at_rate
 from headway.reward.interface import RewardOutput
 from headway.reward.robustness import ShiftedModel, conditions_from
 
@@ -92,3 +94,17 @@ def test_a_faster_recording_of_the_same_frames_scores_exactly_as_the_original(fp
     out = ShiftedModel(model, fps=fps).score_recorded(frames(49), "lift", fps=20)  # 2.4 s, a whole number of frames at each rate
     assert model.shown[-1] == list(range(49))  # the model is shown the recording it was trained on
     np.testing.assert_array_equal(out.progress, np.arange(49))
+
+
+@pytest.mark.parametrize("fps", [10, 15, 20, 30])
+def test_a_live_loop_at_another_rate_scores_as_its_recording(fps):
+    model = build_model(stride=3)  # a tiny stage model at 20 fps
+    rng = np.random.default_rng(fps)
+    images = {v: rng.integers(0, 255, (17, model.image_size, model.image_size, 3), dtype=np.uint8) for v in model.views}
+    offline = score_recorded(model, images, "lift", fps=fps)
+    scorer = stream_at_rate(model, "lift", fps)
+    for repeat in range(2):  # and again after a reset
+        scorer.reset()
+        live = [scorer.step({v: f[t] for v, f in images.items()}) for t in range(17)]
+        np.testing.assert_allclose([o.progress[0] for o in live], offline.progress, atol=1e-5)
+        np.testing.assert_allclose(np.stack([o.stage_probs[0] for o in live]), offline.stage_probs, atol=1e-5)

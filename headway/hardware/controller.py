@@ -47,6 +47,7 @@ from headway.hardware.recording import (
 from headway.hardware.safety import KeyboardStop, SafetyConfig, SafetyLayer, stop_on_signals
 from headway.perception.preprocess import resize_frames
 from headway.policy.interface import Policy
+from headway.reward.frame_rate import stream_at_rate
 from headway.reward.interface import RewardModel
 from headway.run_dir import RunDir
 from headway.runtime import torch_threads
@@ -154,7 +155,7 @@ class RolloutController:
         episode = EpisodeLog(index, seed, self.instruction, tuple(self.arm.views))
         error: BaseException | None = None
         loop = RateLoop(config.fps)
-        scorer = self.model.stream(self.instruction)
+        scorer = stream_at_rate(self.model, self.instruction, config.fps)  # the model's own frame rate, whatever the loop's
         streak, best, best_step = 0, -np.inf, 0
         started = time.monotonic()
         first_log = len(safety.log)

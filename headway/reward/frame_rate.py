@@ -52,3 +52,42 @@ def score_recorded(
     picks, held = resample_indices(length, fps, rate)
     output = model.score_episode({v: f[picks] for v, f in images.items()}, task, None if state is None else state[picks], batch_size)
     return output.take(held)
+
+
+class StreamAtModelRate:
+    """A streaming scorer for a control loop at `fps` whose model was trained at `model_fps`: each
+    tick advances the model through every model frame time reached since the last tick (none when
+    the loop is faster, several when slower), each shown the latest frame at or before it, so a
+    live episode scores as `score_recorded` scores its recording."""
+
+    def __init__(self, scorer, fps: float, model_fps: float) -> None:
+        if fps <= 0 or model_fps <= 0:
+            raise ValueError(f"frame rates must be positive, got {fps} and {model_fps}")
+        self.scorer, self.fps, self.model_fps = scorer, float(fps), float(model_fps)
+        self.reset()
+
+    def reset(self) -> None:
+        self.scorer.reset()
+        self.tick, self.scored = 0, 0
+        self.previous: tuple | None = None
+        self.last: RewardOutput | None = None
+
+    def step(self, images: dict[str, np.ndarray], state: np.ndarray | None = None) -> RewardOutput:
+        due = int(np.floor(self.tick * self.model_fps / self.fps + EPS)) + 1
+        while self.scored < due:
+            shown = int(np.floor(self.scored * self.fps / self.model_fps + EPS))  # this tick or the one before
+            frame = (images, state) if shown == self.tick else self.previous
+            self.last = self.scorer.step(*frame)
+            self.scored += 1
+        self.previous = (images, state)
+        self.tick += 1
+        return self.last
+
+
+def stream_at_rate(model, task: str, fps: float):
+    """`model.stream(task)` for a loop at `fps`, adapted to the model's own frame rate when it differs."""
+    scorer = model.stream(task)
+    rate = model_frame_rate(model)
+    if rate is None or abs(rate - fps) < 1e-6:
+        return scorer
+    return StreamAtModelRate(scorer, fps, rate)
