@@ -41,10 +41,10 @@ from headway.atomic import atomic_write_json, read_json
 from headway.datasets.reader import DatasetReader
 from headway.errors import HeadwayError
 from headway.executors import ray_settings
+from headway.reward.frame_rate import model_frame_rate
 from headway.reward.label_assembly import CARD_FILE, PROGRESS_FILE, TABLE_FILE, assemble_labels
 from headway.reward.label_inputs import dataset_fingerprint, load_model, match_views, model_fingerprint, resolve_dataset
 from headway.reward.label_outputs import draw_plots, write_labelled_dataset
-from headway.reward.frame_rate import model_frame_rate
 from headway.reward.label_scoring import episode_file, score_episodes
 from headway.reward.loading import reward_model_spec
 from headway.reward.ray_labelling import score_on_ray

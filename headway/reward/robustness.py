@@ -2,9 +2,9 @@
 change from the first (nominal) one, as a printed table, markdown, JSON and a PNG.
 
 Rows are "conditions": a dataset scored as collected, or the nominal dataset scored with its task
-said another way (`wordings`), recorded at another frame rate (`frame_rates`: frames picked from
-the recording and declared at that rate, which the model's scoring resamples to its own), with a robot moving
-faster or slower (`speeds`: frames dropped or repeated at the same declared rate, which no
+said another way (`wordings`), recorded at another frame rate (`frame_rates`: the recording's
+nearest frames, declared at that rate, which the model's scoring resamples to its own), with a robot
+moving faster or slower (`speeds`: frames dropped or repeated at the same declared rate, which no
 resampling undoes) or at another image size (`sizes`: frames down- or up-scaled to that size before
 the model's own resize). Targets are issue 26's (checked only where measured).
 """
