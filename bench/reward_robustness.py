@@ -21,7 +21,8 @@ Stages (each skipped when its output exists, so a killed run resumes):
 
 `--models` picks among nominal, randomized, randomized_plain (the randomised collection with the default
 recipe, no added augmentation: what `headway demo` would train with `--train-randomize mild`), mixed and
-worded (the nominal collection with paraphrase training only); `--text-encoders hashed,minilm` trains each once per task encoder
+worded (the nominal collection with paraphrase training only), warped (the nominal collection with
+`--time-warp 1`: windows at robot speeds from 0.5x to 2x); `--text-encoders hashed,minilm` trains each once per task encoder
 (`name+minilm`), and `--encoders conv,hf:/models/dinov2-small` once per image encoder (`name+hf-dinov2-small`; a
 frozen tower's features are cached, so its models get the paraphrases but not the appearance augmentations).
 """
@@ -71,6 +72,7 @@ MODELS = {
     "randomized_plain": (("train_randomized",), {}),  # the randomised collection with the default recipe, as `headway demo` trains
     "mixed": (("train_nominal", "train_randomized"), AUGMENT),  # both collections, same steps
     "worded": (("train_nominal",), {"paraphrase_prob": AUGMENT["paraphrase_prob"]}),
+    "warped": (("train_nominal",), {"time_warp": 1.0}),  # the nominal collection at robot speeds from 0.5x to 2x
 }
 COMPARED = ("stage_accuracy", "progress_mae", "success_auroc", "kendall_tau", "succ_fail_gap", "voc")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -153,6 +154,37 @@ def test_training_windows_are_spaced_as_at_inference():
         assert np.array_equal(batch.valid.numpy(), valid)
         assert np.array_equal(np.where(valid, frame_of_slot.numpy(), 0), np.where(valid, expected, 0))
         np.testing.assert_allclose(batch.times.numpy()[valid], expected[valid] / 10.0, atol=1e-6)
+
+
+def test_time_warp_shows_windows_at_other_robot_speeds():
+    from headway.reward.training_data import EpisodeData, SegmentSampler
+
+    length, stride, window = 60, 4, 4
+    frames = torch.arange(length, dtype=torch.uint8)[:, None, None, None, None].expand(length, 1, 3, 2, 2)
+    targets = np.arange(length)
+    episode_data = EpisodeData("t", frames.contiguous(), torch.ones(1, dtype=torch.bool), targets, targets, targets, targets)
+
+    def spacings(time_warp: float) -> set[int]:
+        sampler = SegmentSampler([episode_data], window, fps=10.0, stride=stride, segment=6, rewind_prob=0.0, mismatch_prob=0.0,
+                                 time_warp=time_warp)
+        seen = set()
+        for _ in range(40):
+            batch = sampler.sample(2)
+            frame_of_slot = batch.frames[:, 0, 0, 0, 0].long()[batch.windows].numpy()
+            for row, valid in zip(frame_of_slot, batch.valid.numpy()):
+                recent = row[1:][valid[1:]]
+                steps = set(np.diff(recent).tolist())
+                assert len(steps) <= 1, "one stride per window"
+                seen |= steps
+        return seen
+
+    assert spacings(0.0) == {stride}
+    warped = spacings(1.0)  # strides from 4 / 2 to 4 x 2
+    assert warped <= set(range(2, 9)) and min(warped) <= 3 and max(warped) >= 6
+    with pytest.raises(HeadwayError, match="time_warp"):
+        from headway.reward.train import TrainConfig
+
+        TrainConfig(datasets=[Path("x")], out=Path("y"), time_warp=4.0)
 
 
 def test_training_scores_an_episode_s_last_frames_about_as_often_as_the_rest():

@@ -74,6 +74,9 @@ class TrainConfig:
     crop_scale: float = 0.0  # zoom-in crops keeping down to 1/(1 + this) of the image side
     task_text: str | None = None  # train every episode under this task text instead of the dataset's wording
     paraphrase_prob: float = 0.0  # share of matched samples shown a paraphrase of their task (headway.reward.task_text)
+    # robots faster or slower than the demonstrator: each segment's frame stride scaled by a factor drawn
+    # log-uniformly from [1/(1 + w), 1 + w] (rounded, at least 1), so windows show other speeds. 0: off
+    time_warp: float = 0.0
     linear_if_missing: bool = False  # train unannotated episodes on linear-in-time progress
     prior: Literal["dataset", "equal"] = "dataset"  # stage shares of progress: "dataset" (SARM: mean share of time) or "equal"
     elapsed_time: bool = False  # let the model see absolute episode time (it then learns the pace)
@@ -106,6 +109,8 @@ class TrainConfig:
             raise HeadwayError(f"rotate_degrees must be in [0, 30], got {self.rotate_degrees}")
         if not 0.0 <= self.crop_scale <= 0.5:
             raise HeadwayError(f"crop_scale must be in [0, 0.5], got {self.crop_scale}")
+        if not 0.0 <= self.time_warp <= 3.0:
+            raise HeadwayError(f"time_warp must be in [0, 3] (speeds from 1/(1 + w) to 1 + w times the recording's), got {self.time_warp}")
         if self.task_text is not None and not self.task_text.strip():
             raise HeadwayError("--task-text is empty; give the task's wording or leave it out")
         for name in ("rewind_prob", "mismatch_prob", "view_dropout", "paraphrase_prob"):
@@ -254,7 +259,7 @@ def _train(config: TrainConfig, device: torch.device, resume: bool, progress: bo
     sampler = SegmentSampler(
         episodes, config.window, model_config.fps, stride=config.stride, segment=config.segment,
         rewind_prob=config.rewind_prob, mismatch_prob=config.mismatch_prob, view_dropout=config.view_dropout, seed=config.seed,
-        paraphrase_prob=config.paraphrase_prob,
+        paraphrase_prob=config.paraphrase_prob, time_warp=config.time_warp,
     )
     if rank:  # every other process draws its own segments and augmentations; rank 0 keeps the single-process streams
         sampler.rng = np.random.default_rng([config.seed, rank])
@@ -353,7 +358,7 @@ def _train(config: TrainConfig, device: torch.device, resume: bool, progress: bo
 TRAINING_RECORD = "training.json"
 _NEW_SETTINGS = {
     "color_jitter": 0.0, "rotate_degrees": 0.0, "crop_scale": 0.0, "task_text": None, "paraphrase_prob": 0.0,
-    "text_encoder": HASHED,
+    "text_encoder": HASHED, "time_warp": 0.0,
 }
 
 
@@ -397,6 +402,7 @@ def write_training_record(config: TrainConfig, readers, episodes, steps: int, se
             "rewind_prob": config.rewind_prob,
             "mismatch_prob": config.mismatch_prob,
             "paraphrase_prob": config.paraphrase_prob,
+            "time_warp": config.time_warp,
         },
         "task_text": config.task_text,
         "encoder": config.encoder,

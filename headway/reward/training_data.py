@@ -189,8 +189,10 @@ class SegmentSampler:
         view_dropout: float = 0.3,
         seed: int = 0,
         paraphrase_prob: float = 0.0,
+        time_warp: float = 0.0,
     ) -> None:
         self.episodes = episodes
+        self.time_warp = time_warp
         self.window = window
         self.stride = stride
         self.fps = fps
@@ -211,7 +213,8 @@ class SegmentSampler:
         offset = 0
         for segment_index in range(segments):
             episode = self.episodes[int(self.rng.integers(len(self.episodes)))]
-            sequence, times = self._sequence(len(episode.stage))
+            stride = self._segment_stride()
+            sequence, times = self._sequence(len(episode.stage), stride)
             view_mask = self._view_mask(episode.present)
             chosen = np.concatenate([[0], sequence])  # slot 0 of the list: the episode's first frame
             frames.append(episode.frames[torch.from_numpy(chosen)])
@@ -223,7 +226,7 @@ class SegmentSampler:
                 task, matched = str(self.rng.choice(others)), False
             elif self.paraphrase_prob > 0 and self.paraphrases.get(task) and self.rng.random() < self.paraphrase_prob:
                 task = str(self.rng.choice(self.paraphrases[task]))
-            nothing_before = sequence[0] < self.stride  # no earlier frame on this segment's stride
+            nothing_before = sequence[0] < stride  # no earlier frame on this segment's stride
             # windows over the segment's own positions, which are one window slot apart; slot 0 is the first frame
             positions, valid = window_indices(np.arange(len(sequence)), self.window)
             slots = np.where(valid, positions + 1, 0)
@@ -263,26 +266,34 @@ class SegmentSampler:
             matched=torch.from_numpy(matched_array),
         )
 
-    def _sequence(self, length: int) -> tuple[np.ndarray, np.ndarray]:
+    def _segment_stride(self) -> int:
+        """The model's stride, or with `time_warp` a stride scaled as a faster or slower robot would
+        look at the model's frame rate."""
+        if self.time_warp <= 0:
+            return self.stride
+        factor = float(np.exp(self.rng.uniform(-1.0, 1.0) * np.log1p(self.time_warp)))
+        return max(1, int(round(self.stride * factor)))
+
+    def _sequence(self, length: int, stride: int) -> tuple[np.ndarray, np.ndarray]:
         """Frame indices of a segment, every `stride` frames (maybe ending with a rewind), and their
         elapsed times in seconds: consecutive positions are one window slot apart, as at inference."""
         # The end is drawn past the episode's last frame too, and such a segment slides back to end
         # on the last frame of its phase: otherwise a frame is scored only by segments ending at or
         # after it, and an episode's final frames (its outcome) would be trained on 5-15x less often
         # than its first ones.
-        end = int(self.rng.integers(length + self.stride * max(self.segment - self.window, 0)))
+        end = int(self.rng.integers(length + stride * max(self.segment - self.window, 0)))
         if end >= length:
-            end -= self.stride * -(-(end - length + 1) // self.stride)
+            end -= stride * -(-(end - length + 1) // stride)
             if end < 0:  # an episode shorter than the stride has no frame of this phase
                 end = length - 1
-        start = end - self.stride * (self.segment - 1)
+        start = end - stride * (self.segment - 1)
         if start < 0:
-            start = end % self.stride
-        sequence = np.arange(start, end + 1, self.stride)
+            start = end % stride
+        sequence = np.arange(start, end + 1, stride)
         if self.rng.random() < self.rewind_prob and end > 0:
             back = int(self.rng.integers(1, 5))
-            sequence = np.concatenate([sequence, np.maximum(end - self.stride * np.arange(1, back + 1), 0)])
-        times = (start + self.stride * np.arange(len(sequence))) / self.fps  # time goes on while the video rewinds
+            sequence = np.concatenate([sequence, np.maximum(end - stride * np.arange(1, back + 1), 0)])
+        times = (start + stride * np.arange(len(sequence))) / self.fps  # time goes on while the video rewinds
         return sequence, times
 
     def _view_mask(self, present: torch.Tensor) -> torch.Tensor:
