@@ -182,8 +182,6 @@ def test_time_warp_shows_windows_at_other_robot_speeds():
     warped = spacings(1.0)  # strides from 4 / 2 to 4 x 2
     assert warped <= set(range(2, 9)) and min(warped) <= 3 and max(warped) >= 6
     with pytest.raises(HeadwayError, match="time_warp"):
-        from headway.reward.train import TrainConfig
-
         TrainConfig(datasets=[Path("x")], out=Path("y"), time_warp=4.0)
 
 

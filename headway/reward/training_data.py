@@ -272,7 +272,7 @@ class SegmentSampler:
         if self.time_warp <= 0:
             return self.stride
         factor = float(np.exp(self.rng.uniform(-1.0, 1.0) * np.log1p(self.time_warp)))
-        return max(1, int(round(self.stride * factor)))
+        return max(1, round(self.stride * factor))
 
     def _sequence(self, length: int, stride: int) -> tuple[np.ndarray, np.ndarray]:
         """Frame indices of a segment, every `stride` frames (maybe ending with a rewind), and their
