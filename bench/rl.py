@@ -125,6 +125,7 @@ def run_config(args: argparse.Namespace, variant: str, seed: int, init: Path, de
                        demo_ratio=args.anchor, baseline=args.baseline, margin=args.margin,
                        refit_every=args.refit_every, refit_steps=args.refit_steps, successes_only=args.successes_only,
                        refit_from=args.refit_from, refit_lr=args.refit_lr, refit_patience=args.refit_patience,
+                       value_sees_potential=args.value_sees_potential,
                        failure_peak=args.failure_peak if shaping != "none" else 0.0),
         progress=True,
     )
@@ -132,13 +133,15 @@ def run_config(args: argparse.Namespace, variant: str, seed: int, init: Path, de
 
 def train_one(config) -> dict:
     from headway.csvlog import read_rows
-    from headway.policy.rl_runner import run_online_rl, training_outcomes
+    from headway.policy.rl_runner import ADDED_SETTINGS, run_online_rl, training_outcomes
+    from headway.run_dir import with_defaults
 
     set_torch_threads(1)
     done = config.out / "summary.json"
     if done.exists() and (config.out / "config.json").exists():  # finished earlier with these settings: reuse it
         summary = json.loads(done.read_text())
-        if summary.get("steps", 0) >= config.steps and json.loads((config.out / "config.json").read_text()) == config.identity():
+        found = with_defaults(ADDED_SETTINGS, json.loads((config.out / "config.json").read_text()))
+        if summary.get("steps", 0) >= config.steps and found == config.identity():
             return training_outcomes(read_rows(config.out / "train.csv", summary["steps"])) | summary  # runs from before these counts
     return run_online_rl(config, resume=True)
 
@@ -242,6 +245,7 @@ def main() -> None:
     parser.add_argument("--gamma", type=float, default=0.99, help="awr: discount (of the return and of the potential's shaping)")
     parser.add_argument("--lam", type=float, default=0.95, help="awr: GAE lambda")
     parser.add_argument("--baseline", default="value", choices=("value", "potential"), help="awr: learned V(s, Phi) with GAE, or the potential itself (shaped Monte Carlo return)")
+    parser.add_argument("--value-sees-potential", action=argparse.BooleanOptionalAction, default=True, help="awr: the value function sees the potential as an input (V(s, Phi)) or the state alone (V(s))")
     parser.add_argument("--margin", type=float, default=0.0, help="awr positive weighting: imitate steps with advantage above this")
     parser.add_argument("--refit-every", type=int, default=1, help="awr: re-clone the policy afresh every N episodes (0: gradient steps after each)")
     parser.add_argument("--refit-steps", type=int, default=600, help="awr: BC steps of each re-cloning")

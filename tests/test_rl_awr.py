@@ -37,6 +37,16 @@ def test_gae_bootstraps_through_truncation_not_termination():
     assert terminated[0] == pytest.approx(0.81 * 1.0 - 0.5)  # lambda = 1: Monte Carlo return minus V
 
 
+def test_the_value_sees_the_potential_only_when_asked():
+    from headway.policy.rl_awr import ValueNet
+
+    torch.manual_seed(0)
+    obs, low, high = torch.randn(8, 5), torch.zeros(8), torch.ones(8)
+    seeing, blind = ValueNet(5, 16), ValueNet(5, 16, sees_potential=False)
+    assert not torch.allclose(seeing(obs, low), seeing(obs, high))
+    assert torch.equal(blind(obs, low), blind(obs, high))
+
+
 def test_awr_weights_do_not_depend_on_the_rewards_scale():
     advantages = np.random.default_rng(0).normal(size=100)
     weights = awr_weights(advantages, beta=1.0, max_weight=20.0)

@@ -66,6 +66,9 @@ class AWRConfig:
     # shaped Monte Carlo return, in which the potential itself is the baseline (under pbrs,
     # A_t = sum_k gamma^k r_t+k + gamma^(T-t) Phi_T - Phi_t; under a sparse reward, the discounted success)
     baseline: str = "value"
+    # the value function sees the potential Phi (the reward model's, which depends on its frame window) as an
+    # input, so V can represent the shaped value V - Phi; False: V(s) from the state alone (docs/rl.md)
+    value_sees_potential: bool = True
     margin: float = 0.0  # "positive" imitates steps with A > margin
     # 0: `updates_per_episode` gradient steps on the current network after every episode. N > 0: every N
     # episodes, clone the policy afresh (new weights, BC's own recipe: `refit_steps` AdamW steps at
@@ -125,10 +128,12 @@ class AWRConfig:
 
 # -- 1. the value function ---------------------------------------------------------------------
 class ValueNet(nn.Module):
-    """V(s, Phi): LayerNorm MLP on the normalised state with the potential as one more input."""
+    """V(s, Phi): LayerNorm MLP on the normalised state with the potential as one more input
+    (held at 0 when it must not see it)."""
 
-    def __init__(self, obs_dim: int, hidden: int) -> None:
+    def __init__(self, obs_dim: int, hidden: int, sees_potential: bool = True) -> None:
         super().__init__()
+        self.sees_potential = sees_potential
         self.normaliser = Normaliser(obs_dim)
         self.net = nn.Sequential(
             nn.Linear(obs_dim + 1, hidden), nn.LayerNorm(hidden), nn.ReLU(),
@@ -137,6 +142,7 @@ class ValueNet(nn.Module):
         )
 
     def forward(self, obs: torch.Tensor, phi: torch.Tensor) -> torch.Tensor:
+        phi = phi if self.sees_potential else torch.zeros_like(phi)
         return self.net(torch.cat([self.normaliser(obs), phi[:, None]], dim=-1))[:, 0]
 
 
@@ -186,7 +192,7 @@ class AWRLearner:
     def __init__(self, net, obs_dim: int, config: AWRConfig, demos, seed: int = 0, device="cpu") -> None:
         """`net` is a BCNet (headway.policy.bc), trained in place; `demos` its BCSamples anchor (or None)."""
         self.net, self.config, self.device = net, config, torch.device(device)
-        self.value = ValueNet(obs_dim, config.hidden).to(self.device)
+        self.value = ValueNet(obs_dim, config.hidden, config.value_sees_potential).to(self.device)
         self.policy_opt = torch.optim.Adam(net.parameters(), lr=config.policy_lr)
         self.value_opt = torch.optim.Adam(self.value.parameters(), lr=config.value_lr)
         self.episodes: list[Episode] = []

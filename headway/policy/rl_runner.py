@@ -66,6 +66,10 @@ TRAIN_FIELDS = ["step", "episode", "seed", "task_return", "learned_return", "suc
 EVAL_FIELDS = ["step", "success_rate", "mean_dense_return", "mean_length", "used_rl", "successes", "seconds", "env_steps_per_s", "updates_per_s"]
 
 
+# settings added since older runs were written, at the values that reproduce those runs (resume and reuse)
+ADDED_SETTINGS = {"awr": {"value_sees_potential": True}}
+
+
 @dataclass
 class OnlineRLConfig:
     task: str = "lift"
@@ -357,7 +361,7 @@ def load_checkpoint(out: Path) -> tuple[dict, Buffer] | None:
 
 def open_run(config: OnlineRLConfig, resume: bool, overwrite: bool = False) -> Path:
     """Check `config.out` against this run (headway.run_dir) and prepare it."""
-    RunDir(config.out, job="RL run", identity=config.identity(), identity_file="config.json").open(resume, overwrite)
+    RunDir(config.out, job="RL run", identity=config.identity(), identity_file="config.json", defaults=ADDED_SETTINGS).open(resume, overwrite)
     return config.out
 
 
