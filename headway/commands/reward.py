@@ -94,7 +94,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     robust.add_argument("--report", type=Path, default=None, metavar="PREFIX", help="write PREFIX.json, PREFIX.md and PREFIX.png")
     robust.add_argument("--label", action="append", default=None, help="a name per --dataset for the report's rows (repeatable)")
     robust.add_argument("--wording", action="append", default=None, metavar="TEXT", help="also score the first dataset with its task said as TEXT (repeatable)")
-    robust.add_argument("--fps", action="append", type=float, default=None, metavar="F", help="also score the first dataset as if recorded at F fps: frames picked from it, declared at F (the model sees them at its own rate) (repeatable)")
+    robust.add_argument("--fps", action="append", type=float, default=None, metavar="F", help="also score the first dataset as if recorded at F fps: its nearest frames at F fps, declared at F (the model sees them at its own rate) (repeatable)")
     robust.add_argument("--speed", action="append", type=float, default=None, metavar="S", help="also score the first dataset as if its robot moved S times as fast (frames dropped or repeated at the same frame rate) (repeatable)")
     robust.add_argument("--shift-size", action="append", type=int, default=None, metavar="PX", help="also score the first dataset with frames resampled to PX pixels (repeatable)")
     evaluate.add_argument("--device", default=None)
