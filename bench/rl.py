@@ -133,15 +133,13 @@ def run_config(args: argparse.Namespace, variant: str, seed: int, init: Path, de
 
 def train_one(config) -> dict:
     from headway.csvlog import read_rows
-    from headway.policy.rl_runner import ADDED_SETTINGS, run_online_rl, training_outcomes
-    from headway.run_dir import with_defaults
+    from headway.policy.rl_runner import run_online_rl, saved_identity, training_outcomes
 
     set_torch_threads(1)
     done = config.out / "summary.json"
     if done.exists() and (config.out / "config.json").exists():  # finished earlier with these settings: reuse it
         summary = json.loads(done.read_text())
-        found = with_defaults(ADDED_SETTINGS, json.loads((config.out / "config.json").read_text()))
-        if summary.get("steps", 0) >= config.steps and found == config.identity():
+        if summary.get("steps", 0) >= config.steps and saved_identity(config.out) == config.identity():
             return training_outcomes(read_rows(config.out / "train.csv", summary["steps"])) | summary  # runs from before these counts
     return run_online_rl(config, resume=True)
 

@@ -197,11 +197,16 @@ def read_progress(path: Path, episode_lengths: dict[int, int]) -> dict[int, np.n
     return result
 
 
+def _folder_of(path: Path) -> Path:
+    """`path` itself, or the folder of a labels.parquet / sarm_progress.parquet given."""
+    path = Path(path)
+    return path.parent if path.suffix == ".parquet" else path
+
+
 def headway_label_folder(path: Path) -> Path | None:
     """The `headway label` folder at `path` (or holding the labels.parquet / sarm_progress.parquet given);
     None when there is none, e.g. a bare sarm_progress.parquet from LeRobot's own labelling."""
-    path = Path(path)
-    folder = path.parent if path.suffix == ".parquet" else path
+    folder = _folder_of(path)
     return folder if (folder / LABEL_CARD).exists() and (folder / LABEL_TABLE).exists() else None
 
 
@@ -209,7 +214,7 @@ def label_folder(path: Path) -> Path:
     """The label folder: `path` itself, or the folder of a labels.parquet / sarm_progress.parquet given."""
     folder = headway_label_folder(path)
     if folder is None:
-        folder = Path(path).parent if Path(path).suffix == ".parquet" else Path(path)
+        folder = _folder_of(path)
         if not folder.exists():
             raise HeadwayError(f"labels {path} do not exist; label the dataset first with `headway label`")
         raise HeadwayError(

@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from headway.atomic import atomic_write_json, latest_checkpoint, publish_checkpoint, publish_copy
+from headway.atomic import atomic_write_json, latest_checkpoint, publish_checkpoint, publish_copy, read_json
 from headway.csvlog import CsvLog, read_rows
 from headway.errors import HeadwayError
 from headway.perception.preprocess import resize_frames
@@ -52,7 +52,7 @@ from headway.policy.rl_potential import BatchedPotential
 from headway.policy.vec_env import VecEnv, VecEnvSpec
 from headway.registry import Registry
 from headway.reward.loading import load_reward_model, reward_model_spec
-from headway.run_dir import RunDir
+from headway.run_dir import RunDir, with_defaults
 from headway.runtime import torch_threads
 from headway.sim.env import VIEWS
 from headway.sim.task import get_task
@@ -357,6 +357,11 @@ def load_checkpoint(out: Path) -> tuple[dict, Buffer] | None:
     """The ibrl loop's: the latest checkpoint's state and its online replay buffer."""
     checkpoint = load_checkpoint_arrays(out)
     return None if checkpoint is None else (checkpoint[0], Buffer.from_state(checkpoint[1]))
+
+
+def saved_identity(out: Path) -> dict:
+    """A run folder's settings (`config.json`), with those added since it was written at their old values."""
+    return with_defaults(ADDED_SETTINGS, read_json(Path(out) / "config.json"))
 
 
 def open_run(config: OnlineRLConfig, resume: bool, overwrite: bool = False) -> Path:
